@@ -1,0 +1,82 @@
+# The project's one entry point: every target installs what it is missing,
+# builds, then runs. Only the system packages need root (apt-get).
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PYTEST_ARGS ?=
+PYVERSIONS ?= 3.10 3.11 3.12 3.13
+export GR_WERROR ?= 1
+
+.PHONY: all demo test test-all test-asan bench stress deps build clean
+
+all: build
+
+# libuv's headers and pkg-config: apt-get them when we are root on Debian,
+# otherwise say what to install.
+deps:
+	@if ! pkg-config --exists libuv 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing libuv1-dev and pkg-config with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq libuv1-dev pkg-config >/dev/null; \
+	  else \
+	    echo "goroutine needs libuv's development files:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install libuv1-dev pkg-config"; \
+	    echo "  macOS:         brew install libuv pkg-config"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# A venv with the test extras and an editable install.  Rebuilt when the
+# packaging files change.
+$(VENV)/.installed: pyproject.toml setup.py | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+build: deps $(VENV)/.installed
+	$(PY) setup.py -q build_ext --inplace
+
+demo: build
+	$(PY) examples/tour.py
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every CPython 3.10-3.13 on this machine (pyenv's or on PATH): a venv each,
+# the whole suite each.  Absent versions are skipped, a failing one fails.
+test-all: deps
+	@failed=""; ran=""; \
+	for v in $(PYVERSIONS); do \
+	  py=$$(ls -d /root/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v 2>/dev/null || true); \
+	  if [ -z "$$py" ]; then echo "=== Python $$v: not found, skipped"; continue; fi; \
+	  echo "=== Python $$v ($$py)"; ran="$$ran $$v"; \
+	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v || failed="$$failed $$v"; \
+	done; \
+	echo "=== ran:$$ran"; \
+	if [ -z "$$ran" ]; then echo "no Python 3.10-3.13 found"; exit 1; fi; \
+	if [ -n "$$failed" ]; then echo "=== FAILED on:$$failed"; exit 1; fi; \
+	echo "=== all passed"
+
+# AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
+# runtime is preloaded; leak detection is off here because the interpreter
+# keeps its own allocations alive at exit (issue 9 covers leaks).
+ASAN_VENV := .venv-asan
+ASAN_PY   := $(ASAN_VENV)/bin/python
+test-asan: deps
+	@[ -x $(ASAN_PY) ] || $(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis
+	GR_SANITIZE=address,undefined $(ASAN_PY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+	cd tests && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
+
+bench: build
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+clean:
+	rm -rf build goroutine/*.so .venv .venv-* *.egg-info .pytest_cache

@@ -1,0 +1,84 @@
+/*
+ * module.c: the goroutine._core module object and nothing else.
+ *
+ * Multi-phase init: the exec slot creates the process-wide exception
+ * classes once (gr_globals), then lets each concept file add its types and
+ * functions.  The runtime behind them (scheduler threads, libuv loop) is
+ * process-wide and started lazily by the first call that needs it, so
+ * importing the module costs no thread.
+ */
+#include "core.h"
+
+gr_globals_t gr_globals;
+
+PyObject *
+gr_panic(const char *msg)
+{
+    PyErr_SetString(gr_globals.Panic, msg);
+    return NULL;
+}
+
+static int
+globals_init(void)
+{
+    if (gr_globals.Panic != NULL) {
+        return 0;
+    }
+    gr_globals.Panic = PyErr_NewExceptionWithDoc(
+        "goroutine.Panic",
+        "Panic(arg): a Go panic.  Raised by panic(v) and by every Go runtime\n"
+        "panic; str(exc) is Go's message and .arg the value given to panic.",
+        PyExc_Exception, NULL);
+    if (gr_globals.Panic == NULL) {
+        return -1;
+    }
+    gr_globals.Deadlock = PyErr_NewExceptionWithDoc(
+        "goroutine.Deadlock",
+        "Deadlock: all goroutines are asleep - deadlock!  Raised in every\n"
+        "thread blocked in a runtime operation that nothing can wake.",
+        PyExc_RuntimeError, NULL);
+    if (gr_globals.Deadlock == NULL) {
+        Py_CLEAR(gr_globals.Panic);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+module_exec(PyObject *module)
+{
+    if (globals_init() < 0) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "Panic", gr_globals.Panic) < 0 ||
+        PyModule_AddObjectRef(module, "Deadlock", gr_globals.Deadlock) < 0) {
+        return -1;
+    }
+    if (gr_sched_exec(module) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    /* One scheduler per process: a subinterpreter must not get its own. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "goroutine._core",
+    .m_doc = "The C core of goroutine: Go's runtime for CPython.",
+    .m_size = 0,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

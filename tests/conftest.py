@@ -1,0 +1,1 @@
+import goroutine  # noqa: F401  (import errors surface before collection)
