@@ -59,7 +59,8 @@ def switch_source():
         return ["src/switch_x86_64.S"], []
     if machine in ("aarch64", "arm64"):
         return ["src/switch_aarch64.S"], []
-    return [], [("GR_SWITCH_UCONTEXT", "1")]
+    fail("goroutine has no context switch for %s yet (x86_64 and aarch64 "
+         "are supported)" % platform.machine())
 
 
 class BuildExt(build_ext):

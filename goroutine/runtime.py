@@ -1,4 +1,35 @@
 """goroutine.runtime: the scheduler's knobs and introspection (Go's runtime)."""
-from goroutine._core import num_cpu
+import traceback as _traceback
 
-__all__ = ["num_cpu"]
+from goroutine._core import (goexit, gomaxprocs, goid, gosched, num_cpu,
+                             num_goroutine, stats)
+from goroutine import _core
+
+__all__ = ["gomaxprocs", "num_goroutine", "num_cpu", "gosched", "goexit",
+           "goid", "stack", "stats", "set_panic_exit"]
+
+_panic_exit = False
+
+
+def set_panic_exit(flag: bool) -> None:
+    """With True, an exception escaping a goroutine prints the panic and
+    exits the process with status 2, as Go does; False (the default) only
+    reports it through goroutine.excepthook."""
+    global _panic_exit
+    _panic_exit = bool(flag)
+
+
+def stack() -> str:
+    """Every goroutine's state and Python traceback, in Go's dump format:
+
+        goroutine 7 [chan receive]:
+          File "...", line 3, in worker
+    """
+    parts = []
+    for goid_, state, frame in _core._goroutines():
+        lines = [f"goroutine {goid_} [{state}]:"]
+        if frame is not None:
+            lines.extend(l.rstrip("\n") for l in
+                         _traceback.format_list(_traceback.extract_stack(frame)))
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + ("\n" if parts else "")

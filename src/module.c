@@ -41,6 +41,14 @@ globals_init(void)
         Py_CLEAR(gr_globals.Panic);
         return -1;
     }
+    gr_globals.Goexit = PyErr_NewExceptionWithDoc(
+        "goroutine.Goexit",
+        "Goexit: raised by runtime.goexit() to end the calling goroutine\n"
+        "after its deferred calls ran.  recover() does not stop it.",
+        PyExc_BaseException, NULL);
+    if (gr_globals.Goexit == NULL) {
+        return -1;
+    }
     return 0;
 }
 
@@ -51,10 +59,12 @@ module_exec(PyObject *module)
         return -1;
     }
     if (PyModule_AddObjectRef(module, "Panic", gr_globals.Panic) < 0 ||
-        PyModule_AddObjectRef(module, "Deadlock", gr_globals.Deadlock) < 0) {
+        PyModule_AddObjectRef(module, "Deadlock", gr_globals.Deadlock) < 0 ||
+        PyModule_AddObjectRef(module, "Goexit", gr_globals.Goexit) < 0) {
         return -1;
     }
-    if (gr_sched_exec(module) < 0) {
+    if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||
+        gr_select_exec(module) < 0) {
         return -1;
     }
     return 0;

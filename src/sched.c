@@ -1,40 +1,1520 @@
 /*
  * sched.c: Go's scheduler (G, M, P) for Python callables.
  *
- * This first piece holds the runtime queries that need no scheduler yet.
+ * G is a goroutine: a C stack (gstack.c) and its own PyThreadState
+ * (pystate.c).  M is an OS thread made by the runtime; its native stack is
+ * g0, where this file's scheduler loop runs, always WITHOUT the GIL.  P is
+ * a scheduling context with a local run queue; there are GOMAXPROCS of
+ * them, and an M runs goroutines only while it holds one.
+ *
+ * Running a goroutine (execute): take the GIL with the G's thread state
+ * (gr_pystate_enter), switch stacks, and when the G comes back (it parked,
+ * yielded or finished) give the GIL back (gr_pystate_leave) BEFORE running
+ * the park's unlock function.  So a G is published to wakers only once its
+ * stack and thread state are off the CPU, and no thread state is ever
+ * current on two OS threads.
+ *
+ * Invariants and ownership:
+ *   - p->status: P_IDLE (on sched.pidle, or being handed over), P_SCHED
+ *     (its M is in the scheduler), P_RUNG (its M runs a G).  Only sysmon
+ *     moves P_RUNG -> P_IDLE (retake, CAS); the M moves P_RUNG -> P_SCHED
+ *     by CAS when its G comes back, and learns from a failed CAS that it
+ *     lost the P.
+ *   - Run queue puts (runqput) are owner-only, as in Go: either the M in
+ *     the scheduler holding the P, or code on a G that holds the GIL and
+ *     sees p->m == its M.  An M that receives a P retaken from another M
+ *     first passes a GIL barrier (acquire + release), so any put the old
+ *     M's G began under the GIL has finished and later ones see the new
+ *     owner.  Gets and steals are lock-free CASes on runqhead.
+ *   - nactive counts Gs that are runnable or running (including ones
+ *     inside a blocking call); it reaches 0 only when every G is parked.
+ *     The deadlock check builds on that.
+ *
+ * Lock order: channel locks, then sched.lock; pool locks are leaves.
+ * Never call Python or take the GIL while holding sched.lock.
+ *
+ * Waking: a G readied by a goroutine goes to that M's runnext (so a
+ * ping-pong pair stays on one M and never touches the OS); from any other
+ * thread it goes to the global queue and an idle M is woken.  An idle M
+ * spins briefly (GR_SPIN_NS) before sleeping: a futex round trip costs
+ * ~40 us here, a spinning handoff well under 1 us.
+ *
+ * sysmon: a thread with no P and no GIL.  When a P has run the same G for
+ * GR_RETAKE_NS (the G is in a GIL-releasing blocking call, or CPU-bound)
+ * and has runnable work waiting, sysmon retakes the P and hands it to an
+ * idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
+ * when it next enters the scheduler its M finds no P, takes an idle one or
+ * goes to sleep.
  */
 #define _GNU_SOURCE
 #include "core.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Go's runtime.NumCPU: the CPUs this process may run on (its affinity
- * mask), which can be fewer than the machine has. */
-static int
-num_cpu(void)
+/* Sizes and times, with why. */
+#define GR_RUNQ 256                 /* Go's local run queue size */
+#define GR_GLOBAL_TICK 61           /* check the global queue every 61 */
+#define GR_SPIN_NS 50000            /* idle M spin before sleeping */
+#define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
+#define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
+
+enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
+enum { P_IDLE, P_SCHED, P_RUNG };
+enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
+
+struct gr_g {
+    gr_ctx ctx;                 /* saved registers while off-CPU */
+    gr_stack stack;
+    uint64_t goid;
+    atomic_int status;          /* G_* */
+    int exitkind;               /* why it switched to g0 (EXIT_*) */
+    const char *waitreason;     /* for stack(): "chan receive", ... */
+    gr_g *schedlink;            /* global run queue / free list link */
+    gr_g *allnext;              /* allg list, under sched.lock */
+    PyThreadState *tstate;      /* its own thread state, pooled with it */
+    PyObject *fn;               /* callable, args, kwargs until it runs */
+    PyObject *args;
+    PyObject *kwargs;
+    PyObject *context;          /* contextvars copy of its creator's */
+    gr_m *m;                    /* M running it, when running */
+    void (*unlockf)(void *);    /* park: runs on g0 after leave */
+    void *unlockarg;
+};
+
+struct gr_m {
+    pthread_t thread;
+    int id;
+    gr_ctx g0ctx;               /* the scheduler's saved registers */
+    void *g0fake;               /* ASan fake stack of g0 across a switch */
+    char *g0lo;                 /* g0 stack bounds, for ASan */
+    size_t g0size;
+    PyThreadState *tstate;      /* the M's own thread state */
+    gr_p *p;                    /* attached P, or NULL */
+    gr_p *nextp;                /* P handed over while it slept */
+    bool barrier;               /* nextp was retaken: pass a GIL barrier */
+    gr_g *curg;                 /* G running on it, or NULL on g0 */
+    bool spinning;              /* looking for work, counted in nmspinning */
+    gr_m *schedlink;            /* idle M list */
+    gr_sema park;               /* sleeps here when idle */
+    uint32_t rand;              /* fastrand state */
+};
+
+struct gr_p {
+    int id;
+    atomic_int status;          /* P_* */
+    _Atomic(gr_m *) m;          /* owner M */
+    atomic_uint schedtick;      /* bumped per G run */
+    atomic_uint runqhead;       /* consumers CAS this */
+    atomic_uint runqtail;       /* only the owner stores this */
+    _Atomic(gr_g *) runq[GR_RUNQ];
+    _Atomic(gr_g *) runnext;    /* the G to run next, owner sets */
+    gr_p *link;                 /* idle list, under sched.lock */
+    unsigned sysmontick;        /* sysmon's last view of schedtick */
+    int64_t sysmonwhen;         /* when sysmon saw it change */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    gr_g *runqhead;             /* global run queue, under lock */
+    gr_g *runqtail;
+    atomic_int runqsize;
+    gr_m *midle;                /* idle Ms, under lock */
+    int nmidle;
+    int mcount;                 /* Ms made */
+    int maxmcount;
+    gr_p *pidle;                /* idle Ps, under lock */
+    atomic_int npidle;
+    atomic_int nmspinning;
+    gr_p **allp;                /* every P ever made (gomaxprocs can grow) */
+    int nallp;
+    atomic_int gomaxprocs;
+    gr_g *gfree;                /* dead Gs for reuse, under lock */
+    int ngfree;
+    gr_g *allg;                 /* every G made, under lock */
+    atomic_ullong goidgen;
+    atomic_llong nactive;       /* runnable + running Gs */
+    atomic_llong ngoroutines;   /* not dead */
+    atomic_ullong epoch;        /* bumps on every go() and ready() */
+    atomic_int nthreadblocked;  /* plain threads blocked in the runtime */
+    atomic_bool started;
+    atomic_bool exiting;
+    PyInterpreterState *interp;
+    /* stats */
+    atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
+} sched = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .maxmcount = GR_MAXM_DEFAULT,
+};
+
+static __thread gr_m *tls_m;
+
+/* The M of this OS thread.  Never inlined and never cached across a park:
+ * a goroutine can resume on another OS thread. */
+__attribute__((noinline)) static gr_m *
+getm(void)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0) {
+    gr_m *m = tls_m;
+    __asm__ volatile("" ::: "memory");
+    return m;
+}
+
+gr_g *
+gr_getg(void)
+{
+    gr_m *m = getm();
+    return m != NULL ? m->curg : NULL;
+}
+
+uint64_t
+gr_g_id(gr_g *g)
+{
+    return g->goid;
+}
+
+static int64_t
+nanotime(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static __thread uint32_t tls_rand;
+
+uint32_t
+gr_fastrand(void)
+{
+    uint32_t x = tls_rand;
+    if (x == 0) {
+        x = (uint32_t)nanotime() ^ (uint32_t)(uintptr_t)&x ^ 0x9E3779B9u;
+        if (x == 0) {
+            x = 1;
+        }
+    }
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    tls_rand = x;
+    return x;
+}
+
+/* ---- semaphores (an M's park, a thread waiter's wake-up) ------------ */
+
+void
+gr_sema_init(gr_sema *s)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    s->posted = 0;
+}
+
+void
+gr_sema_destroy(gr_sema *s)
+{
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+void
+gr_sema_post(gr_sema *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->posted = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait for a post, at most timeout_ns (< 0: forever).  Consumes the post.
+ * Returns true if posted.  No GIL. */
+bool
+gr_sema_wait(gr_sema *s, int64_t timeout_ns)
+{
+    struct timespec dl;
+    if (timeout_ns >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += timeout_ns / 1000000000;
+        dl.tv_nsec += timeout_ns % 1000000000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->posted) {
+        if (timeout_ns < 0) {
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+        else if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool posted = s->posted;
+    s->posted = 0;
+    pthread_mutex_unlock(&s->mu);
+    return posted;
+}
+
+/* ---- run queues (Go's runqput / runqget / runqgrab) ---------------- */
+
+static void globrunqput(gr_g *g);
+
+/* Put g on p's local queue; next: into runnext, kicking the old one to
+ * the tail.  Owner only (see the header).  Overflow moves half the queue
+ * to the global queue.  Returns true if the queue had other work. */
+static bool
+runqput(gr_p *p, gr_g *g, bool next)
+{
+    if (next) {
+        gr_g *old = atomic_exchange(&p->runnext, g);
+        if (old == NULL) {
+            return false;
+        }
+        g = old;
+    }
+    for (;;) {
+        unsigned h = atomic_load_explicit(&p->runqhead, memory_order_acquire);
+        unsigned t = atomic_load_explicit(&p->runqtail, memory_order_relaxed);
+        if (t - h < GR_RUNQ) {
+            atomic_store_explicit(&p->runq[t % GR_RUNQ], g,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&p->runqtail, t + 1, memory_order_release);
+            return true;
+        }
+        /* Full: move half of it plus g to the global queue. */
+        unsigned n = (t - h) / 2;
+        gr_g *batch[GR_RUNQ / 2 + 1];
+        for (unsigned i = 0; i < n; i++) {
+            batch[i] = atomic_load_explicit(&p->runq[(h + i) % GR_RUNQ],
+                                            memory_order_relaxed);
+        }
+        if (!atomic_compare_exchange_strong_explicit(
+                &p->runqhead, &h, h + n, memory_order_release,
+                memory_order_relaxed)) {
+            continue;       /* a consumer moved the head: try again */
+        }
+        batch[n] = g;
+        pthread_mutex_lock(&sched.lock);
+        for (unsigned i = 0; i <= n; i++) {
+            batch[i]->schedlink = NULL;
+            if (sched.runqtail) {
+                sched.runqtail->schedlink = batch[i];
+            }
+            else {
+                sched.runqhead = batch[i];
+            }
+            sched.runqtail = batch[i];
+        }
+        atomic_fetch_add(&sched.runqsize, (int)n + 1);
+        pthread_mutex_unlock(&sched.lock);
+        return true;
+    }
+}
+
+static gr_g *
+runqget(gr_p *p)
+{
+    gr_g *next = atomic_load(&p->runnext);
+    if (next != NULL &&
+        atomic_compare_exchange_strong(&p->runnext, &next, NULL)) {
+        return next;
+    }
+    for (;;) {
+        unsigned h = atomic_load_explicit(&p->runqhead, memory_order_acquire);
+        unsigned t = atomic_load_explicit(&p->runqtail, memory_order_acquire);
+        if (t == h) {
+            return NULL;
+        }
+        gr_g *g = atomic_load_explicit(&p->runq[h % GR_RUNQ],
+                                       memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(
+                &p->runqhead, &h, h + 1, memory_order_release,
+                memory_order_relaxed)) {
+            return g;
+        }
+    }
+}
+
+static bool
+runqempty(gr_p *p)
+{
+    return atomic_load(&p->runqhead) == atomic_load(&p->runqtail) &&
+           atomic_load(&p->runnext) == NULL;
+}
+
+/* Steal half of victim's queue into batch; returns the count. */
+static unsigned
+runqgrab(gr_p *victim, gr_g **batch, bool stealnext)
+{
+    for (;;) {
+        unsigned h = atomic_load_explicit(&victim->runqhead,
+                                          memory_order_acquire);
+        unsigned t = atomic_load_explicit(&victim->runqtail,
+                                          memory_order_acquire);
+        unsigned n = t - h;
+        n = n - n / 2;
+        if (n == 0) {
+            if (stealnext) {
+                gr_g *next = atomic_load(&victim->runnext);
+                if (next != NULL && atomic_compare_exchange_strong(
+                        &victim->runnext, &next, NULL)) {
+                    batch[0] = next;
+                    return 1;
+                }
+            }
+            return 0;
+        }
+        if (n > GR_RUNQ / 2) {
+            continue;   /* read an inconsistent h and t */
+        }
+        for (unsigned i = 0; i < n; i++) {
+            batch[i] = atomic_load_explicit(&victim->runq[(h + i) % GR_RUNQ],
+                                            memory_order_relaxed);
+        }
+        if (atomic_compare_exchange_strong_explicit(
+                &victim->runqhead, &h, h + n, memory_order_release,
+                memory_order_relaxed)) {
             return n;
         }
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }
+
+/* sched.lock held. */
+static gr_g *
+globrunqget_locked(gr_p *p, int max)
+{
+    int size = atomic_load(&sched.runqsize);
+    if (size == 0) {
+        return NULL;
+    }
+    int n = size / atomic_load(&sched.gomaxprocs) + 1;
+    if (n > size) {
+        n = size;
+    }
+    if (max > 0 && n > max) {
+        n = max;
+    }
+    if (n > GR_RUNQ / 2) {
+        n = GR_RUNQ / 2;
+    }
+    gr_g *g = sched.runqhead;
+    sched.runqhead = g->schedlink;
+    int taken = 1;
+    while (taken < n) {
+        gr_g *more = sched.runqhead;
+        sched.runqhead = more->schedlink;
+        runqput(p, more, false);
+        taken++;
+    }
+    if (sched.runqhead == NULL) {
+        sched.runqtail = NULL;
+    }
+    atomic_fetch_sub(&sched.runqsize, taken);
+    return g;
+}
+
+static void
+globrunqput(gr_g *g)
+{
+    g->schedlink = NULL;
+    pthread_mutex_lock(&sched.lock);
+    if (sched.runqtail) {
+        sched.runqtail->schedlink = g;
+    }
+    else {
+        sched.runqhead = g;
+    }
+    sched.runqtail = g;
+    atomic_fetch_add(&sched.runqsize, 1);
+    pthread_mutex_unlock(&sched.lock);
+}
+
+/* ---- Ms and Ps ------------------------------------------------------ */
+
+static void *mstart(void *arg);
+
+/* sched.lock held. */
+static gr_p *
+pidleget_locked(void)
+{
+    gr_p *p = sched.pidle;
+    if (p != NULL) {
+        sched.pidle = p->link;
+        atomic_fetch_sub(&sched.npidle, 1);
+    }
+    return p;
+}
+
+/* sched.lock held.  p must have no owner. */
+static void
+pidleput_locked(gr_p *p)
+{
+    atomic_store(&p->m, NULL);
+    atomic_store(&p->status, P_IDLE);
+    p->link = sched.pidle;
+    sched.pidle = p;
+    atomic_fetch_add(&sched.npidle, 1);
+}
+
+static void
+acquirep(gr_m *m, gr_p *p)
+{
+    m->p = p;
+    atomic_store(&p->m, m);
+    atomic_store(&p->status, P_SCHED);
+}
+
+/* Wake or make an M to run p (p NULL: any idle P).  spinning: the M is
+ * counted in nmspinning by the caller. */
+static void
+startm(gr_p *p, bool spinning, bool barrier)
+{
+    pthread_mutex_lock(&sched.lock);
+    if (p == NULL) {
+        p = pidleget_locked();
+        if (p == NULL) {
+            pthread_mutex_unlock(&sched.lock);
+            if (spinning) {
+                atomic_fetch_sub(&sched.nmspinning, 1);
+            }
+            return;
+        }
+    }
+    gr_m *m = sched.midle;
+    if (m != NULL) {
+        sched.midle = m->schedlink;
+        sched.nmidle--;
+        pthread_mutex_unlock(&sched.lock);
+        m->spinning = spinning;
+        m->nextp = p;
+        m->barrier = barrier;
+        gr_sema_post(&m->park);
+        return;
+    }
+    if (sched.mcount >= sched.maxmcount) {
+        /* Go throws here; we keep the P idle and let running Ms serve it. */
+        pidleput_locked(p);
+        pthread_mutex_unlock(&sched.lock);
+        if (spinning) {
+            atomic_fetch_sub(&sched.nmspinning, 1);
+        }
+        return;
+    }
+    int id = sched.mcount++;
+    pthread_mutex_unlock(&sched.lock);
+
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        Py_FatalError("goroutine: out of memory making an M");
+    }
+    m->id = id;
+    m->spinning = spinning;
+    m->nextp = p;
+    m->barrier = barrier;
+    gr_sema_init(&m->park);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 1024 * 1024);
+    if (pthread_create(&m->thread, &attr, mstart, m) != 0) {
+        Py_FatalError("goroutine: cannot create an OS thread for an M");
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Wake an idle M to look for work, if there is an idle P and nobody is
+ * already looking (Go's wakep). */
+static void
+wakep(void)
+{
+    if (atomic_load(&sched.npidle) == 0) {
+        return;
+    }
+    int zero = 0;
+    if (atomic_load(&sched.nmspinning) != 0 ||
+        !atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1)) {
+        return;
+    }
+    startm(NULL, true, false);
+}
+
+/* Sleep until handed a P.  No GIL, no P. */
+static void
+stopm(gr_m *m)
+{
+    pthread_mutex_lock(&sched.lock);
+    m->schedlink = sched.midle;
+    sched.midle = m;
+    sched.nmidle++;
+    pthread_mutex_unlock(&sched.lock);
+    for (;;) {
+        gr_sema_wait(&m->park, -1);
+        if (atomic_load(&sched.exiting)) {
+            continue;       /* abandoned at exit: never touch Python */
+        }
+        if (m->nextp != NULL) {
+            break;
+        }
+    }
+    gr_p *p = m->nextp;
+    m->nextp = NULL;
+    if (m->barrier) {
+        /* p was retaken from an M whose G may still be inside a runqput
+         * under the GIL: wait it out (see the header). */
+        m->barrier = false;
+        PyEval_RestoreThread(m->tstate);
+        PyEval_SaveThread();
+    }
+    acquirep(m, p);
+}
+
+/* ---- finding work ---------------------------------------------------- */
+
+static gr_g *
+steal_work(gr_m *m, gr_p *p)
+{
+    int n = sched.nallp;
+    gr_g *batch[GR_RUNQ / 2];
+    for (int round = 0; round < 4; round++) {
+        unsigned start = gr_fastrand();
+        for (int i = 0; i < n; i++) {
+            gr_p *victim = sched.allp[(start + (unsigned)i) % (unsigned)n];
+            if (victim == p || victim->id >= atomic_load(&sched.gomaxprocs)) {
+                continue;
+            }
+            unsigned got = runqgrab(victim, batch, round == 3);
+            if (got > 0) {
+                atomic_fetch_add(&sched.nsteals, 1);
+                for (unsigned k = 1; k < got; k++) {
+                    runqput(p, batch[k], false);
+                }
+                return batch[0];
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool
+any_runq_nonempty(void)
+{
+    int n = atomic_load(&sched.gomaxprocs);
+    for (int i = 0; i < n; i++) {
+        if (!runqempty(sched.allp[i])) {
+            return true;
+        }
+    }
+    return atomic_load(&sched.runqsize) > 0;
+}
+
+static void
+resetspinning(gr_m *m)
+{
+    m->spinning = false;
+    if (atomic_fetch_sub(&sched.nmspinning, 1) == 1) {
+        /* The last spinner found work: maybe there is more. */
+        wakep();
+    }
+}
+
+/* Find a G to run; returns with m->p held.  No GIL. */
+static gr_g *
+findrunnable(gr_m *m)
+{
+    for (;;) {
+        while (atomic_load(&sched.exiting)) {
+            gr_sema_wait(&m->park, -1);
+        }
+        gr_p *p = m->p;
+        if (p == NULL) {
+            pthread_mutex_lock(&sched.lock);
+            p = pidleget_locked();
+            pthread_mutex_unlock(&sched.lock);
+            if (p == NULL) {
+                stopm(m);
+                continue;
+            }
+            acquirep(m, p);
+        }
+        if (p->id >= atomic_load(&sched.gomaxprocs)) {
+            /* gomaxprocs shrank: park this P for good. */
+            pthread_mutex_lock(&sched.lock);
+            m->p = NULL;
+            atomic_store(&p->m, NULL);
+            atomic_store(&p->status, P_IDLE);
+            pthread_mutex_unlock(&sched.lock);
+            continue;
+        }
+        gr_g *g;
+        if (atomic_load(&p->schedtick) % GR_GLOBAL_TICK == 0 &&
+            atomic_load(&sched.runqsize) > 0) {
+            pthread_mutex_lock(&sched.lock);
+            g = globrunqget_locked(p, 1);
+            pthread_mutex_unlock(&sched.lock);
+            if (g != NULL) {
+                return g;
+            }
+        }
+        int64_t spin_until = 0;
+        for (;;) {
+            if ((g = runqget(p)) != NULL) {
+                return g;
+            }
+            if (atomic_load(&sched.runqsize) > 0) {
+                pthread_mutex_lock(&sched.lock);
+                g = globrunqget_locked(p, 0);
+                pthread_mutex_unlock(&sched.lock);
+                if (g != NULL) {
+                    return g;
+                }
+            }
+            int busy = atomic_load(&sched.gomaxprocs) -
+                       atomic_load(&sched.npidle);
+            if (!m->spinning &&
+                2 * atomic_load(&sched.nmspinning) < busy) {
+                m->spinning = true;
+                atomic_fetch_add(&sched.nmspinning, 1);
+            }
+            if (m->spinning && (g = steal_work(m, p)) != NULL) {
+                return g;
+            }
+            int64_t now = nanotime();
+            if (spin_until == 0) {
+                spin_until = now + GR_SPIN_NS;
+            }
+            if (now >= spin_until || atomic_load(&sched.exiting)) {
+                break;
+            }
+            sched_yield();
+        }
+        /* Nothing: give the P back and sleep. */
+        pthread_mutex_lock(&sched.lock);
+        if (atomic_load(&sched.runqsize) > 0) {
+            g = globrunqget_locked(p, 0);
+            pthread_mutex_unlock(&sched.lock);
+            return g;
+        }
+        m->p = NULL;
+        pidleput_locked(p);
+        pthread_mutex_unlock(&sched.lock);
+        if (m->spinning) {
+            m->spinning = false;
+            atomic_fetch_sub(&sched.nmspinning, 1);
+            /* Go's delicate dance: work may have arrived between our last
+             * look and the P going idle, with nobody woken for it. */
+            if (any_runq_nonempty()) {
+                pthread_mutex_lock(&sched.lock);
+                p = pidleget_locked();
+                pthread_mutex_unlock(&sched.lock);
+                if (p != NULL) {
+                    acquirep(m, p);
+                    m->spinning = true;
+                    atomic_fetch_add(&sched.nmspinning, 1);
+                    continue;
+                }
+            }
+        }
+        stopm(m);
+    }
+}
+
+/* ---- running a G ---------------------------------------------------- */
+
+static void gfput(gr_g *g);
+
+/* Switch from g0 to g; returns when g comes back.  No GIL on entry or
+ * exit. */
+static void
+execute(gr_m *m, gr_g *g)
+{
+    gr_p *p = m->p;
+    g->m = m;
+    m->curg = g;
+    atomic_store(&g->status, G_RUNNING);
+    atomic_store(&p->status, P_RUNG);
+    atomic_fetch_add(&p->schedtick, 1);
+    atomic_fetch_add(&sched.nswitches, 1);
+
+    gr_pystate_enter(g->tstate, m->tstate);
+    gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size);
+    gr_ctx_switch(&m->g0ctx, &g->ctx);
+    gr_switch_annotate_end(m->g0fake);
+    /* Back on g0 with the GIL and g's thread state: g parked, yielded or
+     * finished. */
+    gr_stack_check(&g->stack, g->goid);
+    m->curg = NULL;
+    int expect = P_RUNG;
+    if (!atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
+        m->p = NULL;        /* sysmon retook p while g ran */
+    }
+    gr_pystate_leave(g->tstate, m->tstate);
+
+    switch (g->exitkind) {
+    case EXIT_PARK:
+        if (g->unlockf != NULL) {
+            void (*f)(void *) = g->unlockf;
+            g->unlockf = NULL;
+            f(g->unlockarg);
+        }
+        break;
+    case EXIT_YIELD:
+        atomic_store(&g->status, G_RUNNABLE);
+        globrunqput(g);
+        break;
+    case EXIT_DEAD:
+        gfput(g);
+        break;
+    }
+}
+
+static void *
+mstart(void *arg)
+{
+    gr_m *m = arg;
+    tls_m = m;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        pthread_attr_getstack(&attr, &lo, &size);
+        m->g0lo = lo;
+        m->g0size = size;
+        pthread_attr_destroy(&attr);
+    }
+    /* Our own thread state; PyThreadState_New needs no GIL. */
+    m->tstate = PyThreadState_New(sched.interp);
+    if (m->tstate == NULL) {
+        Py_FatalError("goroutine: cannot make a thread state for an M");
+    }
+    gr_p *p = m->nextp;
+    m->nextp = NULL;
+    if (m->barrier) {
+        m->barrier = false;
+        PyEval_RestoreThread(m->tstate);
+        PyEval_SaveThread();
+    }
+    acquirep(m, p);
+    for (;;) {
+        gr_g *g = findrunnable(m);
+        if (m->spinning) {
+            resetspinning(m);
+        }
+        execute(m, g);
+    }
+    return NULL;
+}
+
+/* ---- goroutines ----------------------------------------------------- */
+
+/* Switch the current G to g0.  GIL held; returns (for a park or yield)
+ * when the G runs again, GIL held, possibly on another M. */
+static void
+gswitch_to_g0(gr_g *g, int kind)
+{
+    gr_m *m = getm();
+    g->exitkind = kind;
+    void *fake = NULL;
+    gr_switch_annotate_begin(kind == EXIT_DEAD ? NULL : &fake,
+                             m->g0lo, m->g0size);
+    gr_ctx_switch(&g->ctx, &m->g0ctx);
+    gr_switch_annotate_end(fake);
+}
+
+void
+gr_park(void (*unlockf)(void *), void *arg, const char *reason)
+{
+    gr_g *g = gr_getg();
+    g->unlockf = unlockf;
+    g->unlockarg = arg;
+    g->waitreason = reason;
+    atomic_store(&g->status, G_WAITING);
+    atomic_fetch_sub(&sched.nactive, 1);
+    gswitch_to_g0(g, EXIT_PARK);
+    g->waitreason = NULL;
+}
+
+void
+gr_ready(gr_g *g)
+{
+    atomic_store(&g->status, G_RUNNABLE);
+    atomic_fetch_add(&sched.nactive, 1);
+    atomic_fetch_add(&sched.epoch, 1);
+    gr_m *m = getm();
+    if (m != NULL && m->curg != NULL && m->p != NULL &&
+        atomic_load(&m->p->m) == m &&
+        atomic_load(&m->p->status) == P_RUNG) {
+        /* Locality: the readied G runs next on this M; only if the P
+         * already had other work does another M need waking. */
+        if (runqput(m->p, g, true)) {
+            wakep();
+        }
+        return;
+    }
+    globrunqput(g);
+    wakep();
+}
+
+static void report_exception(gr_g *g);
+
+/* The first frame of every goroutine.  GIL held, g's thread state
+ * current. */
+static void
+gentry(void *arg)
+{
+    gr_g *g = arg;
+    gr_switch_annotate_end(NULL);
+    if (PyContext_Enter(g->context) == 0) {
+        PyObject *res = PyObject_Call(g->fn, g->args, g->kwargs);
+        if (res == NULL) {
+            report_exception(g);
+        }
+        Py_XDECREF(res);
+        if (PyContext_Exit(g->context) < 0) {
+            PyErr_WriteUnraisable(g->fn);
+        }
+    }
+    else {
+        PyErr_WriteUnraisable(g->fn);
+    }
+    Py_CLEAR(g->fn);
+    Py_CLEAR(g->args);
+    Py_CLEAR(g->kwargs);
+    Py_CLEAR(g->context);
+    gr_pystate_recycle(g->tstate);
+    atomic_store(&g->status, G_DEAD);
+    atomic_fetch_sub(&sched.nactive, 1);
+    atomic_fetch_sub(&sched.ngoroutines, 1);
+    gswitch_to_g0(g, EXIT_DEAD);
+    Py_FatalError("goroutine: a dead goroutine was resumed");
+}
+
+/* An exception escaped a goroutine: runtime.goexit ends it quietly,
+ * anything else goes to goroutine._report (excepthook, panic exit). */
+static void
+report_exception(gr_g *g)
+{
+    if (PyErr_ExceptionMatches(gr_globals.Goexit)) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    PyObject *mod = PyImport_ImportModule("goroutine");
+    PyObject *res = NULL;
+    if (mod != NULL) {
+        res = PyObject_CallMethod(mod, "_report", "OOOK",
+                                  type, value ? value : Py_None,
+                                  tb ? tb : Py_None,
+                                  (unsigned long long)g->goid);
+        Py_DECREF(mod);
+    }
+    if (res == NULL) {
+        PyErr_WriteUnraisable(g->fn);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* sched.lock must not be held. */
+static void
+gfput(gr_g *g)
+{
+    g->m = NULL;
+    pthread_mutex_lock(&sched.lock);
+    g->schedlink = sched.gfree;
+    sched.gfree = g;
+    sched.ngfree++;
+    pthread_mutex_unlock(&sched.lock);
+}
+
+static void sysmon_start(void);
+
+static int
+sched_start(void)
+{
+    if (atomic_load(&sched.started)) {
+        return 0;
+    }
+    sched.interp = PyInterpreterState_Get();
+    int n = 0;
+    const char *env = getenv("GOMAXPROCS");
+    if (env != NULL) {
+        n = atoi(env);
+    }
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0) {
+            c = CPU_COUNT(&set);
+        }
+        n = c > 0 ? (int)c : 1;
+    }
+    if (n > 1024) {
+        n = 1024;
+    }
+    sched.allp = calloc(1024, sizeof(gr_p *));
+    if (sched.allp == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pthread_mutex_lock(&sched.lock);
+    for (int i = n - 1; i >= 0; i--) {
+        gr_p *p = calloc(1, sizeof *p);
+        p->id = i;
+        sched.allp[i] = p;
+        pidleput_locked(p);
+    }
+    sched.nallp = n;
+    atomic_store(&sched.gomaxprocs, n);
+    pthread_mutex_unlock(&sched.lock);
+    atomic_store(&sched.started, true);
+    sysmon_start();
+    return 0;
+}
+
+static int
+reject_coroutine_function(PyObject *f)
+{
+    PyObject *fn = f;
+    if (PyMethod_Check(fn)) {
+        fn = PyMethod_GET_FUNCTION(fn);
+    }
+    if (PyFunction_Check(fn)) {
+        PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(fn);
+        if (code->co_flags & (CO_COROUTINE | CO_ASYNC_GENERATOR)) {
+            PyErr_SetString(PyExc_TypeError,
+                "go() takes a plain function, not a coroutine function: "
+                "run a coroutine with go(asyncio.run, coro) or await the "
+                "_async methods from asyncio code");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* go(f, *args, **kw) */
+static PyObject *
+sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1) {
+        PyErr_SetString(PyExc_TypeError, "go() missing the function to run");
+        return NULL;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(args, 0);
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "go() argument must be callable, "
+                     "not '%.200s'", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (reject_coroutine_function(fn) < 0) {
+        return NULL;
+    }
+    if (sched_start() < 0) {
+        return NULL;
+    }
+    PyObject *fargs = PyTuple_GetSlice(args, 1, n);
+    if (fargs == NULL) {
+        return NULL;
+    }
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        Py_DECREF(fargs);
+        return NULL;
+    }
+
+    pthread_mutex_lock(&sched.lock);
+    gr_g *g = sched.gfree;
+    if (g != NULL) {
+        sched.gfree = g->schedlink;
+        sched.ngfree--;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    if (g == NULL) {
+        g = calloc(1, sizeof *g);
+        if (g == NULL || gr_stack_alloc(&g->stack) < 0) {
+            free(g);
+            Py_DECREF(fargs);
+            Py_DECREF(ctx);
+            return PyErr_NoMemory();
+        }
+        g->tstate = gr_pystate_new();
+        if (g->tstate == NULL) {
+            gr_stack_free(&g->stack);
+            free(g);
+            Py_DECREF(fargs);
+            Py_DECREF(ctx);
+            return NULL;
+        }
+        pthread_mutex_lock(&sched.lock);
+        g->allnext = sched.allg;
+        sched.allg = g;
+        pthread_mutex_unlock(&sched.lock);
+    }
+    g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
+    g->fn = Py_NewRef(fn);
+    g->args = fargs;
+    g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
+                    ? PyDict_Copy(kwargs) : NULL;
+    g->context = ctx;
+    gr_pystate_fit_stack(g->tstate, g->stack.size);
+    gr_ctx_make(&g->ctx, &g->stack, gentry, g);
+    atomic_fetch_add(&sched.ncreated, 1);
+    atomic_fetch_add(&sched.ngoroutines, 1);
+    atomic_fetch_add(&sched.nactive, 1);
+    atomic_fetch_add(&sched.epoch, 1);
+    atomic_store(&g->status, G_RUNNABLE);
+
+    gr_m *m = getm();
+    if (m != NULL && m->curg != NULL && m->p != NULL &&
+        atomic_load(&m->p->m) == m &&
+        atomic_load(&m->p->status) == P_RUNG) {
+        runqput(m->p, g, false);
+    }
+    else {
+        globrunqput(g);
+    }
+    wakep();
+    Py_RETURN_NONE;
+}
+
+/* ---- sysmon --------------------------------------------------------- */
+
+static void *
+sysmon(void *arg)
+{
+    int64_t delay_us = 20;
+    int idle = 0;
+    while (!atomic_load(&sched.exiting)) {
+        usleep((useconds_t)delay_us);
+        int64_t now = nanotime();
+        bool busy = false;
+        int n = atomic_load(&sched.gomaxprocs);
+        for (int i = 0; i < n; i++) {
+            gr_p *p = sched.allp[i];
+            if (atomic_load(&p->status) != P_RUNG) {
+                continue;
+            }
+            busy = true;
+            unsigned t = atomic_load(&p->schedtick);
+            if (p->sysmontick != t) {
+                p->sysmontick = t;
+                p->sysmonwhen = now;
+                continue;
+            }
+            if (now - p->sysmonwhen < GR_RETAKE_NS) {
+                continue;
+            }
+            if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
+                continue;
+            }
+            int expect = P_RUNG;
+            if (atomic_compare_exchange_strong(&p->status, &expect,
+                                               P_IDLE)) {
+                atomic_store(&p->m, NULL);
+                atomic_fetch_add(&sched.nhandoffs, 1);
+                p->sysmonwhen = now;
+                startm(p, false, true);
+            }
+        }
+        if (busy) {
+            idle = 0;
+            delay_us = 1000;
+        }
+        else if (++idle > 50) {
+            delay_us = delay_us * 2 > 10000 ? 10000 : delay_us * 2;
+        }
+    }
+    return NULL;
+}
+
+static void
+sysmon_start(void)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, sysmon, NULL) != 0) {
+        Py_FatalError("goroutine: cannot start sysmon");
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* ---- deadlock ------------------------------------------------------- */
+
+atomic_long gr_timers_pending;
+
+long
+gr_timer_pending(void)
+{
+    return atomic_load(&gr_timers_pending);
+}
+
+static void
+thread_block(int delta)
+{
+    atomic_fetch_add(&sched.nthreadblocked, delta);
+    atomic_fetch_add(&sched.epoch, 1);
+}
+
+/* Registry of OS threads blocked in the runtime, for the deadlock check:
+ * ident -> count, a Python dict guarded by the GIL. */
+static PyObject *blocked_idents;
+
+int
+gr_sched_note_blocked(int delta)
+{
+    if (blocked_idents == NULL) {
+        blocked_idents = PyDict_New();
+        if (blocked_idents == NULL) {
+            return -1;
+        }
+    }
+    PyObject *key = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *cur = PyDict_GetItemWithError(blocked_idents, key);
+    long c = cur ? PyLong_AsLong(cur) : 0;
+    c += delta;
+    int r;
+    if (c <= 0) {
+        r = cur ? PyDict_DelItem(blocked_idents, key) : 0;
+    }
+    else {
+        PyObject *v = PyLong_FromLong(c);
+        r = v ? PyDict_SetItem(blocked_idents, key, v) : -1;
+        Py_XDECREF(v);
+    }
+    Py_DECREF(key);
+    thread_block(delta);
+    return r;
+}
+
+uint64_t
+gr_sched_epoch(void)
+{
+    return atomic_load(&sched.epoch);
+}
+
+/*
+ * Is the runtime quiescent in a way nothing can end?  GIL held, called by
+ * a blocked thread.  True when no G is runnable or running, no timer is
+ * pending, and every other live non-daemon thread is itself blocked in the
+ * runtime.  The caller asks twice, with the same epoch, before believing.
+ */
+bool
+gr_sched_deadlocked(void)
+{
+    if (atomic_load(&sched.nactive) != 0) {
+        return false;
+    }
+    if (gr_timer_pending() != 0) {
+        return false;
+    }
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    PyObject *threads = PyObject_CallMethod(threading, "enumerate", NULL);
+    Py_DECREF(threading);
+    if (threads == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    bool dead = true;
+    unsigned long self = PyThread_get_thread_ident();
+    Py_ssize_t n = PyList_GET_SIZE(threads);
+    for (Py_ssize_t i = 0; i < n && dead; i++) {
+        PyObject *t = PyList_GET_ITEM(threads, i);
+        PyObject *ident = PyObject_GetAttrString(t, "ident");
+        PyObject *daemon = PyObject_GetAttrString(t, "daemon");
+        PyObject *alive = PyObject_CallMethod(t, "is_alive", NULL);
+        if (ident == NULL || daemon == NULL || alive == NULL) {
+            PyErr_Clear();
+            dead = false;
+        }
+        else if (ident != Py_None &&
+                 PyLong_AsUnsignedLong(ident) != self &&
+                 PyObject_IsTrue(alive) == 1 &&
+                 PyObject_IsTrue(daemon) == 0) {
+            int blocked = blocked_idents != NULL &&
+                          PyDict_Contains(blocked_idents, ident) == 1;
+            if (!blocked) {
+                dead = false;
+            }
+        }
+        Py_XDECREF(ident);
+        Py_XDECREF(daemon);
+        Py_XDECREF(alive);
+    }
+    Py_DECREF(threads);
+    PyErr_Clear();
+    return dead && atomic_load(&sched.nactive) == 0;
+}
+
+/* ---- the runtime module's functions --------------------------------- */
 
 static PyObject *
 sched_num_cpu(PyObject *module, PyObject *unused)
 {
-    return PyLong_FromLong(num_cpu());
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
+        return PyLong_FromLong(CPU_COUNT(&set));
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return PyLong_FromLong(n > 0 ? n : 1);
+}
+
+static PyObject *
+sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    long n = 0;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "gomaxprocs(n=0) takes one argument");
+        return NULL;
+    }
+    if (nargs == 1) {
+        n = PyLong_AsLong(args[0]);
+        if (n == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (sched_start() < 0) {
+        return NULL;
+    }
+    int prev = atomic_load(&sched.gomaxprocs);
+    if (n <= 0) {
+        return PyLong_FromLong(prev);
+    }
+    if (n > 1024) {
+        n = 1024;
+    }
+    pthread_mutex_lock(&sched.lock);
+    for (int i = sched.nallp; i < n; i++) {
+        gr_p *p = calloc(1, sizeof *p);
+        p->id = i;
+        sched.allp[i] = p;
+        pidleput_locked(p);
+        sched.nallp = i + 1;
+    }
+    /* Shrinking: idle Ps beyond n leave the idle list; busy ones are
+     * dropped by their M in findrunnable. */
+    gr_p **pp = &sched.pidle;
+    while (*pp != NULL) {
+        if ((*pp)->id >= n) {
+            *pp = (*pp)->link;
+            atomic_fetch_sub(&sched.npidle, 1);
+        }
+        else {
+            pp = &(*pp)->link;
+        }
+    }
+    /* Growing: Ps that a shrink dropped come back. */
+    for (int i = prev; i < n && i < sched.nallp; i++) {
+        gr_p *p = sched.allp[i];
+        if (atomic_load(&p->m) == NULL) {
+            bool listed = false;
+            for (gr_p *q = sched.pidle; q; q = q->link) {
+                listed |= q == p;
+            }
+            if (!listed) {
+                pidleput_locked(p);
+            }
+        }
+    }
+    atomic_store(&sched.gomaxprocs, (int)n);
+    pthread_mutex_unlock(&sched.lock);
+    wakep();
+    return PyLong_FromLong(prev);
+}
+
+static PyObject *
+sched_num_goroutine(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(atomic_load(&sched.ngoroutines));
+}
+
+static PyObject *
+sched_goid(PyObject *module, PyObject *unused)
+{
+    gr_g *g = gr_getg();
+    return PyLong_FromUnsignedLongLong(g ? g->goid : 0);
+}
+
+static PyObject *
+sched_gosched(PyObject *module, PyObject *unused)
+{
+    gr_g *g = gr_getg();
+    if (g == NULL) {
+        /* A plain thread: let others have the GIL, as Go's Gosched lets
+         * other goroutines run. */
+        Py_BEGIN_ALLOW_THREADS
+        sched_yield();
+        Py_END_ALLOW_THREADS
+        Py_RETURN_NONE;
+    }
+    gswitch_to_g0(g, EXIT_YIELD);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sched_goexit(PyObject *module, PyObject *unused)
+{
+    if (gr_getg() == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "runtime.goexit() called outside a goroutine");
+        return NULL;
+    }
+    PyErr_SetNone(gr_globals.Goexit);
+    return NULL;
+}
+
+static const char *
+gstatus_name(gr_g *g)
+{
+    switch (atomic_load(&g->status)) {
+    case G_RUNNABLE: return "runnable";
+    case G_RUNNING: return "running";
+    case G_WAITING: return g->waitreason ? g->waitreason : "waiting";
+    default: return NULL;
+    }
+}
+
+/* _goroutines() -> [(goid, state, frame_or_None)]: the raw material of
+ * runtime.stack(), formatted in Python. */
+static PyObject *
+sched_goroutines(PyObject *module, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&sched.lock);
+    size_t n = 0;
+    for (gr_g *g = sched.allg; g; g = g->allnext) {
+        n++;
+    }
+    gr_g **gs = malloc((n + 1) * sizeof *gs);
+    n = 0;
+    for (gr_g *g = sched.allg; g && gs; g = g->allnext) {
+        gs[n++] = g;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    if (gs == NULL) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    gr_g *self = gr_getg();
+    for (size_t i = n; i-- > 0;) {
+        gr_g *g = gs[i];
+        const char *st = gstatus_name(g);
+        if (st == NULL) {
+            continue;
+        }
+        PyObject *frame = NULL;
+        /* Frames of a goroutine that is off-CPU are stable while we hold
+         * the GIL; a running one is only ourselves (others would need
+         * the GIL we hold). */
+        int s = atomic_load(&g->status);
+        if (g == self || s == G_WAITING || s == G_RUNNABLE) {
+            frame = (PyObject *)PyThreadState_GetFrame(g->tstate);
+        }
+        PyObject *item = Py_BuildValue("(KsO)", (unsigned long long)g->goid,
+                                       g == self ? "running" : st,
+                                       frame ? frame : Py_None);
+        Py_XDECREF(frame);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            free(gs);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    free(gs);
+    return out;
+}
+
+static PyObject *
+sched_stats(PyObject *module, PyObject *unused)
+{
+    long long running = 0, runnable = 0, parked = 0;
+    pthread_mutex_lock(&sched.lock);
+    for (gr_g *g = sched.allg; g; g = g->allnext) {
+        switch (atomic_load(&g->status)) {
+        case G_RUNNING: running++; break;
+        case G_RUNNABLE: runnable++; break;
+        case G_WAITING: parked++; break;
+        }
+    }
+    int ms = sched.mcount, midle = sched.nmidle;
+    pthread_mutex_unlock(&sched.lock);
+    return Py_BuildValue(
+        "{sKsLsLsLsLsisisisisKsKsKsisl}",
+        "goroutines_created", (unsigned long long)atomic_load(&sched.ncreated),
+        "goroutines", (long long)atomic_load(&sched.ngoroutines),
+        "running", running, "runnable", runnable, "parked", parked,
+        "ms", ms, "idle_ms", midle,
+        "ps", atomic_load(&sched.gomaxprocs),
+        "idle_ps", atomic_load(&sched.npidle),
+        "steals", (unsigned long long)atomic_load(&sched.nsteals),
+        "handoffs", (unsigned long long)atomic_load(&sched.nhandoffs),
+        "context_switches", (unsigned long long)atomic_load(&sched.nswitches),
+        "spinning_ms", atomic_load(&sched.nmspinning),
+        "timers", gr_timer_pending());
+}
+
+/* atexit: Ms stop at their next scheduling point and never touch Python
+ * again; goroutines are abandoned, as in Go. */
+static PyObject *
+sched_shutdown(PyObject *module, PyObject *unused)
+{
+    atomic_store(&sched.exiting, true);
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef sched_methods[] = {
+    {"go", (PyCFunction)(void (*)(void))sched_go,
+     METH_VARARGS | METH_KEYWORDS,
+     "go(f, *args, **kw)\n--\n\n"
+     "Start f(*args, **kw) as a goroutine on the M:N scheduler."},
     {"num_cpu", sched_num_cpu, METH_NOARGS,
-     "num_cpu() -> int\n--\n\n"
+     "num_cpu()\n--\n\n"
      "The number of CPUs this process can use (its affinity mask)."},
+    {"gomaxprocs", (PyCFunction)(void (*)(void))sched_gomaxprocs,
+     METH_FASTCALL,
+     "gomaxprocs(n=0, /)\n--\n\n"
+     "Set the number of Ps when n > 0; return the previous number."},
+    {"num_goroutine", sched_num_goroutine, METH_NOARGS,
+     "num_goroutine()\n--\n\nThe number of goroutines that exist."},
+    {"goid", sched_goid, METH_NOARGS,
+     "goid()\n--\n\nThe current goroutine's id (0 outside a goroutine)."},
+    {"gosched", sched_gosched, METH_NOARGS,
+     "gosched()\n--\n\nYield the processor so other goroutines run."},
+    {"goexit", sched_goexit, METH_NOARGS,
+     "goexit()\n--\n\nEnd the calling goroutine after running its defers."},
+    {"_goroutines", sched_goroutines, METH_NOARGS, NULL},
+    {"stats", sched_stats, METH_NOARGS,
+     "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "
+     "handoffs, context switches, timers."},
+    {"_shutdown", sched_shutdown, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

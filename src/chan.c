@@ -1,0 +1,743 @@
+/*
+ * chan.c: Go's hchan for Python objects.
+ *
+ * Invariants (Go's, restated for this struct):
+ *   - At least one of sendq and recvq is empty, except for an unbuffered
+ *     channel with a single select blocked on both its send and receive.
+ *   - Buffered: qcount > 0 implies recvq is empty; qcount < dataqsiz
+ *     implies sendq is empty.
+ *   - closed implies no new sudog is enqueued.
+ *   - Every sudog on a queue has queued == true; a sudog's waiter is
+ *     claimed before anyone completes it (waiter.c), so a stale sudog (its
+ *     select fired elsewhere, or it was cancelled) is dropped on sight.
+ *
+ * Locking: `lock` guards every field below it.  While holding it: no
+ * Python call, no DECREF (it can run __del__), no GIL release, no waking.
+ * Py_NewRef of a value is fine (the caller holds the GIL; all channel
+ * operations are made from Python).  Waiters to wake and references to
+ * drop are collected in a gr_chan_after and handled after unlocking.
+ * Lock order: channels by address (select.c), never two otherwise.
+ *
+ * Values are passed by reference: the buffer owns strong references; a
+ * blocked sender's sudog borrows its value (the sender keeps it alive
+ * until it resumes), and the receiver takes a new reference to it.
+ *
+ * Directional views (send_only/recv_only) are chan objects with `base`
+ * set: they forward to base's hchan and restrict `dir`.  nilchan is a chan
+ * object with isnil set: every operation blocks forever, close panics.
+ */
+#include "core.h"
+#include <structmember.h>
+
+struct hchan {
+    PyObject_HEAD
+    pthread_mutex_t lock;       /* never held across Python or the GIL */
+    Py_ssize_t qcount;          /* values in buf */
+    Py_ssize_t dataqsiz;        /* capacity */
+    PyObject **buf;             /* ring of strong refs, dataqsiz slots */
+    Py_ssize_t sendx;           /* next slot to fill */
+    Py_ssize_t recvx;           /* next slot to drain */
+    int closed;
+    gr_sudog *recvqh, *recvqt;  /* blocked receivers, FIFO */
+    gr_sudog *sendqh, *sendqt;  /* blocked senders, FIFO */
+    /* immutable after creation: */
+    struct hchan *base;         /* views: the channel they restrict */
+    int dir;                    /* GR_DIR_* allowed through this object */
+    int isnil;                  /* nilchan */
+    PyObject *weakreflist;
+};
+
+static hchan *
+chan_of(hchan *self)
+{
+    return self->base != NULL ? self->base : self;
+}
+
+int
+gr_chan_unwrap(PyObject *obj, hchan **c, int *dir)
+{
+    if (!PyObject_TypeCheck(obj, gr_globals.chan_type)) {
+        return -1;
+    }
+    hchan *self = (hchan *)obj;
+    hchan *base = chan_of(self);
+    *c = base->isnil ? NULL : base;
+    *dir = self->dir;
+    return 0;
+}
+
+void
+gr_chan_lock(hchan *c)
+{
+    pthread_mutex_lock(&c->lock);
+}
+
+void
+gr_chan_unlock(hchan *c)
+{
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- queues (lock held) --------------------------------------------- */
+
+void
+gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send)
+{
+    gr_sudog **h = send ? &c->sendqh : &c->recvqh;
+    gr_sudog **t = send ? &c->sendqt : &c->recvqt;
+    sg->c = c;
+    sg->next = NULL;
+    sg->prev = *t;
+    if (*t != NULL) {
+        (*t)->next = sg;
+    }
+    else {
+        *h = sg;
+    }
+    *t = sg;
+    sg->queued = true;
+}
+
+static void
+unlink_sudog(gr_sudog **h, gr_sudog **t, gr_sudog *sg)
+{
+    if (sg->prev != NULL) {
+        sg->prev->next = sg->next;
+    }
+    else {
+        *h = sg->next;
+    }
+    if (sg->next != NULL) {
+        sg->next->prev = sg->prev;
+    }
+    else {
+        *t = sg->prev;
+    }
+    sg->next = sg->prev = NULL;
+    sg->queued = false;
+}
+
+/* Remove sg if it is still queued (a cancel or a select's losers). */
+void
+gr_chan_dequeue_sudog(hchan *c, gr_sudog *sg)
+{
+    if (!sg->queued) {
+        return;
+    }
+    /* A sudog is on exactly one of the two queues; find which. */
+    for (gr_sudog *x = c->sendqh; x != NULL; x = x->next) {
+        if (x == sg) {
+            unlink_sudog(&c->sendqh, &c->sendqt, sg);
+            return;
+        }
+    }
+    unlink_sudog(&c->recvqh, &c->recvqt, sg);
+}
+
+/* Pop the first sudog whose waiter we can claim; stale ones are dropped. */
+static gr_sudog *
+dequeue(gr_sudog **h, gr_sudog **t)
+{
+    while (*h != NULL) {
+        gr_sudog *sg = *h;
+        unlink_sudog(h, t, sg);
+        if (gr_waiter_claim(sg->w)) {
+            sg->w->fired = sg;
+            return sg;
+        }
+    }
+    return NULL;
+}
+
+/* ---- the three operations, non-blocking part (lock held) ------------ */
+
+int
+gr_chan_trysend(hchan *c, PyObject *v, gr_chan_after *after)
+{
+    if (c->closed) {
+        return -1;
+    }
+    gr_sudog *sg = dequeue(&c->recvqh, &c->recvqt);
+    if (sg != NULL) {
+        /* Direct handoff to a parked receiver. */
+        sg->elem = Py_NewRef(v);
+        sg->success = true;
+        after->wake[0] = sg->w;
+        return 1;
+    }
+    if (c->qcount < c->dataqsiz) {
+        c->buf[c->sendx] = Py_NewRef(v);
+        if (++c->sendx == c->dataqsiz) {
+            c->sendx = 0;
+        }
+        c->qcount++;
+        return 1;
+    }
+    return 0;
+}
+
+int
+gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after)
+{
+    gr_sudog *sg = dequeue(&c->sendqh, &c->sendqt);
+    if (sg != NULL) {
+        if (c->dataqsiz == 0) {
+            *out = Py_NewRef(sg->elem);
+        }
+        else {
+            /* Full buffer: take the head, put the sender's value in the
+             * freed slot, which is the tail. */
+            *out = c->buf[c->recvx];
+            c->buf[c->recvx] = Py_NewRef(sg->elem);
+            if (++c->recvx == c->dataqsiz) {
+                c->recvx = 0;
+            }
+            c->sendx = c->recvx;
+        }
+        sg->success = true;
+        after->wake[0] = sg->w;
+        return 1;
+    }
+    if (c->qcount > 0) {
+        *out = c->buf[c->recvx];
+        c->buf[c->recvx] = NULL;
+        if (++c->recvx == c->dataqsiz) {
+            c->recvx = 0;
+        }
+        c->qcount--;
+        return 1;
+    }
+    if (c->closed) {
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void
+gr_chan_after_run(gr_chan_after *after)
+{
+    for (int i = 0; i < 2; i++) {
+        if (after->wake[i] != NULL) {
+            gr_waiter_wake(after->wake[i]);
+            after->wake[i] = NULL;
+        }
+    }
+    Py_CLEAR(after->decref);
+}
+
+/* ---- blocking ------------------------------------------------------- */
+
+static void
+unlock_chan(void *arg)
+{
+    gr_chan_unlock((hchan *)arg);
+}
+
+typedef struct {
+    hchan *c;
+    gr_sudog *sg;
+} cancel_arg;
+
+static void
+cancel_one(void *arg)
+{
+    cancel_arg *ca = arg;
+    gr_chan_lock(ca->c);
+    gr_chan_dequeue_sudog(ca->c, ca->sg);
+    gr_chan_unlock(ca->c);
+}
+
+/* Block on c (locked on entry, unlocked on return) with sg enqueued on
+ * the send or receive queue.  c NULL: nilchan, blocks forever.  Returns 0
+ * when woken, -1 with an exception when a thread's wait was interrupted
+ * (nothing happened). */
+static int
+block_on(hchan *c, gr_sudog *sg, bool send, const char *reason)
+{
+    gr_g *g = gr_getg();
+    if (g != NULL) {
+        gr_waiter w = {.kind = GR_WAIT_G, .g = g};
+        sg->w = &w;
+        if (c != NULL) {
+            gr_chan_enqueue(c, sg, send);
+            gr_park(unlock_chan, c, reason);
+        }
+        else {
+            gr_park(NULL, NULL, reason);
+        }
+        return 0;
+    }
+    gr_waiter w;
+    gr_sema sema;
+    gr_waiter_init_thread(&w, &sema);
+    sg->w = &w;
+    cancel_arg ca = {c, sg};
+    if (c != NULL) {
+        gr_chan_enqueue(c, sg, send);
+        gr_chan_unlock(c);
+    }
+    int r = gr_waiter_block_thread(&w, c ? cancel_one : NULL, &ca, reason);
+    gr_waiter_fini_thread(&w);
+    return r;
+}
+
+/* chansend: 0 sent, -1 exception set. */
+static int
+chansend(hchan *c, PyObject *v)
+{
+    if (c == NULL) {
+        gr_sudog sg = {0};
+        block_on(NULL, &sg, true, "chan send (nil chan)");
+        return -1;      /* only an interrupted wait returns */
+    }
+    gr_chan_after after = {{0}};
+    gr_chan_lock(c);
+    int r = gr_chan_trysend(c, v, &after);
+    if (r != 0) {
+        gr_chan_unlock(c);
+        gr_chan_after_run(&after);
+        if (r < 0) {
+            gr_panic("send on closed channel");
+            return -1;
+        }
+        return 0;
+    }
+    gr_sudog sg = {0};
+    sg.elem = v;
+    if (block_on(c, &sg, true, "chan send") < 0) {
+        return -1;
+    }
+    if (!sg.success) {
+        gr_panic("send on closed channel");
+        return -1;
+    }
+    return 0;
+}
+
+/* chanrecv: 1 received (*out new ref), 0 closed and drained (*out NULL),
+ * -1 exception set. */
+static int
+chanrecv(hchan *c, PyObject **out)
+{
+    *out = NULL;
+    if (c == NULL) {
+        gr_sudog sg = {0};
+        block_on(NULL, &sg, false, "chan receive (nil chan)");
+        return -1;
+    }
+    gr_chan_after after = {{0}};
+    gr_chan_lock(c);
+    int r = gr_chan_tryrecv(c, out, &after);
+    if (r != 0) {
+        gr_chan_unlock(c);
+        gr_chan_after_run(&after);
+        return r > 0 ? 1 : 0;
+    }
+    gr_sudog sg = {0};
+    if (block_on(c, &sg, false, "chan receive") < 0) {
+        return -1;
+    }
+    if (!sg.success) {
+        return 0;
+    }
+    *out = sg.elem;
+    return 1;
+}
+
+/* closechan: wake every receiver ((None, False)) and every sender (they
+ * panic).  Never blocks. */
+static int
+closechan(hchan *c)
+{
+    if (c == NULL) {
+        gr_panic("close of nil channel");
+        return -1;
+    }
+    gr_chan_lock(c);
+    if (c->closed) {
+        gr_chan_unlock(c);
+        gr_panic("close of closed channel");
+        return -1;
+    }
+    c->closed = 1;
+    /* Collect claimed sudogs on a private list (their own next links are
+     * free once they are off the queue), then wake after unlocking. */
+    gr_sudog *list = NULL;
+    gr_sudog *sg;
+    while ((sg = dequeue(&c->recvqh, &c->recvqt)) != NULL) {
+        sg->elem = NULL;
+        sg->success = false;
+        sg->next = list;
+        list = sg;
+    }
+    while ((sg = dequeue(&c->sendqh, &c->sendqt)) != NULL) {
+        sg->success = false;
+        sg->next = list;
+        list = sg;
+    }
+    gr_chan_unlock(c);
+    while (list != NULL) {
+        gr_sudog *next = list->next;
+        gr_waiter_wake(list->w);    /* list may be gone after this */
+        list = next;
+    }
+    return 0;
+}
+
+/* ---- Python methods ------------------------------------------------- */
+
+static int
+check_dir(hchan *self, int want, const char *what)
+{
+    if (self->dir != GR_DIR_BOTH && self->dir != want) {
+        PyErr_Format(PyExc_TypeError, "invalid operation: %s (%s)", what,
+                     self->dir == GR_DIR_SEND ? "receive from send-only "
+                     "channel" : "send to receive-only channel");
+        return -1;
+    }
+    return 0;
+}
+
+static hchan *
+target(hchan *self)
+{
+    hchan *b = chan_of(self);
+    return b->isnil ? NULL : b;
+}
+
+static PyObject *
+chan_send(hchan *self, PyObject *v)
+{
+    if (check_dir(self, GR_DIR_SEND, "ch.send") < 0) {
+        return NULL;
+    }
+    if (chansend(target(self), v) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+chan_recv(hchan *self, PyObject *unused)
+{
+    if (check_dir(self, GR_DIR_RECV, "ch.recv") < 0) {
+        return NULL;
+    }
+    PyObject *v;
+    int r = chanrecv(target(self), &v);
+    if (r < 0) {
+        return NULL;
+    }
+    return r > 0 ? v : Py_NewRef(Py_None);
+}
+
+static PyObject *
+chan_recv_(hchan *self, PyObject *unused)
+{
+    if (check_dir(self, GR_DIR_RECV, "ch.recv_") < 0) {
+        return NULL;
+    }
+    PyObject *v;
+    int r = chanrecv(target(self), &v);
+    if (r < 0) {
+        return NULL;
+    }
+    if (r == 0) {
+        return Py_BuildValue("(OO)", Py_None, Py_False);
+    }
+    PyObject *t = Py_BuildValue("(NO)", v, Py_True);
+    return t;
+}
+
+static PyObject *
+chan_close(hchan *self, PyObject *unused)
+{
+    if (self->dir == GR_DIR_RECV) {
+        PyErr_SetString(PyExc_TypeError, "invalid operation: close of "
+                        "receive-only channel");
+        return NULL;
+    }
+    if (closechan(target(self)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+chan_cap(hchan *self, PyObject *unused)
+{
+    hchan *c = target(self);
+    return PyLong_FromSsize_t(c ? c->dataqsiz : 0);
+}
+
+static Py_ssize_t
+chan_len(hchan *self)
+{
+    hchan *c = target(self);
+    if (c == NULL) {
+        return 0;
+    }
+    gr_chan_lock(c);
+    Py_ssize_t n = c->qcount;
+    gr_chan_unlock(c);
+    return n;
+}
+
+static PyObject *
+make_view(hchan *self, int dir)
+{
+    if (self->dir != GR_DIR_BOTH && self->dir != dir) {
+        PyErr_SetString(PyExc_TypeError, "cannot widen a directional "
+                        "channel view");
+        return NULL;
+    }
+    hchan *v = PyObject_GC_New(hchan, Py_TYPE(self));
+    if (v == NULL) {
+        return NULL;
+    }
+    memset((char *)v + sizeof(PyObject), 0, sizeof(hchan) - sizeof(PyObject));
+    pthread_mutex_init(&v->lock, NULL);
+    v->base = (hchan *)Py_NewRef(chan_of(self));
+    v->dir = dir;
+    PyObject_GC_Track(v);
+    return (PyObject *)v;
+}
+
+static PyObject *
+chan_send_only(hchan *self, PyObject *unused)
+{
+    return make_view(self, GR_DIR_SEND);
+}
+
+static PyObject *
+chan_recv_only(hchan *self, PyObject *unused)
+{
+    return make_view(self, GR_DIR_RECV);
+}
+
+static PyObject *
+chan_iter(hchan *self)
+{
+    if (check_dir(self, GR_DIR_RECV, "range over channel") < 0) {
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)self);
+}
+
+static PyObject *
+chan_iternext(hchan *self)
+{
+    PyObject *v;
+    int r = chanrecv(target(self), &v);
+    return r > 0 ? v : NULL;    /* 0: closed and drained -> StopIteration */
+}
+
+static PyObject *
+chan_repr(hchan *self)
+{
+    hchan *c = target(self);
+    if (c == NULL) {
+        return PyUnicode_FromString("nilchan");
+    }
+    const char *d = self->dir == GR_DIR_SEND ? "chan<- "
+                    : self->dir == GR_DIR_RECV ? "<-chan " : "chan ";
+    gr_chan_lock(c);
+    Py_ssize_t n = c->qcount;
+    int closed = c->closed;
+    gr_chan_unlock(c);
+    return PyUnicode_FromFormat("<%s%p len=%zd cap=%zd%s>", d, (void *)c, n,
+                                c->dataqsiz, closed ? " closed" : "");
+}
+
+static PyObject *
+chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"size", "dtype", NULL};
+    Py_ssize_t size = 0;
+    PyObject *dtype = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:chan", kwlist,
+                                     &size, &dtype)) {
+        return NULL;
+    }
+    if (size < 0 || size > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *)) {
+        PyErr_SetString(PyExc_ValueError, "makechan: size out of range");
+        return NULL;
+    }
+    hchan *c = (hchan *)type->tp_alloc(type, 0);
+    if (c == NULL) {
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    if (size > 0) {
+        c->buf = PyMem_Calloc((size_t)size, sizeof(PyObject *));
+        if (c->buf == NULL) {
+            Py_DECREF(c);
+            return PyErr_NoMemory();
+        }
+    }
+    c->dataqsiz = size;
+    return (PyObject *)c;
+}
+
+static int
+chan_traverse(hchan *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->base);
+    /* The buffer changes under the lock, but the collector runs with the
+     * GIL held and every buffer change is made with the GIL held too. */
+    for (Py_ssize_t i = 0; i < self->dataqsiz; i++) {
+        Py_VISIT(self->buf[i]);
+    }
+    return 0;
+}
+
+static int
+chan_clear(hchan *self)
+{
+    Py_CLEAR(self->base);
+    /* Move the references out under the lock, drop them after it. */
+    PyObject **buf = NULL;
+    Py_ssize_t n = 0;
+    if (self->buf != NULL) {
+        gr_chan_lock(self);
+        buf = PyMem_Malloc(sizeof(PyObject *) * (size_t)self->dataqsiz);
+        if (buf != NULL) {
+            for (Py_ssize_t i = 0; i < self->dataqsiz; i++) {
+                if (self->buf[i] != NULL) {
+                    buf[n++] = self->buf[i];
+                    self->buf[i] = NULL;
+                }
+            }
+            self->qcount = 0;
+        }
+        gr_chan_unlock(self);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(buf[i]);
+    }
+    PyMem_Free(buf);
+    return 0;
+}
+
+static void
+chan_dealloc(hchan *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    chan_clear(self);
+    PyMem_Free(self->buf);
+    pthread_mutex_destroy(&self->lock);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef chan_methods[] = {
+    {"send", (PyCFunction)chan_send, METH_O,
+     "send($self, obj, /)\n--\n\n"
+     "Send obj; block until received (unbuffered) or buffered.  On a closed "
+     "channel raise Panic('send on closed channel')."},
+    {"recv", (PyCFunction)chan_recv, METH_NOARGS,
+     "recv($self, /)\n--\n\n"
+     "Receive a value; None at once when closed and drained."},
+    {"recv_", (PyCFunction)chan_recv_, METH_NOARGS,
+     "recv_($self, /)\n--\n\n"
+     "Receive (value, ok); ok is False only when closed and drained."},
+    {"close", (PyCFunction)chan_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Close: wake every receiver and sender.  Never blocks."},
+    {"cap", (PyCFunction)chan_cap, METH_NOARGS,
+     "cap($self, /)\n--\n\nThe buffer's capacity."},
+    {"send_only", (PyCFunction)chan_send_only, METH_NOARGS,
+     "send_only($self, /)\n--\n\nA send-only view (chan<-) of this channel."},
+    {"recv_only", (PyCFunction)chan_recv_only, METH_NOARGS,
+     "recv_only($self, /)\n--\n\nA receive-only view (<-chan)."},
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
+     "chan[T]: for typing only."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef chan_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(hchan, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot chan_slots[] = {
+    {Py_tp_doc, "chan(size=0)\n--\n\n"
+                "A Go channel: unbuffered when size == 0, buffered "
+                "otherwise."},
+    {Py_tp_new, chan_new},
+    {Py_tp_dealloc, chan_dealloc},
+    {Py_tp_traverse, chan_traverse},
+    {Py_tp_clear, chan_clear},
+    {Py_tp_methods, chan_methods},
+    {Py_tp_members, chan_members},
+    {Py_tp_iter, chan_iter},
+    {Py_tp_iternext, chan_iternext},
+    {Py_tp_repr, chan_repr},
+    {Py_mp_length, chan_len},
+    {0, NULL},
+};
+
+static PyType_Spec chan_spec = {
+    .name = "goroutine.chan",
+    .basicsize = sizeof(hchan),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = chan_slots,
+};
+
+/* Identify ch.recv / ch.recv_ / ch.send bound methods for select. */
+int
+gr_chan_method_kind(PyObject *obj, PyObject **self)
+{
+    if (!PyCFunction_Check(obj)) {
+        return 0;
+    }
+    PyObject *s = PyCFunction_GET_SELF(obj);
+    if (s == NULL || !PyObject_TypeCheck(s, gr_globals.chan_type)) {
+        return 0;
+    }
+    PyCFunction f = PyCFunction_GET_FUNCTION(obj);
+    *self = s;
+    if (f == (PyCFunction)chan_recv) {
+        return 1;
+    }
+    if (f == (PyCFunction)chan_recv_) {
+        return 2;
+    }
+    if (f == (PyCFunction)chan_send) {
+        return 3;
+    }
+    return 0;
+}
+
+int
+gr_chan_exec(PyObject *module)
+{
+    if (gr_globals.chan_type == NULL) {
+        gr_globals.chan_type = (PyTypeObject *)PyType_FromSpec(&chan_spec);
+        if (gr_globals.chan_type == NULL) {
+            return -1;
+        }
+    }
+    if (PyModule_AddObjectRef(module, "chan",
+                              (PyObject *)gr_globals.chan_type) < 0) {
+        return -1;
+    }
+    hchan *nil = (hchan *)gr_globals.chan_type->tp_alloc(
+        gr_globals.chan_type, 0);
+    if (nil == NULL) {
+        return -1;
+    }
+    pthread_mutex_init(&nil->lock, NULL);
+    nil->isnil = 1;
+    int r = PyModule_AddObjectRef(module, "nilchan", (PyObject *)nil);
+    Py_DECREF(nil);
+    return r;
+}

@@ -1,0 +1,268 @@
+/*
+ * gstack.c: goroutine C stacks, their pool, and the context a new stack
+ * starts in.
+ *
+ * Layout of one stack (grows down):
+ *
+ *     [guard page?][red zone][........ usable ........][top: first frame]
+ *      ^map         ^lo                                 ^lo + size
+ *
+ * Budget: vm.max_map_count defaults to 65530 and a PROT_NONE guard page
+ * splits a mapping in two, so one guarded mmap per goroutine would cap a
+ * process near 32k goroutines.  We guard the first GR_GUARDED_STACKS
+ * stacks (a stray overflow there is a SIGSEGV, loud and at the fault) and
+ * carve the rest from slabs of GR_SLAB_STACKS stacks in one mapping, which
+ * costs one VMA per slab.  Every stack, guarded or not, has a red zone of
+ * known bytes at its low end that is checked at every switch away from the
+ * goroutine: an overflow there is reported as a fatal "goroutine: stack
+ * overflow" before anything else runs on the corrupted memory.  The real
+ * defence is upstream: CPython's recursion limits are fitted to the stack
+ * (gr_pystate_fit_stack), so Python code gets RecursionError first.
+ *
+ * Memory: stacks are mapped MAP_NORESERVE and only touched pages are
+ * resident.  A freed stack goes back to a LIFO pool so a hot go() costs no
+ * mmap; beyond GR_POOL_HOT stacks in the pool, freed stacks have their
+ * pages returned to the kernel (MADV_DONTNEED) before pooling.
+ *
+ * Locking: pool_lock guards the pool and counters; it is a leaf lock and
+ * is taken without the GIL or with it, from any thread.
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define GR_ASAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#  define GR_ASAN 1
+#endif
+#ifdef GR_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define GR_VALGRIND 1
+#endif
+
+/* 256 KiB of virtual stack: Python-to-Python calls on 3.11+ do not use the
+ * C stack, and the C recursion budget is fitted to this size.  Override
+ * with GOROUTINE_STACK_KB (64..65536). */
+#define GR_STACK_DEFAULT (256u * 1024u)
+#define GR_REDZONE 256u
+#define GR_REDZONE_BYTE 0xA5
+#define GR_GUARDED_STACKS 4096
+#define GR_SLAB_STACKS 32
+#define GR_POOL_HOT 256
+
+typedef struct freestack {
+    struct freestack *next;
+    gr_stack st;
+} freestack;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static freestack *pool;          /* free stacks, LIFO */
+static size_t pool_len;
+static size_t nguarded;          /* guarded mappings made so far */
+static char *slab_next;          /* next unused stack in the current slab */
+static size_t slab_left;         /* stacks left in it */
+static size_t stack_size;        /* usable bytes, set once */
+static size_t page_size;
+
+size_t
+gr_stack_size(void)
+{
+    if (stack_size == 0) {
+        page_size = (size_t)sysconf(_SC_PAGESIZE);
+        size_t sz = GR_STACK_DEFAULT;
+        const char *env = getenv("GOROUTINE_STACK_KB");
+        if (env != NULL) {
+            long kb = strtol(env, NULL, 10);
+            if (kb >= 64 && kb <= 65536) {
+                sz = (size_t)kb * 1024u;
+            }
+        }
+        stack_size = (sz + page_size - 1) & ~(page_size - 1);
+    }
+    return stack_size;
+}
+
+static void
+redzone_fill(gr_stack *st)
+{
+    memset(st->lo, GR_REDZONE_BYTE, GR_REDZONE);
+}
+
+/* Fresh memory for one stack; pool_lock held. */
+static int
+stack_map(gr_stack *st)
+{
+    size_t size = gr_stack_size();
+    if (nguarded < GR_GUARDED_STACKS) {
+        size_t total = size + page_size;
+        char *map = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED) {
+            return -1;
+        }
+        if (mprotect(map, page_size, PROT_NONE) != 0) {
+            munmap(map, total);
+            return -1;
+        }
+        nguarded++;
+        st->map = map;
+        st->lo = map + page_size;
+        st->size = size;
+        return 0;
+    }
+    if (slab_left == 0) {
+        char *slab = mmap(NULL, size * GR_SLAB_STACKS,
+                          PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (slab == MAP_FAILED) {
+            return -1;
+        }
+        slab_next = slab;
+        slab_left = GR_SLAB_STACKS;
+    }
+    st->map = NULL;
+    st->lo = slab_next;
+    st->size = size;
+    slab_next += size;
+    slab_left--;
+    return 0;
+}
+
+/* Get a stack.  Any thread, GIL or not.  Returns 0, or -1 when out of
+ * memory (errno set). */
+int
+gr_stack_alloc(gr_stack *st)
+{
+    pthread_mutex_lock(&pool_lock);
+    freestack *fs = pool;
+    if (fs != NULL) {
+        pool = fs->next;
+        pool_len--;
+        pthread_mutex_unlock(&pool_lock);
+        /* The record lives in the stack's own top bytes: copy it out
+         * before the first frame overwrites it. */
+        *st = fs->st;
+        redzone_fill(st);
+        return 0;
+    }
+    int r = stack_map(st);
+    pthread_mutex_unlock(&pool_lock);
+    if (r == 0) {
+        st->asan_fake = NULL;
+        st->valgrind_id = 0;
+#ifdef GR_VALGRIND
+        st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+#endif
+        redzone_fill(st);
+    }
+    return r;
+}
+
+/* Return a stack to the pool.  The goroutine that ran on it must be off
+ * it for good.  Any thread. */
+void
+gr_stack_free(gr_stack *st)
+{
+    pthread_mutex_lock(&pool_lock);
+    bool trim = pool_len >= GR_POOL_HOT;
+    pthread_mutex_unlock(&pool_lock);
+    if (trim) {
+        /* Keep the top page: the free-list record lives there. */
+        madvise(st->lo, st->size - page_size, MADV_DONTNEED);
+    }
+    freestack *fs = (freestack *)(st->lo + st->size - sizeof(freestack));
+    fs->st = *st;
+    pthread_mutex_lock(&pool_lock);
+    fs->next = pool;
+    pool = fs;
+    pool_len++;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+/* A red zone that is not intact means the goroutine wrote below its
+ * stack: nothing that runs afterwards can be trusted, so stop loudly. */
+void
+gr_stack_check(gr_stack *st, uint64_t goid)
+{
+    const unsigned char *p = (const unsigned char *)st->lo;
+    for (size_t i = 0; i < GR_REDZONE; i += 8) {
+        if (p[i] != GR_REDZONE_BYTE) {
+            char msg[96];
+            snprintf(msg, sizeof msg,
+                     "goroutine: stack overflow in goroutine %llu",
+                     (unsigned long long)goid);
+            Py_FatalError(msg);
+        }
+    }
+}
+
+extern void gr_ctx_trampoline(void);
+
+/*
+ * Build a context that, when switched to, calls entry(arg) on `st`.  The
+ * frame imitates what gr_ctx_switch pushes (see switch_*.S), so the first
+ * switch "returns" into gr_ctx_trampoline.
+ */
+void
+gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg)
+{
+    uintptr_t top = ((uintptr_t)(st->lo + st->size)) & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    /* ret slot at top-24 so the trampoline starts 16-byte aligned. */
+    uint64_t *sp = (uint64_t *)(top - 80);
+    uint32_t ctl[2] = {0x1F80, 0x037F};    /* default MXCSR, x87 CW */
+    memcpy(&sp[0], ctl, sizeof ctl);
+    sp[1] = 0;                              /* r15 */
+    sp[2] = 0;                              /* r14 */
+    sp[3] = (uint64_t)(uintptr_t)entry;     /* r13 */
+    sp[4] = (uint64_t)(uintptr_t)arg;       /* r12 */
+    sp[5] = 0;                              /* rbx */
+    sp[6] = 0;                              /* rbp */
+    sp[7] = (uint64_t)(uintptr_t)gr_ctx_trampoline;
+    sp[8] = 0;
+    ctx->sp = sp;
+#elif defined(__aarch64__)
+    uint64_t *sp = (uint64_t *)(top - 176);
+    memset(sp, 0, 176);
+    sp[0] = (uint64_t)(uintptr_t)arg;       /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)entry;     /* x20 */
+    sp[10] = 0;                             /* x29 */
+    sp[11] = (uint64_t)(uintptr_t)gr_ctx_trampoline;   /* x30 */
+    ctx->sp = sp;
+#else
+#error "goroutine: no context switch for this architecture yet"
+#endif
+}
+
+void
+gr_switch_annotate_begin(void **fake, const char *lo, size_t size)
+{
+#ifdef GR_ASAN
+    __sanitizer_start_switch_fiber(fake, lo, size);
+#else
+    (void)fake; (void)lo; (void)size;
+#endif
+}
+
+void
+gr_switch_annotate_end(void *fake)
+{
+#ifdef GR_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    (void)fake;
+#endif
+}

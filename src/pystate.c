@@ -1,0 +1,141 @@
+/*
+ * pystate.c: a PyThreadState per goroutine, made current on whichever OS
+ * thread runs it.  The ONLY file that touches CPython internals; every
+ * version difference lives here.
+ *
+ * Why a thread state per goroutine: frames, the exception being handled,
+ * recursion depth, contextvars and threading.local all hang off the
+ * thread state, so giving each goroutine its own makes all of them per
+ * goroutine for free, and lets a parked goroutine resume on another M.
+ *
+ * How it becomes current.  On 3.12 and 3.13, PyThreadState_Swap itself
+ * drops and retakes the GIL, and the thread-local "current" pointer is not
+ * exported, so there is no cheaper switch than PyEval_RestoreThread /
+ * PyEval_SaveThread.  We use that pair on every version:
+ *
+ *     M (g0, no GIL) --enter(g)--> GIL held, g's tstate current --leave-->
+ *
+ * It also gives the invariant the migration needs: a goroutine's thread
+ * state is attached to at most one OS thread, and it is detached before the
+ * goroutine becomes visible to wakers (sched.c runs the park's unlock
+ * function after leave).
+ *
+ * What CPython does not fix up for us, per version:
+ *   - the PyGILState TSS key (which thread state PyGILState_Ensure finds
+ *     for this OS thread).  It must be the goroutine's while it runs, or a
+ *     ctypes callback inside a goroutine takes the GIL for the M's own
+ *     thread state and deadlocks.  3.10/3.11 keep the key in
+ *     _PyRuntime.gilstate.autoTSSkey; 3.12+ in _PyRuntime.autoTSSkey, and
+ *     3.12+ rebinds it by itself on activation when the thread state's
+ *     bound_gilstate bit is clear, so there we only clear the bit on leave.
+ *   - thread_id / native_thread_id, which say where a thread state runs
+ *     (faulthandler, sys._current_frames): set on every enter.
+ *   - recursion budgets, fitted to the goroutine's C stack: 3.12+ count C
+ *     recursion per thread state (c_recursion_remaining); 3.10/3.11 count
+ *     Python calls, each of which can cost C stack, so their limit is
+ *     lowered per goroutine.
+ *
+ * All functions here run with the GIL held except gr_pystate_enter, which
+ * takes it.
+ */
+#define Py_BUILD_CORE 1
+#include "core.h"
+#include "internal/pycore_runtime.h"
+
+#if PY_VERSION_HEX >= 0x030E0000
+#error "goroutine: CPython 3.14+ is not supported yet (see docs/design.md)"
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define GILSTATE_KEY (&_PyRuntime.autoTSSkey)
+#else
+#define GILSTATE_KEY (&_PyRuntime.gilstate.autoTSSkey)
+#endif
+
+/* C stack spent per level of recursion that CPython counts.  Measured with
+ * tests/test_goroutine.py's deep-recursion test (a Python recursion through
+ * a C call per level) on x86-64 -O2 builds, then doubled for margin. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define STACK_PER_LEVEL 600
+#elif PY_VERSION_HEX >= 0x030B0000
+#define STACK_PER_LEVEL 900
+#else
+#define STACK_PER_LEVEL 1000
+#endif
+/* Bytes kept free for the runtime's own frames and C code at the leaf. */
+#define STACK_RESERVE (48 * 1024)
+
+PyThreadState *
+gr_pystate_new(void)
+{
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Get());
+    if (ts == NULL) {
+        PyErr_NoMemory();
+    }
+    return ts;
+}
+
+void
+gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes)
+{
+    int levels = (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+#if PY_VERSION_HEX >= 0x030C0000
+    if (ts->c_recursion_remaining > levels) {
+        ts->c_recursion_remaining = levels;
+    }
+#elif PY_VERSION_HEX >= 0x030B0000
+    if (ts->recursion_limit > levels) {
+        ts->recursion_remaining -= ts->recursion_limit - levels;
+        ts->recursion_limit = levels;
+    }
+#else
+    /* 3.10 compares recursion_depth with the interpreter-wide limit: start
+     * the goroutine's depth where the levels it can afford run out. */
+    int limit = Py_GetRecursionLimit();
+    if (limit > levels) {
+        ts->recursion_depth = limit - levels;
+    }
+#endif
+}
+
+/* Drop per-goroutine data before a thread state serves another goroutine:
+ * threading.local values, asyncio's async-generator hooks. */
+void
+gr_pystate_recycle(PyThreadState *ts)
+{
+    Py_CLEAR(ts->dict);
+    Py_CLEAR(ts->async_gen_firstiter);
+    Py_CLEAR(ts->async_gen_finalizer);
+#if PY_VERSION_HEX < 0x030B0000
+    ts->recursion_depth = 0;
+#endif
+}
+
+/* Make `ts` current on this OS thread and take the GIL.  Called on an M's
+ * g0 stack without the GIL; `mts` is the M's own thread state. */
+void
+gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
+{
+    PyEval_RestoreThread(ts);
+    ts->thread_id = PyThread_get_thread_ident();
+#if PY_VERSION_HEX >= 0x030B0000 || defined(PY_HAVE_THREAD_NATIVE_ID)
+    ts->native_thread_id = PyThread_get_thread_native_id();
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+    PyThread_tss_set(GILSTATE_KEY, ts);
+#endif
+    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
+}
+
+/* Give the GIL back and make the M's own thread state the one
+ * PyGILState finds on this OS thread again.  GIL held, ts current. */
+void
+gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->_status.bound_gilstate = 0;
+    mts->_status.bound_gilstate = 1;
+#endif
+    PyThread_tss_set(GILSTATE_KEY, mts);
+    PyEval_SaveThread();
+}

@@ -1,0 +1,320 @@
+/*
+ * select.c: Go's selectgo for Python.
+ *
+ *   i, rx = select(ch1.recv, ch2.recv_, (ch3.send, obj), default)
+ *
+ * The algorithm is Go's:
+ *   1. poll order: a random permutation of the cases (uniform choice among
+ *      the ready ones); nil-channel cases are dropped (never chosen);
+ *   2. lock order: the distinct channels sorted by address, so two selects
+ *      never lock the same pair in opposite orders;
+ *   3. pass 1, all locked: the first ready case in poll order completes;
+ *      else `default` if present;
+ *   4. pass 2: one sudog per case, all pointing at one waiter, enqueued on
+ *      every channel; park (the channels are unlocked on g0 after the
+ *      goroutine is off the CPU) or, on a plain thread, unlock and wait;
+ *   5. pass 3, on wake: whoever fired us claimed the waiter and unlinked
+ *      that one sudog; lock all again and unlink the losers.
+ * The claim (waiter.c) makes sure exactly one case completes, and a
+ * select never matches its own send with its own receive: the first of
+ * its sudogs to be taken claims the whole waiter.
+ *
+ * Sudogs live on the C stack of the blocked goroutine or thread (the stack
+ * stays put while it is parked), or in a heap array for many cases.
+ */
+#include "core.h"
+
+#define GR_SELECT_STACK 8
+
+int gr_chan_method_kind(PyObject *obj, PyObject **self);
+
+enum { CASE_RECV = 1, CASE_RECV_OK = 2, CASE_SEND = 3 };
+
+typedef struct {
+    hchan *c;               /* NULL: nil channel */
+    int kind;               /* CASE_* */
+    PyObject *elem;         /* send: the value (borrowed from args) */
+    int index;              /* position in the call */
+} scase;
+
+typedef struct {
+    hchan **locks;          /* distinct channels, sorted by address */
+    int nlocks;
+} lockset;
+
+static void
+lock_all(lockset *ls)
+{
+    for (int i = 0; i < ls->nlocks; i++) {
+        gr_chan_lock(ls->locks[i]);
+    }
+}
+
+static void
+unlock_all(void *arg)
+{
+    lockset *ls = arg;
+    for (int i = ls->nlocks; i-- > 0;) {
+        gr_chan_unlock(ls->locks[i]);
+    }
+}
+
+typedef struct {
+    lockset *ls;
+    gr_sudog *sgs;
+    int n;
+} select_cancel_arg;
+
+/* Pass 3 (and a thread's cancel): unlink every sudog still queued. */
+static void
+dequeue_all(void *arg)
+{
+    select_cancel_arg *a = arg;
+    lock_all(a->ls);
+    for (int i = 0; i < a->n; i++) {
+        if (a->sgs[i].c != NULL) {
+            gr_chan_dequeue_sudog(a->sgs[i].c, &a->sgs[i]);
+        }
+    }
+    unlock_all(a->ls);
+}
+
+static int
+parse_case(PyObject *arg, int index, scase *sc)
+{
+    PyObject *self = NULL;
+    int dir;
+    sc->index = index;
+    sc->elem = NULL;
+    int kind = gr_chan_method_kind(arg, &self);
+    if (kind == CASE_RECV || kind == CASE_RECV_OK) {
+        gr_chan_unwrap(self, &sc->c, &dir);
+        if (dir == GR_DIR_SEND) {
+            PyErr_SetString(PyExc_TypeError, "select: invalid operation: "
+                            "receive from send-only channel");
+            return -1;
+        }
+        sc->kind = kind;
+        return 0;
+    }
+    if (PyTuple_Check(arg) && PyTuple_GET_SIZE(arg) == 2 &&
+        gr_chan_method_kind(PyTuple_GET_ITEM(arg, 0), &self) == CASE_SEND) {
+        gr_chan_unwrap(self, &sc->c, &dir);
+        if (dir == GR_DIR_RECV) {
+            PyErr_SetString(PyExc_TypeError, "select: invalid operation: "
+                            "send to receive-only channel");
+            return -1;
+        }
+        sc->kind = CASE_SEND;
+        sc->elem = PyTuple_GET_ITEM(arg, 1);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "select: case %d must be ch.recv, "
+                 "ch.recv_, (ch.send, value) or default, not %.200R",
+                 index, arg);
+    return -1;
+}
+
+static PyObject *
+result(scase *sc, int ok, PyObject *v)
+{
+    /* v is a new reference or NULL (closed). */
+    if (sc->kind == CASE_SEND) {
+        return Py_BuildValue("(iO)", sc->index, Py_None);
+    }
+    if (sc->kind == CASE_RECV) {
+        return Py_BuildValue("(iN)", sc->index, v ? v : Py_NewRef(Py_None));
+    }
+    return Py_BuildValue("(i(NO))", sc->index, v ? v : Py_NewRef(Py_None),
+                         ok ? Py_True : Py_False);
+}
+
+static int
+cmp_chan(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(hchan *const *)a;
+    uintptr_t y = (uintptr_t)*(hchan *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static PyObject *
+selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
+         gr_sudog *sgs)
+{
+    /* 1. poll order over non-nil cases (Fisher-Yates, inside-out). */
+    int npoll = 0;
+    for (int i = 0; i < ncases; i++) {
+        if (cases[i].c == NULL) {
+            continue;
+        }
+        int j = (int)(gr_fastrand() % (uint32_t)(npoll + 1));
+        poll[npoll] = poll[j];
+        poll[j] = cases[i];
+        npoll++;
+    }
+    /* 2. lock order: distinct channels by address. */
+    int nl = 0;
+    for (int i = 0; i < npoll; i++) {
+        locks[nl++] = poll[i].c;
+    }
+    qsort(locks, (size_t)nl, sizeof *locks, cmp_chan);
+    int nd = 0;
+    for (int i = 0; i < nl; i++) {
+        if (nd == 0 || locks[nd - 1] != locks[i]) {
+            locks[nd++] = locks[i];
+        }
+    }
+    lockset ls = {locks, nd};
+
+    /* 3. pass 1 */
+    lock_all(&ls);
+    gr_chan_after after = {{0}};
+    for (int i = 0; i < npoll; i++) {
+        scase *sc = &poll[i];
+        if (sc->kind == CASE_SEND) {
+            int r = gr_chan_trysend(sc->c, sc->elem, &after);
+            if (r != 0) {
+                unlock_all(&ls);
+                gr_chan_after_run(&after);
+                if (r < 0) {
+                    return gr_panic("send on closed channel");
+                }
+                return result(sc, 1, NULL);
+            }
+        }
+        else {
+            PyObject *v = NULL;
+            int r = gr_chan_tryrecv(sc->c, &v, &after);
+            if (r != 0) {
+                unlock_all(&ls);
+                gr_chan_after_run(&after);
+                return result(sc, r > 0, v);
+            }
+        }
+    }
+    if (dflt >= 0) {
+        unlock_all(&ls);
+        return Py_BuildValue("(iO)", dflt, Py_None);
+    }
+
+    /* 4. pass 2: enqueue on every channel and block. */
+    gr_g *g = gr_getg();
+    gr_waiter w;
+    gr_sema sema;
+    if (g != NULL) {
+        memset(&w, 0, sizeof w);
+        w.kind = GR_WAIT_G;
+        w.g = g;
+    }
+    else {
+        gr_waiter_init_thread(&w, &sema);
+    }
+    for (int i = 0; i < npoll; i++) {
+        gr_sudog *sg = &sgs[i];
+        memset(sg, 0, sizeof *sg);
+        sg->w = &w;
+        sg->caseidx = i;
+        sg->isselect = true;
+        sg->elem = poll[i].kind == CASE_SEND ? poll[i].elem : NULL;
+        gr_chan_enqueue(poll[i].c, sg, poll[i].kind == CASE_SEND);
+    }
+    select_cancel_arg ca = {&ls, sgs, npoll};
+    if (g != NULL) {
+        gr_park(nd > 0 ? unlock_all : NULL, &ls, "select");
+    }
+    else {
+        unlock_all(&ls);
+        int r = gr_waiter_block_thread(&w, dequeue_all, &ca, "select");
+        gr_waiter_fini_thread(&w);
+        if (r < 0) {
+            return NULL;
+        }
+    }
+    /* 5. pass 3 */
+    if (npoll > 1) {
+        dequeue_all(&ca);
+    }
+    gr_sudog *fired = w.fired;
+    scase *sc = &poll[fired->caseidx];
+    if (sc->kind == CASE_SEND) {
+        if (!fired->success) {
+            return gr_panic("send on closed channel");
+        }
+        return result(sc, 1, NULL);
+    }
+    return result(sc, fired->success, fired->success ? fired->elem : NULL);
+}
+
+static PyObject *
+select_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 100000) {
+        PyErr_SetString(PyExc_ValueError, "select: too many cases");
+        return NULL;
+    }
+    int n = (int)nargs;
+    scase cstack[GR_SELECT_STACK], pstack[GR_SELECT_STACK];
+    hchan *lstack[GR_SELECT_STACK];
+    gr_sudog sstack[GR_SELECT_STACK];
+    scase *cases = cstack, *poll = pstack;
+    hchan **locks = lstack;
+    gr_sudog *sgs = sstack;
+    char *heap = NULL;
+    if (n > GR_SELECT_STACK) {
+        size_t per = 2 * sizeof(scase) + sizeof(hchan *) + sizeof(gr_sudog);
+        heap = PyMem_Malloc(per * (size_t)n);
+        if (heap == NULL) {
+            return PyErr_NoMemory();
+        }
+        cases = (scase *)heap;
+        poll = cases + n;
+        sgs = (gr_sudog *)(poll + n);
+        locks = (hchan **)(sgs + n);
+    }
+    int ncases = 0, dflt = -1;
+    PyObject *res = NULL;
+    for (int i = 0; i < n; i++) {
+        if (args[i] == gr_globals.default_) {
+            if (dflt >= 0) {
+                PyErr_SetString(PyExc_TypeError,
+                                "select: multiple default cases");
+                goto done;
+            }
+            dflt = i;
+            continue;
+        }
+        if (parse_case(args[i], i, &cases[ncases]) < 0) {
+            goto done;
+        }
+        ncases++;
+    }
+    res = selectgo(cases, ncases, dflt, poll, locks, sgs);
+done:
+    PyMem_Free(heap);
+    return res;
+}
+
+static PyMethodDef select_methods[] = {
+    {"select", (PyCFunction)(void (*)(void))select_select, METH_FASTCALL,
+     "select(*cases)\n--\n\n"
+     "Wait until one of the cases can proceed and complete it: ch.recv, "
+     "ch.recv_, (ch.send, obj), or default.  Returns (index, rx)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+gr_select_exec(PyObject *module)
+{
+    if (gr_globals.default_ == NULL) {
+        /* A unique, named sentinel: `default` in select. */
+        gr_globals.default_ = PyObject_CallFunction(
+            (PyObject *)&PyBaseObject_Type, NULL);
+        if (gr_globals.default_ == NULL) {
+            return -1;
+        }
+    }
+    if (PyModule_AddObjectRef(module, "default", gr_globals.default_) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, select_methods);
+}
