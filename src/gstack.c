@@ -27,7 +27,7 @@
  * Locking: pool_lock guards the pool and counters; it is a leaf lock and
  * is taken without the GIL or with it, from any thread.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "core.h"
 
 #include <errno.h>

@@ -118,7 +118,7 @@ gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
 {
     PyEval_RestoreThread(ts);
     ts->thread_id = PyThread_get_thread_ident();
-#if PY_VERSION_HEX >= 0x030B0000 || defined(PY_HAVE_THREAD_NATIVE_ID)
+#if PY_VERSION_HEX >= 0x030B0000
     ts->native_thread_id = PyThread_get_thread_native_id();
 #endif
 #if PY_VERSION_HEX < 0x030C0000

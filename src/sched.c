@@ -46,7 +46,7 @@
  * when it next enters the scheduler its M finds no P, takes an idle one or
  * goes to sleep.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "core.h"
 
 #include <errno.h>
