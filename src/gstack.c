@@ -53,10 +53,12 @@
 #define GR_VALGRIND 1
 #endif
 
-/* 256 KiB of virtual stack: Python-to-Python calls on 3.11+ do not use the
- * C stack, and the C recursion budget is fitted to this size.  Override
- * with GOROUTINE_STACK_KB (64..65536). */
-#define GR_STACK_DEFAULT (256u * 1024u)
+/* 1 MiB of virtual stack, of which only touched pages are resident: with
+ * it, 3.10 and 3.11 (where every Python call can cost C stack) keep
+ * CPython's default recursion limit of 1000 inside goroutines, and the
+ * C recursion budget of 3.12+ is fitted to it.  Override with
+ * GOROUTINE_STACK_KB (64..65536). */
+#define GR_STACK_DEFAULT (1024u * 1024u)
 #define GR_REDZONE 256u
 #define GR_REDZONE_BYTE 0xA5
 #define GR_GUARDED_STACKS 4096
