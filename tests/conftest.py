@@ -1,1 +1,47 @@
-import goroutine  # noqa: F401  (import errors surface before collection)
+"""Shared fixtures: every test must leave no goroutine behind."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import goroutine
+from goroutine import runtime
+
+
+def _settle(baseline, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while runtime.num_goroutine() > baseline and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return runtime.num_goroutine()
+
+
+@pytest.fixture(autouse=True)
+def no_goroutine_leak():
+    """Goroutines are back to baseline after each test (uvloop-style)."""
+    before = runtime.num_goroutine()
+    yield
+    after = _settle(before)
+    assert after <= before, (
+        f"test leaked {after - before} goroutine(s):\n{runtime.stack()}")
+
+
+def run_py(code, *, timeout=30, env=None, input=None):
+    """Run code in a fresh interpreter; returns CompletedProcess."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=e, input=input)
+
+
+def wait_until(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True

@@ -1,0 +1,150 @@
+"""Exit, Ctrl-C, Deadlock and panics, each in a fresh interpreter."""
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from conftest import run_py
+
+
+def test_exit_with_goroutines_parked_runnable_and_running_is_prompt_and_clean():
+    r = run_py("""
+        from goroutine import go, chan
+        import time
+        block = chan()
+        for _ in range(100):
+            go(block.recv)              # parked forever
+        def spin():
+            while True:
+                pass
+        go(spin)                        # running forever
+        for _ in range(100):
+            go(time.sleep, 0.001)       # runnable
+        time.sleep(0.05)
+        print("bye")
+    """, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "bye"
+    assert "Fatal Python error" not in r.stderr
+
+
+def test_exit_status_of_the_main_program_is_kept():
+    r = run_py("""
+        import sys
+        from goroutine import go, chan
+        go(chan().recv)
+        sys.exit(3)
+    """)
+    assert r.returncode == 3
+    assert "Fatal" not in r.stderr
+
+
+def test_main_thread_blocked_on_channel_gets_deadlock_within_a_second():
+    r = run_py("""
+        import time
+        from goroutine import go, chan, Deadlock
+        ch = chan()
+        go(chan().recv)     # a goroutine parked forever too
+        t = time.monotonic()
+        try:
+            ch.recv()
+        except Deadlock as e:
+            print("Deadlock:", e, round(time.monotonic() - t, 1) <= 1.5)
+    """)
+    assert r.stdout.strip() == \
+        "Deadlock: all goroutines are asleep - deadlock! True", r.stderr
+
+
+def test_no_deadlock_while_another_thread_is_running():
+    r = run_py("""
+        import threading, time
+        from goroutine import chan
+        ch = chan()
+        threading.Thread(target=lambda: (time.sleep(2), ch.send("late"))).start()
+        print(ch.recv())
+    """)
+    assert r.stdout.strip() == "late", r.stderr
+
+
+def test_uncaught_deadlock_in_select_with_no_cases():
+    r = run_py("""
+        from goroutine import select, Deadlock
+        try:
+            select()
+        except Deadlock:
+            print("deadlock")
+    """)
+    assert r.stdout.strip() == "deadlock"
+
+
+def test_ctrl_c_wakes_a_blocked_main_thread_within_100ms():
+    code = textwrap.dedent("""
+        import sys, time
+        from goroutine import chan, go
+        ch = chan()
+        go(lambda: (time.sleep(60), ch.send(1)))   # keeps it from deadlock
+        print("ready", flush=True)
+        try:
+            ch.recv()
+        except KeyboardInterrupt:
+            print("interrupted", time.monotonic(), flush=True)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    word, when = out.split()
+    assert word == "interrupted", err
+    assert float(when) - sent < 0.5     # 100 ms target, slack for CI load
+    assert p.returncode == 0
+    assert "Fatal" not in err
+
+
+def test_exception_in_goroutine_is_reported_go_style_and_program_goes_on():
+    r = run_py("""
+        import time
+        from goroutine import go
+        def f():
+            raise ValueError('boom')
+        go(f)
+        time.sleep(0.1)
+        print('still running')
+    """)
+    assert "panic: ValueError: boom" in r.stderr
+    assert "goroutine " in r.stderr and "[running]:" in r.stderr
+    assert 'line 5, in f' in r.stderr      # the raise site
+    assert r.stdout.strip() == "still running"
+    assert r.returncode == 0
+
+
+def test_excepthook_is_assignable_and_gets_the_goid():
+    r = run_py("""
+        import goroutine
+        from goroutine import go, chan
+        got = chan(1)
+        goroutine.excepthook = lambda info: got.send(
+            (info.exc_type.__name__, str(info.exc_value), info.goid > 0))
+        go(lambda: 1 / 0)
+        print(got.recv())
+    """)
+    assert r.stdout.strip() == "('ZeroDivisionError', 'division by zero', True)"
+
+
+def test_set_panic_exit_makes_an_uncaught_panic_exit_with_status_2():
+    r = run_py("""
+        import time
+        from goroutine import go, runtime, Panic
+        runtime.set_panic_exit(True)
+        def f():
+            raise Panic("oh no")
+        go(f)
+        time.sleep(5)
+        print("not reached")
+    """)
+    assert r.returncode == 2
+    assert "panic: oh no" in r.stderr
+    assert "not reached" not in r.stdout
