@@ -109,7 +109,13 @@ gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes)
 void
 gr_pystate_recycle(PyThreadState *ts)
 {
-    Py_CLEAR(ts->dict);
+    Py_CLEAR(ts->dict);             /* threading.local up to 3.12 */
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13 keys threading.local by these; dropping the sentinel makes
+     * every local forget this goroutine's values (weakref callbacks). */
+    Py_CLEAR(ts->threading_local_key);
+    Py_CLEAR(ts->threading_local_sentinel);
+#endif
     Py_CLEAR(ts->async_gen_firstiter);
     Py_CLEAR(ts->async_gen_finalizer);
 #if PY_VERSION_HEX < 0x030B0000

@@ -45,3 +45,8 @@ def wait_until(pred, timeout=5.0):
             return False
         time.sleep(0.001)
     return True
+
+
+if os.environ.get("GR_TEST_SANITIZED"):
+    # make test-asan must exercise the sanitized build, never a plain one.
+    assert "/build/asan/" in goroutine._core.__file__, goroutine._core.__file__
