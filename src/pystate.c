@@ -129,9 +129,11 @@ void
 gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
 {
     PyEval_RestoreThread(ts);
-    ts->thread_id = PyThread_get_thread_ident();
+    /* The M's own thread state was made on this OS thread: copy its ids
+     * rather than asking the kernel (gettid) on every switch. */
+    ts->thread_id = mts->thread_id;
 #if PY_VERSION_HEX >= 0x030B0000
-    ts->native_thread_id = PyThread_get_thread_native_id();
+    ts->native_thread_id = mts->native_thread_id;
 #endif
 #if PY_VERSION_HEX < 0x030C0000
     PyThread_tss_set(GILSTATE_KEY, ts);

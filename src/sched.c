@@ -60,6 +60,7 @@
 #define GR_RUNQ 256                 /* Go's local run queue size */
 #define GR_GLOBAL_TICK 61           /* check the global queue every 61 */
 #define GR_SPIN_NS 50000            /* idle M spin before sleeping */
+#define GR_SEMA_SPIN_NS 20000       /* blocked thread spin before sleeping */
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 
@@ -114,6 +115,8 @@ struct gr_p {
     _Atomic(gr_g *) runq[GR_RUNQ];
     _Atomic(gr_g *) runnext;    /* the G to run next, owner sets */
     gr_p *link;                 /* idle list, under sched.lock */
+    gr_g *gfree;                /* dead Gs for reuse, owner only */
+    int ngfree;
     unsigned sysmontick;        /* sysmon's last view of schedtick */
     int64_t sysmonwhen;         /* when sysmon saw it change */
 };
@@ -176,6 +179,23 @@ gr_g_id(gr_g *g)
     return g->goid;
 }
 
+/* The P that code running on a goroutine may use as its owner (runqput,
+ * gfree), or NULL on a plain thread or after sysmon retook it.  GIL held
+ * (see the header: the GIL orders this check against a retake). */
+static gr_p *
+current_p(void)
+{
+    gr_m *m = getm();
+    if (m == NULL || m->curg == NULL || m->p == NULL) {
+        return NULL;
+    }
+    gr_p *p = m->p;
+    if (atomic_load(&p->m) != m || atomic_load(&p->status) != P_RUNG) {
+        return NULL;
+    }
+    return p;
+}
+
 static int64_t
 nanotime(void)
 {
@@ -228,7 +248,7 @@ void
 gr_sema_post(gr_sema *s)
 {
     pthread_mutex_lock(&s->mu);
-    s->posted = 1;
+    __atomic_store_n(&s->posted, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -247,6 +267,13 @@ gr_sema_wait(gr_sema *s, int64_t timeout_ns)
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000;
         }
+    }
+    /* Spin first: a wake that comes within GR_SEMA_SPIN_NS (a goroutine
+     * answering a thread) then costs no futex sleep on either side. */
+    int64_t spin_end = nanotime() + GR_SEMA_SPIN_NS;
+    while (!__atomic_load_n(&s->posted, __ATOMIC_ACQUIRE) &&
+           nanotime() < spin_end) {
+        sched_yield();
     }
     pthread_mutex_lock(&s->mu);
     while (!s->posted) {
@@ -728,7 +755,7 @@ findrunnable(gr_m *m)
 
 /* ---- running a G ---------------------------------------------------- */
 
-static void gfput(gr_g *g);
+static void gfput(gr_p *p, gr_g *g);
 
 /* Switch from g0 to g; returns when g comes back.  No GIL on entry or
  * exit. */
@@ -770,7 +797,7 @@ execute(gr_m *m, gr_g *g)
         globrunqput(g);
         break;
     case EXIT_DEAD:
-        gfput(g);
+        gfput(m->p, g);
         break;
     }
 }
@@ -847,13 +874,11 @@ gr_ready(gr_g *g)
     atomic_store(&g->status, G_RUNNABLE);
     atomic_fetch_add(&sched.nactive, 1);
     atomic_fetch_add(&sched.epoch, 1);
-    gr_m *m = getm();
-    if (m != NULL && m->curg != NULL && m->p != NULL &&
-        atomic_load(&m->p->m) == m &&
-        atomic_load(&m->p->status) == P_RUNG) {
+    gr_p *p = current_p();
+    if (p != NULL) {
         /* Locality: the readied G runs next on this M; only if the P
          * already had other work does another M need waking. */
-        if (runqput(m->p, g, true)) {
+        if (runqput(p, g, true)) {
             wakep();
         }
         return;
@@ -929,16 +954,61 @@ report_exception(gr_g *g)
     Py_XDECREF(tb);
 }
 
-/* sched.lock must not be held. */
+/* Dead Gs keep their stack and thread state for the next go() (Go's
+ * gfput/gfget): a per-P list first, owner only like the run queue, then
+ * the global one in batches.  sched.lock must not be held. */
+#define GR_GFREE_LOCAL 64
+
 static void
-gfput(gr_g *g)
+gfput(gr_p *p, gr_g *g)
 {
     g->m = NULL;
+    if (p != NULL) {
+        g->schedlink = p->gfree;
+        p->gfree = g;
+        if (++p->ngfree < GR_GFREE_LOCAL) {
+            return;
+        }
+        /* Move half to the global list. */
+        gr_g *first = p->gfree, *last = first;
+        int n = 1;
+        while (n < GR_GFREE_LOCAL / 2) {
+            last = last->schedlink;
+            n++;
+        }
+        p->gfree = last->schedlink;
+        p->ngfree -= n;
+        pthread_mutex_lock(&sched.lock);
+        last->schedlink = sched.gfree;
+        sched.gfree = first;
+        sched.ngfree += n;
+        pthread_mutex_unlock(&sched.lock);
+        return;
+    }
     pthread_mutex_lock(&sched.lock);
     g->schedlink = sched.gfree;
     sched.gfree = g;
     sched.ngfree++;
     pthread_mutex_unlock(&sched.lock);
+}
+
+static gr_g *
+gfget(gr_p *p)
+{
+    if (p != NULL && p->gfree != NULL) {
+        gr_g *g = p->gfree;
+        p->gfree = g->schedlink;
+        p->ngfree--;
+        return g;
+    }
+    pthread_mutex_lock(&sched.lock);
+    gr_g *g = sched.gfree;
+    if (g != NULL) {
+        sched.gfree = g->schedlink;
+        sched.ngfree--;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    return g;
 }
 
 static void sysmon_start(void);
@@ -1037,13 +1107,8 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     }
 
-    pthread_mutex_lock(&sched.lock);
-    gr_g *g = sched.gfree;
-    if (g != NULL) {
-        sched.gfree = g->schedlink;
-        sched.ngfree--;
-    }
-    pthread_mutex_unlock(&sched.lock);
+    gr_p *ownp = current_p();
+    gr_g *g = gfget(ownp);
     if (g == NULL) {
         g = calloc(1, sizeof *g);
         if (g == NULL || gr_stack_alloc(&g->stack) < 0) {
@@ -1079,16 +1144,19 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
     atomic_fetch_add(&sched.epoch, 1);
     atomic_store(&g->status, G_RUNNABLE);
 
-    gr_m *m = getm();
-    if (m != NULL && m->curg != NULL && m->p != NULL &&
-        atomic_load(&m->p->m) == m &&
-        atomic_load(&m->p->status) == P_RUNG) {
-        runqput(m->p, g, false);
+    /* As gr_ready: from a goroutine the new G goes to this P's runnext,
+     * and another M is woken only when this P has a backlog, so work can
+     * spread to other Ms when it piles up (and its GIL-releasing parts run
+     * in parallel) while spawn-and-wait stays on one M. */
+    if (ownp != NULL) {
+        if (runqput(ownp, g, true)) {
+            wakep();
+        }
     }
     else {
         globrunqput(g);
+        wakep();
     }
-    wakep();
     Py_RETURN_NONE;
 }
 
