@@ -1,12 +1,14 @@
 """goroutine.runtime: the scheduler's knobs and introspection (Go's runtime)."""
 import traceback as _traceback
 
-from goroutine._core import (goexit, gomaxprocs, goid, gosched, num_cpu,
-                             num_goroutine, stats)
+from goroutine._core import (goexit, gomaxprocs, goid, gosched,
+                             lock_os_thread, num_cpu, num_goroutine, stats,
+                             unlock_os_thread)
 from goroutine import _core
 
 __all__ = ["gomaxprocs", "num_goroutine", "num_cpu", "gosched", "goexit",
-           "goid", "stack", "stats", "set_panic_exit"]
+           "goid", "lock_os_thread", "unlock_os_thread", "stack", "stats",
+           "set_panic_exit"]
 
 _panic_exit = False
 

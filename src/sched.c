@@ -85,6 +85,8 @@ struct gr_g {
     gr_m *m;                    /* M running it, when running */
     void (*unlockf)(void *);    /* park: runs on g0 after leave */
     void *unlockarg;
+    gr_m *lockedm;              /* lock_os_thread: only this M runs it */
+    int lockcount;              /* nesting of lock_os_thread */
 };
 
 struct gr_m {
@@ -102,7 +104,9 @@ struct gr_m {
     bool spinning;              /* looking for work, counted in nmspinning */
     gr_m *schedlink;            /* idle M list */
     gr_sema park;               /* sleeps here when idle */
-    uint32_t rand;              /* fastrand state */
+    gr_g *lockedg;              /* the G locked to this M, if any */
+    bool lockedresume;          /* lockedg yielded: run it again directly
+                                   (it is on no queue) */
 };
 
 struct gr_p {
@@ -753,6 +757,51 @@ findrunnable(gr_m *m)
     }
 }
 
+/* Give up p, which this M no longer needs: to an M if it has work, else
+ * to the idle list (Go's handoffp).  No GIL. */
+static void
+handoffp(gr_p *p)
+{
+    if (!runqempty(p) || atomic_load(&sched.runqsize) > 0) {
+        startm(p, false, false);
+        return;
+    }
+    pthread_mutex_lock(&sched.lock);
+    pidleput_locked(p);
+    pthread_mutex_unlock(&sched.lock);
+}
+
+/* g is locked to another M: hand it our P and go idle (Go's
+ * startlockedm).  That M runs g next. */
+static void
+startlockedm(gr_m *m, gr_g *g)
+{
+    gr_m *lm = g->lockedm;
+    gr_p *p = m->p;
+    m->p = NULL;
+    atomic_store(&p->m, NULL);
+    atomic_store(&p->status, P_IDLE);
+    lm->nextp = p;
+    gr_sema_post(&lm->park);
+    stopm(m);
+}
+
+/* This M's locked G is parked: wait until someone hands us a P to run it
+ * with (Go's stoplockedm).  No GIL, no P. */
+static void
+stoplockedm(gr_m *m)
+{
+    for (;;) {
+        gr_sema_wait(&m->park, -1);
+        if (!atomic_load(&sched.exiting) && m->nextp != NULL) {
+            break;
+        }
+    }
+    gr_p *p = m->nextp;
+    m->nextp = NULL;
+    acquirep(m, p);
+}
+
 /* ---- running a G ---------------------------------------------------- */
 
 static void gfput(gr_p *p, gr_g *g);
@@ -794,7 +843,12 @@ execute(gr_m *m, gr_g *g)
         break;
     case EXIT_YIELD:
         atomic_store(&g->status, G_RUNNABLE);
-        globrunqput(g);
+        if (g->lockedm != m) {
+            globrunqput(g);
+        }
+        else {
+            m->lockedresume = true;
+        }
         break;
     case EXIT_DEAD:
         gfput(m->p, g);
@@ -830,9 +884,31 @@ mstart(void *arg)
     }
     acquirep(m, p);
     for (;;) {
-        gr_g *g = findrunnable(m);
-        if (m->spinning) {
-            resetspinning(m);
+        gr_g *g;
+        if (m->lockedg != NULL) {
+            g = m->lockedg;
+            if (!m->lockedresume || m->p == NULL) {
+                /* Its G parked (or sits on someone's queue once readied):
+                 * give the P away and wait for whoever dequeues the G to
+                 * hand us a P to run it with. */
+                if (m->p != NULL) {
+                    gr_p *own = m->p;
+                    m->p = NULL;
+                    handoffp(own);
+                }
+                stoplockedm(m);
+            }
+            m->lockedresume = false;
+        }
+        else {
+            g = findrunnable(m);
+            if (m->spinning) {
+                resetspinning(m);
+            }
+            if (g->lockedm != NULL && g->lockedm != m) {
+                startlockedm(m, g);
+                continue;
+            }
         }
         execute(m, g);
     }
@@ -914,6 +990,12 @@ gentry(void *arg)
     Py_CLEAR(g->kwargs);
     Py_CLEAR(g->context);
     gr_pystate_recycle(g->tstate);
+    if (g->lockedm != NULL) {
+        /* Go ends a thread whose locked goroutine exits; we just unpin. */
+        g->lockedm->lockedg = NULL;
+        g->lockedm = NULL;
+        g->lockcount = 0;
+    }
     atomic_store(&g->status, G_DEAD);
     atomic_fetch_sub(&sched.nactive, 1);
     atomic_fetch_sub(&sched.ngoroutines, 1);
@@ -1454,6 +1536,30 @@ sched_goexit(PyObject *module, PyObject *unused)
     return NULL;
 }
 
+static PyObject *
+sched_lock_os_thread(PyObject *module, PyObject *unused)
+{
+    gr_g *g = gr_getg();
+    if (g != NULL) {
+        gr_m *m = g->m;
+        g->lockedm = m;
+        m->lockedg = g;
+        g->lockcount++;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sched_unlock_os_thread(PyObject *module, PyObject *unused)
+{
+    gr_g *g = gr_getg();
+    if (g != NULL && g->lockcount > 0 && --g->lockcount == 0) {
+        g->m->lockedg = NULL;
+        g->lockedm = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static const char *
 gstatus_name(gr_g *g)
 {
@@ -1578,6 +1684,12 @@ static PyMethodDef sched_methods[] = {
      "gosched()\n--\n\nYield the processor so other goroutines run."},
     {"goexit", sched_goexit, METH_NOARGS,
      "goexit()\n--\n\nEnd the calling goroutine after running its defers."},
+    {"lock_os_thread", sched_lock_os_thread, METH_NOARGS,
+     "lock_os_thread()\n--\n\n"
+     "Pin the calling goroutine to its OS thread until a matching\n"
+     "unlock_os_thread(): only it runs there, and it only runs there."},
+    {"unlock_os_thread", sched_unlock_os_thread, METH_NOARGS,
+     "unlock_os_thread()\n--\n\nUndo one lock_os_thread()."},
     {"_goroutines", sched_goroutines, METH_NOARGS, NULL},
     {"stats", sched_stats, METH_NOARGS,
      "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "

@@ -274,3 +274,42 @@ def test_many_goroutines_parked_at_once():
     gate.close()
     for _ in range(n):
         done.recv()
+
+
+def test_lock_os_thread_pins_the_goroutine_and_keeps_others_off_its_thread():
+    out = chan(1)
+    stop = chan()
+    pinned = []         # the locked thread's id while it is locked
+    violations = []
+
+    def locked():
+        runtime.lock_os_thread()
+        pinned.append(threading.get_native_id())
+        tids = set()
+        for _ in range(200):
+            runtime.gosched()
+            c = chan()
+            go(c.send, 1)
+            c.recv()               # park and resume
+            tids.add(threading.get_native_id())
+        pinned.clear()
+        runtime.unlock_os_thread()
+        out.send(tids)
+
+    def other():
+        while goroutine.select(stop.recv, goroutine.default)[0] == 1:
+            if pinned and threading.get_native_id() == pinned[0]:
+                violations.append(runtime.goid())
+            runtime.gosched()
+    for _ in range(3):
+        go(other)
+    go(locked)
+    tids = out.recv()
+    stop.close()
+    assert len(tids) == 1
+    assert violations == []
+
+
+def test_lock_os_thread_outside_a_goroutine_is_harmless():
+    runtime.lock_os_thread()
+    runtime.unlock_os_thread()
