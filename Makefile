@@ -82,6 +82,11 @@ test-asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
 
+# The stress tests for longer than the suite's default 3 s each.
+STRESS_SECONDS ?= 300
+stress: build
+	GOROUTINE_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -q -p no:timeout tests/test_stress.py
+
 bench: build
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
