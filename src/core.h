@@ -155,6 +155,16 @@ void gr_park(void (*unlockf)(void *), void *arg, const char *reason);
 void gr_ready(gr_g *g);
 uint32_t gr_fastrand(void);
 int gr_sched_exec(PyObject *module);
+/* Start fn(*args) as a goroutine (GIL held); new ref to None or NULL. */
+PyObject *gr_go(PyObject *fn, PyObject *args);
+/* The interpreter is exiting: runtime threads must not touch Python. */
+bool gr_sched_exiting(void);
+
+/* ---- timers (timer.c) ----------------------------------------------- */
+
+int gr_timer_exec(PyObject *module);
+/* Park the goroutine / block the thread for `seconds`; 0 or -1. */
+int gr_sleep(double seconds);
 
 /* Deadlock bookkeeping for plain threads blocked in the runtime (GIL
  * held): note_blocked(+1/-1) around a wait; deadlocked() asks whether

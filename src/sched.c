@@ -1158,37 +1158,20 @@ reject_coroutine_function(PyObject *f)
     return 0;
 }
 
-/* go(f, *args, **kw) */
-static PyObject *
-sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
+/* Make a goroutine running fn(*fargs, **kwargs).  GIL held.  Steals the
+ * reference to fargs.  Returns 0, or -1 with an exception set. */
+static int
+newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
 {
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    if (n < 1) {
-        PyErr_SetString(PyExc_TypeError, "go() missing the function to run");
-        return NULL;
-    }
-    PyObject *fn = PyTuple_GET_ITEM(args, 0);
-    if (!PyCallable_Check(fn)) {
-        PyErr_Format(PyExc_TypeError, "go() argument must be callable, "
-                     "not '%.200s'", Py_TYPE(fn)->tp_name);
-        return NULL;
-    }
-    if (reject_coroutine_function(fn) < 0) {
-        return NULL;
-    }
     if (sched_start() < 0) {
-        return NULL;
-    }
-    PyObject *fargs = PyTuple_GetSlice(args, 1, n);
-    if (fargs == NULL) {
-        return NULL;
+        Py_DECREF(fargs);
+        return -1;
     }
     PyObject *ctx = PyContext_CopyCurrent();
     if (ctx == NULL) {
         Py_DECREF(fargs);
-        return NULL;
+        return -1;
     }
-
     gr_p *ownp = current_p();
     gr_g *g = gfget(ownp);
     if (g == NULL) {
@@ -1197,7 +1180,8 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
             free(g);
             Py_DECREF(fargs);
             Py_DECREF(ctx);
-            return PyErr_NoMemory();
+            PyErr_NoMemory();
+            return -1;
         }
         g->tstate = gr_pystate_new();
         if (g->tstate == NULL) {
@@ -1205,7 +1189,7 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
             free(g);
             Py_DECREF(fargs);
             Py_DECREF(ctx);
-            return NULL;
+            return -1;
         }
         pthread_mutex_lock(&sched.lock);
         g->allnext = sched.allg;
@@ -1238,6 +1222,46 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
     else {
         globrunqput(g);
         wakep();
+    }
+    return 0;
+}
+
+PyObject *
+gr_go(PyObject *fn, PyObject *args)
+{
+    if (newproc(fn, Py_NewRef(args), NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+bool
+gr_sched_exiting(void)
+{
+    return atomic_load(&sched.exiting);
+}
+
+/* go(f, *args, **kw) */
+static PyObject *
+sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1) {
+        PyErr_SetString(PyExc_TypeError, "go() missing the function to run");
+        return NULL;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(args, 0);
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "go() argument must be callable, "
+                     "not '%.200s'", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (reject_coroutine_function(fn) < 0) {
+        return NULL;
+    }
+    PyObject *fargs = PyTuple_GetSlice(args, 1, n);
+    if (fargs == NULL || newproc(fn, fargs, kwargs) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }

@@ -1,0 +1,102 @@
+"""goroutine.time: Go's time package on the runtime's libuv timer thread.
+
+Durations are seconds as float.  Timers and tickers follow Go 1.23: stop()
+and reset() report whether the timer was active, and once they return no
+stale value is received from .c; a ticker drops ticks for a slow receiver
+and never queues more than one.
+"""
+import time as _time
+
+from goroutine import _core
+from goroutine._core import chan, nilchan
+
+__all__ = ["nanosecond", "microsecond", "millisecond", "second", "minute",
+           "hour", "now", "sleep", "after", "tick", "after_func", "Timer",
+           "Ticker"]
+
+nanosecond = 1e-9
+microsecond = 1e-6
+millisecond = 1e-3
+second = 1.0
+minute = 60.0
+hour = 3600.0
+
+
+def now() -> float:
+    """The wall clock, in seconds since the epoch (like time.time())."""
+    return _time.time()
+
+
+def sleep(d: float) -> None:
+    """Pause the calling goroutine for d seconds: only the goroutine parks,
+    its OS thread runs others.  On a plain thread, block it (Ctrl-C works).
+    d <= 0 returns at once."""
+    _core.sleep(d)
+
+
+class Timer(_core._timer):
+    """A single event: after d seconds the time is sent on .c (or, for a
+    timer made by after_func, f runs in its own goroutine and .c is None).
+    """
+    __slots__ = ("c",)
+
+    def __new__(cls, d: float, _f=None):
+        c = None if _f is not None else chan(1)
+        self = super().__new__(cls, float(d), c, _f)
+        self.c = c
+        return self
+
+    def stop(self) -> bool:
+        """Stop the timer; True if it was active (had not fired).  After it
+        returns, .c yields no stale value."""
+        return super().stop()
+
+    def reset(self, d: float) -> bool:
+        """Make the timer fire after d seconds; True if it was active."""
+        return super().reset(float(d))
+
+
+class Ticker(_core._timer):
+    """Sends the time on .c every d seconds; drops ticks for a slow
+    receiver."""
+    __slots__ = ("c",)
+
+    def __new__(cls, d: float):
+        if not d > 0:
+            raise ValueError("non-positive interval for NewTicker")
+        c = chan(1)
+        self = super().__new__(cls, float(d), c, None, float(d))
+        self.c = c
+        return self
+
+    def stop(self) -> None:
+        """Turn the ticker off; no more ticks are sent (none is left
+        buffered)."""
+        super().stop()
+
+    def reset(self, d: float) -> None:
+        """Stop, then tick every d seconds from now."""
+        if not d > 0:
+            raise ValueError("non-positive interval for Ticker.Reset")
+        self._set_period(float(d))
+        super().reset(float(d))
+
+
+def after(d: float) -> chan:
+    """A channel that receives the time once, after d seconds."""
+    return Timer(d).c
+
+
+def tick(d: float) -> chan:
+    """A channel that receives the time every d seconds (nilchan if
+    d <= 0, as Go's Tick returns nil)."""
+    if not d > 0:
+        return nilchan
+    return Ticker(d).c
+
+
+def after_func(d: float, f) -> Timer:
+    """Run f() in its own goroutine after d seconds; stop() cancels it."""
+    if not callable(f):
+        raise TypeError("after_func: f must be callable")
+    return Timer(d, f)
