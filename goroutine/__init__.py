@@ -17,7 +17,8 @@ from goroutine._core import (Deadlock, Goexit, Panic, chan, default, go,
 
 __all__ = [
     "go", "chan", "select", "default", "nilchan", "Panic", "Deadlock",
-    "excepthook", "ExceptHookArgs", "runtime",
+    "excepthook", "ExceptHookArgs", "runtime", "time", "context", "sync",
+    "errgroup",
 ]
 
 
@@ -69,4 +70,4 @@ def _report(exc_type, exc_value, exc_tb, goid):
 
 _atexit.register(_core._shutdown)
 
-from goroutine import runtime  # noqa: E402
+from goroutine import runtime, time, context, sync, errgroup  # noqa: E402

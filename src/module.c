@@ -64,7 +64,8 @@ module_exec(PyObject *module)
         return -1;
     }
     if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||
-        gr_select_exec(module) < 0 || gr_timer_exec(module) < 0) {
+        gr_select_exec(module) < 0 || gr_timer_exec(module) < 0 ||
+        gr_sync_exec(module) < 0) {
         return -1;
     }
     return 0;

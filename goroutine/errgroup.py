@@ -1,0 +1,80 @@
+"""goroutine.errgroup: golang.org/x/sync/errgroup.
+
+A Group runs goroutines for subtasks of a common task; wait() waits for
+all of them and raises the first exception any raised.  set_limit(n) caps
+the active goroutines: go() then blocks for a free slot, which makes a
+Group the worker-pool primitive."""
+from goroutine import Panic
+from goroutine._core import go as _go
+from goroutine.sync import Mutex, Sema, WaitGroup
+
+__all__ = ["Group", "with_context"]
+
+
+class Group:
+    def __init__(self):
+        self._wg = WaitGroup()
+        self._m = Mutex()
+        self._err = None
+        self._sem = None
+        self._cancel = None
+
+    def _run(self, f, args, kw):
+        self._wg.add(1)
+
+        def run():
+            try:
+                f(*args, **kw)
+            except BaseException as e:
+                with self._m:
+                    first = self._err is None
+                    if first:
+                        self._err = e
+                if first and self._cancel is not None:
+                    self._cancel(e)
+            finally:
+                if self._sem is not None:
+                    self._sem.release()
+                self._wg.done()
+        _go(run)
+
+    def go(self, f, *args, **kw) -> None:
+        """Run f(*args, **kw) in a goroutine; with a limit, first wait for
+        a slot."""
+        if self._sem is not None:
+            self._sem.acquire()
+        self._run(f, args, kw)
+
+    def try_go(self, f, *args, **kw) -> bool:
+        """go() only if a slot is free now; return whether it started."""
+        if self._sem is not None and not self._sem.try_acquire():
+            return False
+        self._run(f, args, kw)
+        return True
+
+    def set_limit(self, n: int) -> None:
+        """At most n goroutines active at once (n < 0: no limit).  The
+        limit cannot change while goroutines of the group are active."""
+        active = self._wg._count()
+        if active != 0:
+            raise Panic("errgroup: modify limit while %d goroutines in the "
+                        "group are still active" % active)
+        self._sem = None if n < 0 else Sema(n)
+
+    def wait(self) -> None:
+        """Wait for every goroutine; raise the first exception."""
+        self._wg.wait()
+        if self._cancel is not None:
+            self._cancel(self._err)
+        if self._err is not None:
+            raise self._err
+
+
+def with_context(parent):
+    """(group, ctx): ctx is cancelled by the first exception in the group
+    or when wait() returns, whichever comes first."""
+    from goroutine import context
+    ctx, cancel = context.with_cancel_cause(parent)
+    g = Group()
+    g._cancel = cancel
+    return g, ctx

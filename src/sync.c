@@ -1,0 +1,1005 @@
+/*
+ * sync.c: Go's sync primitives for goroutines and threads: Mutex,
+ * RWMutex, WaitGroup, Cond and a weighted Sema.  Waiting parks a goroutine
+ * (its M runs others) or blocks a plain thread interruptibly; both through
+ * the claimable waiter of waiter.c, so a Ctrl-C on a thread either leaves
+ * no trace or lets the acquisition complete.
+ *
+ * Every object has one small lock `mu` guarding all its fields and its
+ * wait queue.  Under mu: no Python call, no GIL release, no wake; waiters
+ * to wake are collected and woken after mu is released (STYLE recipe 4).
+ * All entry points are called from Python, with the GIL held.
+ *
+ * Mutex (Go's sync.Mutex, two modes):
+ *   - normal: unlock clears `locked` and wakes the first waiter, which then
+ *     competes with newcomers (barging keeps throughput high: a goroutine
+ *     that unlocks and relocks does not wait for a context switch);
+ *   - starvation: once a waiter has waited over 1 ms, unlock hands the
+ *     mutex straight to the queue head (`locked` stays set), FIFO, until
+ *     the queue empties.  A woken waiter that loses the race re-queues at
+ *     the front, keeping its original start time.
+ * RWMutex: a waiting writer blocks new readers (writers are not starved);
+ *   when a writer unlocks, all queued readers go first, then the next
+ *   writer -- the two alternate under contention, as in Go.
+ * WaitGroup: counter; reaching 0 wakes every waiter.  Below 0 panics.
+ * Cond: Go's notifyList tickets.  wait() takes a ticket before unlocking
+ *   its locker and sleeps only if that ticket has not been notified yet,
+ *   so a signal between the unlock and the sleep is never lost.
+ * Sema: a weighted semaphore (golang.org/x/sync/semaphore): FIFO, and a
+ *   large request at the head blocks smaller ones behind it.
+ */
+#include "core.h"
+
+#include <stddef.h>
+#include <time.h>
+
+#define GR_STARVATION_NS 1000000    /* Go's starvationThresholdNs: 1 ms */
+
+/* ---- the wait queue ------------------------------------------------- */
+
+typedef struct wnode {
+    struct wnode *next, *prev;
+    gr_waiter *w;
+    int64_t weight;             /* Sema: units wanted; RWMutex: 1 = reader */
+    int64_t since;              /* Mutex: when it first waited */
+    uint32_t ticket;            /* Cond */
+    bool queued;                /* on the queue (under mu) */
+    bool handoff;               /* granted by the waker (mutex ownership,
+                                   semaphore units, rw grant) */
+} wnode;
+
+typedef struct {
+    wnode *head, *tail;
+} waitq;
+
+static int64_t
+nanotime(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+q_push(waitq *q, wnode *n, bool front)
+{
+    n->queued = true;
+    if (front) {
+        n->prev = NULL;
+        n->next = q->head;
+        if (q->head) {
+            q->head->prev = n;
+        }
+        else {
+            q->tail = n;
+        }
+        q->head = n;
+        return;
+    }
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail) {
+        q->tail->next = n;
+    }
+    else {
+        q->head = n;
+    }
+    q->tail = n;
+}
+
+static void
+q_remove(waitq *q, wnode *n)
+{
+    if (!n->queued) {
+        return;
+    }
+    if (n->prev) {
+        n->prev->next = n->next;
+    }
+    else {
+        q->head = n->next;
+    }
+    if (n->next) {
+        n->next->prev = n->prev;
+    }
+    else {
+        q->tail = n->prev;
+    }
+    n->next = n->prev = NULL;
+    n->queued = false;
+}
+
+/* The first node whose waiter can still be claimed; stale (cancelled)
+ * ones are dropped.  Not removed: the caller decides. */
+static wnode *
+q_first(waitq *q)
+{
+    while (q->head != NULL) {
+        wnode *n = q->head;
+        if (atomic_load(&n->w->claimed) == 0) {
+            return n;
+        }
+        q_remove(q, n);
+    }
+    return NULL;
+}
+
+/* Take node n off the queue for waking.  Returns false if it was
+ * cancelled meanwhile (then it is just dropped). */
+static bool
+q_take(waitq *q, wnode *n)
+{
+    q_remove(q, n);
+    return gr_waiter_claim(n->w);
+}
+
+typedef struct {
+    pthread_mutex_t *mu;
+    waitq *q;
+    wnode *n;
+} qblock;
+
+static void
+unlock_mu(void *arg)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)arg);
+}
+
+static void
+cancel_node(void *arg)
+{
+    qblock *b = arg;
+    pthread_mutex_lock(b->mu);
+    q_remove(b->q, b->n);
+    pthread_mutex_unlock(b->mu);
+}
+
+/* Enqueue n (mu held) and block until woken; mu is released.  Returns 0
+ * when woken (n->handoff says what the waker granted), -1 with an
+ * exception when a thread's wait was interrupted and left no trace. */
+static int
+q_wait(pthread_mutex_t *mu, waitq *q, wnode *n, bool front,
+       const char *reason)
+{
+    gr_g *g = gr_getg();
+    gr_waiter w;
+    gr_sema sema;
+    if (g != NULL) {
+        memset(&w, 0, sizeof w);
+        w.kind = GR_WAIT_G;
+        w.g = g;
+    }
+    else {
+        gr_waiter_init_thread(&w, &sema);
+    }
+    n->w = &w;
+    n->handoff = false;
+    q_push(q, n, front);
+    if (g != NULL) {
+        gr_park(unlock_mu, mu, reason);
+        return 0;
+    }
+    pthread_mutex_unlock(mu);
+    qblock b = {mu, q, n};
+    int r = gr_waiter_block_thread(&w, cancel_node, &b, reason);
+    gr_waiter_fini_thread(&w);
+    return r;
+}
+
+/* A small list of waiters to wake once mu is released. */
+typedef struct {
+    gr_waiter *one;             /* the common case: a single waiter */
+    gr_waiter **many;
+    Py_ssize_t n, cap;
+} wakelist;
+
+static int
+wl_add(wakelist *wl, gr_waiter *w)
+{
+    if (wl->one == NULL && wl->n == 0) {
+        wl->one = w;
+        return 0;
+    }
+    if (wl->n == wl->cap) {
+        Py_ssize_t cap = wl->cap ? wl->cap * 2 : 16;
+        gr_waiter **m = PyMem_RawRealloc(wl->many, sizeof *m * (size_t)cap);
+        if (m == NULL) {
+            return -1;
+        }
+        wl->many = m;
+        wl->cap = cap;
+    }
+    wl->many[wl->n++] = w;
+    return 0;
+}
+
+static void
+wl_wake(wakelist *wl)
+{
+    if (wl->one) {
+        gr_waiter_wake(wl->one);
+    }
+    for (Py_ssize_t i = 0; i < wl->n; i++) {
+        gr_waiter_wake(wl->many[i]);
+    }
+    PyMem_RawFree(wl->many);
+}
+
+/* ---- Mutex ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    int locked;                 /* held (by nobody in particular) */
+    bool starving;              /* starvation mode: unlock hands off */
+    waitq q;
+} mutexobject;
+
+/* 1 acquired, 0 would block (mu held on return in both cases). */
+static int
+mutex_lock_impl(mutexobject *m)
+{
+    pthread_mutex_lock(&m->mu);
+    if (!m->locked && (!m->starving || m->q.head == NULL)) {
+        m->locked = 1;
+        pthread_mutex_unlock(&m->mu);
+        return 0;
+    }
+    wnode n = {0};
+    n.since = nanotime();
+    bool front = false;
+    for (;;) {
+        if (q_wait(&m->mu, &m->q, &n, front, "sync.Mutex.Lock") < 0) {
+            return -1;
+        }
+        if (n.handoff) {
+            return 0;           /* starvation mode: ownership given to us */
+        }
+        pthread_mutex_lock(&m->mu);
+        if (!m->locked) {
+            m->locked = 1;
+            pthread_mutex_unlock(&m->mu);
+            return 0;
+        }
+        /* Lost to a newcomer: wait again at the front, and switch the
+         * mutex to starvation mode once we have waited too long. */
+        if (nanotime() - n.since > GR_STARVATION_NS) {
+            m->starving = true;
+        }
+        front = true;
+    }
+}
+
+static PyObject *
+mutex_lock(mutexobject *m, PyObject *unused)
+{
+    if (mutex_lock_impl(m) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutex_try_lock(mutexobject *m, PyObject *unused)
+{
+    pthread_mutex_lock(&m->mu);
+    bool ok = !m->locked && !m->starving;
+    if (ok) {
+        m->locked = 1;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *
+mutex_unlock(mutexobject *m, PyObject *unused)
+{
+    gr_waiter *wake = NULL;
+    pthread_mutex_lock(&m->mu);
+    if (!m->locked) {
+        pthread_mutex_unlock(&m->mu);
+        return gr_panic("sync: unlock of unlocked mutex");
+    }
+    wnode *n;
+    while ((n = q_first(&m->q)) != NULL) {
+        bool starve = m->starving ||
+                      nanotime() - n->since > GR_STARVATION_NS;
+        if (!q_take(&m->q, n)) {
+            continue;
+        }
+        if (starve) {
+            m->starving = true;
+            n->handoff = true;  /* locked stays set: it is theirs now */
+        }
+        else {
+            m->locked = 0;
+        }
+        wake = n->w;
+        break;
+    }
+    if (wake == NULL) {
+        m->locked = 0;
+    }
+    if (m->q.head == NULL) {
+        m->starving = false;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (wake) {
+        gr_waiter_wake(wake);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutex_locked(mutexobject *m, PyObject *unused)
+{
+    return PyBool_FromLong(m->locked);
+}
+
+static PyObject *
+mutex_exit(mutexobject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    return mutex_unlock(m, NULL);
+}
+
+/* ---- RWMutex -------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    int64_t readers;            /* active readers */
+    bool writer;                /* a writer holds it */
+    int64_t wwait;              /* writers queued */
+    waitq rq;                   /* readers waiting */
+    waitq wq;                   /* writers waiting */
+} rwmutexobject;
+
+static PyObject *
+rw_rlock(rwmutexobject *rw, PyObject *unused)
+{
+    pthread_mutex_lock(&rw->mu);
+    if (!rw->writer && rw->wwait == 0) {
+        rw->readers++;
+        pthread_mutex_unlock(&rw->mu);
+        Py_RETURN_NONE;
+    }
+    wnode n = {0};
+    if (q_wait(&rw->mu, &rw->rq, &n, false, "sync.RWMutex.RLock") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;     /* granted by the waker: readers already counted */
+}
+
+static PyObject *
+rw_try_rlock(rwmutexobject *rw, PyObject *unused)
+{
+    pthread_mutex_lock(&rw->mu);
+    bool ok = !rw->writer && rw->wwait == 0;
+    if (ok) {
+        rw->readers++;
+    }
+    pthread_mutex_unlock(&rw->mu);
+    return PyBool_FromLong(ok);
+}
+
+/* Grant the next writer if the lock is free (mu held). */
+static void
+rw_grant_writer(rwmutexobject *rw, wakelist *wl)
+{
+    wnode *n;
+    while (!rw->writer && rw->readers == 0 &&
+           (n = q_first(&rw->wq)) != NULL) {
+        rw->wwait--;
+        if (q_take(&rw->wq, n)) {
+            rw->writer = true;
+            n->handoff = true;
+            wl_add(wl, n->w);
+        }
+    }
+}
+
+static PyObject *
+rw_runlock(rwmutexobject *rw, PyObject *unused)
+{
+    wakelist wl = {0};
+    pthread_mutex_lock(&rw->mu);
+    if (rw->readers <= 0) {
+        pthread_mutex_unlock(&rw->mu);
+        return gr_panic("sync: RUnlock of unlocked RWMutex");
+    }
+    rw->readers--;
+    rw_grant_writer(rw, &wl);
+    pthread_mutex_unlock(&rw->mu);
+    wl_wake(&wl);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rw_lock(rwmutexobject *rw, PyObject *unused)
+{
+    pthread_mutex_lock(&rw->mu);
+    if (!rw->writer && rw->readers == 0 && rw->wwait == 0) {
+        rw->writer = true;
+        pthread_mutex_unlock(&rw->mu);
+        Py_RETURN_NONE;
+    }
+    rw->wwait++;
+    wnode n = {0};
+    if (q_wait(&rw->mu, &rw->wq, &n, false, "sync.RWMutex.Lock") < 0) {
+        /* Interrupted: no longer a waiting writer; readers held back by
+         * us may go. */
+        wakelist wl = {0};
+        pthread_mutex_lock(&rw->mu);
+        rw->wwait--;
+        wnode *r;
+        while (rw->wwait == 0 && !rw->writer &&
+               (r = q_first(&rw->rq)) != NULL) {
+            if (q_take(&rw->rq, r)) {
+                rw->readers++;
+                wl_add(&wl, r->w);
+            }
+        }
+        pthread_mutex_unlock(&rw->mu);
+        wl_wake(&wl);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rw_try_lock(rwmutexobject *rw, PyObject *unused)
+{
+    pthread_mutex_lock(&rw->mu);
+    bool ok = !rw->writer && rw->readers == 0 && rw->wwait == 0;
+    if (ok) {
+        rw->writer = true;
+    }
+    pthread_mutex_unlock(&rw->mu);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *
+rw_unlock(rwmutexobject *rw, PyObject *unused)
+{
+    wakelist wl = {0};
+    pthread_mutex_lock(&rw->mu);
+    if (!rw->writer) {
+        pthread_mutex_unlock(&rw->mu);
+        return gr_panic("sync: Unlock of unlocked RWMutex");
+    }
+    rw->writer = false;
+    /* Readers that queued behind this writer go first... */
+    wnode *n;
+    while ((n = q_first(&rw->rq)) != NULL) {
+        if (q_take(&rw->rq, n)) {
+            rw->readers++;
+            if (wl_add(&wl, n->w) < 0) {
+                break;
+            }
+        }
+    }
+    /* ...and if there were none, the next writer. */
+    rw_grant_writer(rw, &wl);
+    pthread_mutex_unlock(&rw->mu);
+    wl_wake(&wl);
+    Py_RETURN_NONE;
+}
+
+/* ---- WaitGroup ------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    int64_t counter;
+    waitq q;
+} wgobject;
+
+static int
+wg_add_impl(wgobject *wg, int64_t delta)
+{
+    wakelist wl = {0};
+    pthread_mutex_lock(&wg->mu);
+    int64_t v = wg->counter + delta;
+    if (v < 0) {
+        pthread_mutex_unlock(&wg->mu);
+        gr_panic("sync: negative WaitGroup counter");
+        return -1;
+    }
+    wg->counter = v;
+    if (v == 0) {
+        wnode *n;
+        while ((n = q_first(&wg->q)) != NULL) {
+            if (q_take(&wg->q, n)) {
+                wl_add(&wl, n->w);
+            }
+        }
+    }
+    pthread_mutex_unlock(&wg->mu);
+    wl_wake(&wl);
+    return 0;
+}
+
+static PyObject *
+wg_add(wgobject *wg, PyObject *arg)
+{
+    long long d = PyLong_AsLongLong(arg);
+    if (d == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (wg_add_impl(wg, d) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wg_done(wgobject *wg, PyObject *unused)
+{
+    if (wg_add_impl(wg, -1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wg_wait(wgobject *wg, PyObject *unused)
+{
+    pthread_mutex_lock(&wg->mu);
+    if (wg->counter == 0) {
+        pthread_mutex_unlock(&wg->mu);
+        Py_RETURN_NONE;
+    }
+    wnode n = {0};
+    if (q_wait(&wg->mu, &wg->q, &n, false, "sync.WaitGroup.Wait") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wg_count(wgobject *wg, PyObject *unused)
+{
+    return PyLong_FromLongLong(wg->counter);
+}
+
+/* ---- Cond ----------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    PyObject *L;                /* the locker: lock()/unlock() */
+    uint32_t wait;              /* next ticket to hand out */
+    uint32_t notify;            /* tickets below this are notified */
+    waitq q;
+} condobject;
+
+static PyObject *
+cond_wait(condobject *c, PyObject *unused)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t t = c->wait++;
+    pthread_mutex_unlock(&c->mu);
+    PyObject *r = PyObject_CallMethod(c->L, "unlock", NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    if ((int32_t)(t - c->notify) >= 0) {
+        wnode n = {0};
+        n.ticket = t;
+        rc = q_wait(&c->mu, &c->q, &n, false, "sync.Cond.Wait");
+    }
+    else {
+        pthread_mutex_unlock(&c->mu);
+    }
+    /* Go re-locks L even when woken; so do we, also after an interrupt,
+     * so the caller's `with` block stays balanced. */
+    PyObject *exc_t, *exc_v, *exc_tb;
+    PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
+    r = PyObject_CallMethod(c->L, "lock", NULL);
+    if (r == NULL) {
+        Py_XDECREF(exc_t);
+        Py_XDECREF(exc_v);
+        Py_XDECREF(exc_tb);
+        return NULL;
+    }
+    Py_DECREF(r);
+    PyErr_Restore(exc_t, exc_v, exc_tb);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cond_signal(condobject *c, PyObject *unused)
+{
+    gr_waiter *wake = NULL;
+    pthread_mutex_lock(&c->mu);
+    while (c->wait != c->notify) {
+        uint32_t t = c->notify++;
+        /* The holder of ticket t may not have queued yet; then it sees
+         * the ticket notified and does not sleep. */
+        wnode *n = NULL;
+        for (wnode *x = c->q.head; x; x = x->next) {
+            if (x->ticket == t) {
+                n = x;
+                break;
+            }
+        }
+        if (n == NULL) {
+            break;
+        }
+        if (q_take(&c->q, n)) {
+            wake = n->w;
+            break;
+        }
+        /* That waiter was interrupted: signal the next ticket instead. */
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (wake) {
+        gr_waiter_wake(wake);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cond_broadcast(condobject *c, PyObject *unused)
+{
+    wakelist wl = {0};
+    pthread_mutex_lock(&c->mu);
+    c->notify = c->wait;
+    wnode *n;
+    while ((n = q_first(&c->q)) != NULL) {
+        if (q_take(&c->q, n)) {
+            wl_add(&wl, n->w);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    wl_wake(&wl);
+    Py_RETURN_NONE;
+}
+
+/* ---- Sema (weighted) ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    int64_t size;
+    int64_t cur;                /* units held */
+    waitq q;
+} semaobject;
+
+static int64_t
+weight_arg(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 0) {
+        return 1;
+    }
+    long long n = PyLong_AsLongLong(args[0]);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "semaphore: negative weight");
+        return -1;
+    }
+    return n;
+}
+
+static PyObject *
+sema_acquire(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t n = weight_arg(args, nargs);
+    if (n < 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->size - s->cur >= n && q_first(&s->q) == NULL) {
+        s->cur += n;
+        pthread_mutex_unlock(&s->mu);
+        Py_RETURN_NONE;
+    }
+    if (n > s->size) {
+        /* Can never succeed: Go's semaphore blocks forever; a plain
+         * thread would then get Deadlock or Ctrl-C, a goroutine hangs.
+         * Say so instead. */
+        pthread_mutex_unlock(&s->mu);
+        PyErr_Format(PyExc_ValueError, "semaphore: acquire(%lld) exceeds "
+                     "its size %lld", (long long)n, (long long)s->size);
+        return NULL;
+    }
+    wnode node = {0};
+    node.weight = n;
+    if (q_wait(&s->mu, &s->q, &node, false, "semacquire") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;     /* the releaser counted our units */
+}
+
+static PyObject *
+sema_try_acquire(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t n = weight_arg(args, nargs);
+    if (n < 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool ok = s->size - s->cur >= n && q_first(&s->q) == NULL;
+    if (ok) {
+        s->cur += n;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *
+sema_release(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t n = weight_arg(args, nargs);
+    if (n < 0) {
+        return NULL;
+    }
+    wakelist wl = {0};
+    pthread_mutex_lock(&s->mu);
+    if (s->cur < n) {
+        pthread_mutex_unlock(&s->mu);
+        return gr_panic("semaphore: released more than held");
+    }
+    s->cur -= n;
+    wnode *w;
+    while ((w = q_first(&s->q)) != NULL && s->size - s->cur >= w->weight) {
+        if (q_take(&s->q, w)) {
+            s->cur += w->weight;
+            wl_add(&wl, w->w);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    wl_wake(&wl);
+    Py_RETURN_NONE;
+}
+
+/* ---- types ---------------------------------------------------------- */
+
+static PyObject *
+generic_new(PyTypeObject *type, size_t mu_off)
+{
+    PyObject *o = type->tp_alloc(type, 0);
+    if (o != NULL) {
+        pthread_mutex_init((pthread_mutex_t *)((char *)o + mu_off), NULL);
+    }
+    return o;
+}
+
+static PyObject *
+mutex_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+    if (PyTuple_GET_SIZE(a) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Mutex() takes no arguments");
+        return NULL;
+    }
+    return generic_new(t, offsetof(mutexobject, mu));
+}
+
+static PyObject *
+rw_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+    if (PyTuple_GET_SIZE(a) != 0) {
+        PyErr_SetString(PyExc_TypeError, "RWMutex() takes no arguments");
+        return NULL;
+    }
+    return generic_new(t, offsetof(rwmutexobject, mu));
+}
+
+static PyObject *
+wg_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+    if (PyTuple_GET_SIZE(a) != 0) {
+        PyErr_SetString(PyExc_TypeError, "WaitGroup() takes no arguments");
+        return NULL;
+    }
+    return generic_new(t, offsetof(wgobject, mu));
+}
+
+static PyObject *
+cond_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+    PyObject *L;
+    if (!PyArg_ParseTuple(a, "O:Cond", &L)) {
+        return NULL;
+    }
+    condobject *c = (condobject *)generic_new(t, offsetof(condobject, mu));
+    if (c != NULL) {
+        c->L = Py_NewRef(L);
+    }
+    return (PyObject *)c;
+}
+
+static PyObject *
+sema_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+    static char *kwlist[] = {"n", NULL};
+    long long n = 1;
+    if (!PyArg_ParseTupleAndKeywords(a, k, "|L:Sema", kwlist, &n)) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "semaphore: negative size");
+        return NULL;
+    }
+    semaobject *s = (semaobject *)generic_new(t, offsetof(semaobject, mu));
+    if (s != NULL) {
+        s->size = n;
+    }
+    return (PyObject *)s;
+}
+
+static void
+plain_dealloc(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+static int
+cond_traverse(condobject *c, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(c));
+    Py_VISIT(c->L);
+    return 0;
+}
+
+static int
+cond_clear(condobject *c)
+{
+    Py_CLEAR(c->L);
+    return 0;
+}
+
+static void
+cond_dealloc(condobject *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    cond_clear(c);
+    tp->tp_free(c);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+cond_get_L(condobject *c, void *closure)
+{
+    return Py_NewRef(c->L);
+}
+
+#define M(name, fn, flags, doc) {name, (PyCFunction)(void (*)(void))fn, flags, doc}
+
+static PyMethodDef mutex_methods[] = {
+    M("lock", mutex_lock, METH_NOARGS, "lock($self, /)\n--\n\nLock; parks "
+      "the goroutine (or blocks the thread) while it is held."),
+    M("unlock", mutex_unlock, METH_NOARGS, "unlock($self, /)\n--\n\nUnlock; "
+      "Panic('sync: unlock of unlocked mutex') if not locked."),
+    M("try_lock", mutex_try_lock, METH_NOARGS, "try_lock($self, /)\n--\n\n"
+      "Lock if free; return whether it did."),
+    M("locked", mutex_locked, METH_NOARGS, "locked($self, /)\n--\n\n"
+      "Whether it is held (a snapshot)."),
+    M("__enter__", mutex_lock, METH_NOARGS, NULL),
+    M("__exit__", mutex_exit, METH_FASTCALL, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef rw_methods[] = {
+    M("lock", rw_lock, METH_NOARGS, "lock($self, /)\n--\n\nLock for writing."),
+    M("unlock", rw_unlock, METH_NOARGS, "unlock($self, /)\n--\n\n"
+      "Unlock for writing."),
+    M("rlock", rw_rlock, METH_NOARGS, "rlock($self, /)\n--\n\n"
+      "Lock for reading; waits behind a waiting writer."),
+    M("runlock", rw_runlock, METH_NOARGS, "runlock($self, /)\n--\n\n"
+      "Unlock for reading."),
+    M("try_lock", rw_try_lock, METH_NOARGS, "try_lock($self, /)\n--\n\n"
+      "Lock for writing if free; return whether it did."),
+    M("try_rlock", rw_try_rlock, METH_NOARGS, "try_rlock($self, /)\n--\n\n"
+      "Lock for reading if possible now; return whether it did."),
+    M("__enter__", rw_lock, METH_NOARGS, NULL),
+    M("__exit__", rw_unlock, METH_FASTCALL, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef wg_methods[] = {
+    M("add", wg_add, METH_O, "add($self, n, /)\n--\n\nAdd n to the counter; "
+      "Panic('sync: negative WaitGroup counter') below zero."),
+    M("done", wg_done, METH_NOARGS, "done($self, /)\n--\n\nadd(-1)."),
+    M("wait", wg_wait, METH_NOARGS, "wait($self, /)\n--\n\nBlock until the "
+      "counter is zero."),
+    M("_count", wg_count, METH_NOARGS, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef cond_methods[] = {
+    M("wait", cond_wait, METH_NOARGS, "wait($self, /)\n--\n\nUnlock L, wait "
+      "for signal or broadcast, lock L again."),
+    M("signal", cond_signal, METH_NOARGS, "signal($self, /)\n--\n\n"
+      "Wake one waiter, if any."),
+    M("broadcast", cond_broadcast, METH_NOARGS, "broadcast($self, /)\n--\n\n"
+      "Wake every waiter."),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cond_getset[] = {
+    {"L", (getter)cond_get_L, NULL, "The locker.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef sema_methods[] = {
+    M("acquire", sema_acquire, METH_FASTCALL, "acquire($self, n=1, /)\n--\n\n"
+      "Take n units, waiting FIFO while there are not enough."),
+    M("try_acquire", sema_try_acquire, METH_FASTCALL,
+      "try_acquire($self, n=1, /)\n--\n\nTake n units if possible now."),
+    M("release", sema_release, METH_FASTCALL, "release($self, n=1, /)\n--\n\n"
+      "Give n units back."),
+    {NULL, NULL, 0, NULL},
+};
+
+/* The four lock types own no Python references: same slots but for
+ * their names, constructors and methods. */
+#define SPEC(var, cname, type, newf, meths, doc)                            \
+    static PyType_Slot var##_slots[] = {                                    \
+        {Py_tp_doc, doc}, {Py_tp_new, newf}, {Py_tp_methods, meths},        \
+        {Py_tp_dealloc, plain_dealloc}, {0, NULL}};                         \
+    static PyType_Spec var##_spec = {                                       \
+        .name = "goroutine._core." cname, .basicsize = sizeof(type),         \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                  \
+        .slots = var##_slots};
+
+SPEC(mutex, "Mutex", mutexobject, mutex_new, mutex_methods,
+     "Mutex()\n--\n\nGo's sync.Mutex: not reentrant, not owned; parks "
+     "goroutines, starvation-free.")
+SPEC(rw, "RWMutex", rwmutexobject, rw_new, rw_methods,
+     "RWMutex()\n--\n\nGo's sync.RWMutex: writers are not starved.")
+SPEC(wg, "WaitGroup", wgobject, wg_new, wg_methods,
+     "WaitGroup()\n--\n\nGo's sync.WaitGroup.")
+SPEC(sema, "Sema", semaobject, sema_new, sema_methods,
+     "Sema(n=1)\n--\n\nA weighted semaphore of size n.")
+
+static PyType_Slot cond_slots[] = {
+    {Py_tp_doc, "Cond(locker)\n--\n\nGo's sync.Cond over locker (anything "
+                "with lock() and unlock())."},
+    {Py_tp_new, cond_new},
+    {Py_tp_methods, cond_methods},
+    {Py_tp_getset, cond_getset},
+    {Py_tp_traverse, cond_traverse},
+    {Py_tp_clear, cond_clear},
+    {Py_tp_dealloc, cond_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec cond_spec = {
+    .name = "goroutine.sync.Cond",
+    .basicsize = sizeof(condobject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = cond_slots,
+};
+
+int
+gr_sync_exec(PyObject *module)
+{
+    static PyObject *types[5];
+    PyType_Spec *specs[5] = {&mutex_spec, &rw_spec, &wg_spec, &cond_spec,
+                             &sema_spec};
+    const char *names[5] = {"Mutex", "RWMutex", "WaitGroup", "Cond", "Sema"};
+    for (int i = 0; i < 5; i++) {
+        if (types[i] == NULL) {
+            types[i] = PyType_FromSpec(specs[i]);
+            if (types[i] == NULL) {
+                return -1;
+            }
+        }
+        if (PyModule_AddObjectRef(module, names[i], types[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
