@@ -14,9 +14,11 @@ from typing import NamedTuple as _NamedTuple, Optional as _Optional
 from goroutine import _core
 from goroutine._core import (Deadlock, Goexit, Panic, chan, default, go,
                              nilchan, select)
+from goroutine._async import select_async
 
 __all__ = [
-    "go", "chan", "select", "default", "nilchan", "Panic", "Deadlock",
+    "go", "chan", "select", "select_async", "default", "nilchan", "Panic",
+    "Deadlock",
     "excepthook", "ExceptHookArgs", "runtime", "time", "context", "sync",
     "errgroup",
 ]

@@ -1,8 +1,8 @@
 """goroutine.sync: Go's sync package.  Every primitive parks goroutines
 (their OS thread runs other goroutines meanwhile) and also works from plain
 threads, where a wait is interruptible by Ctrl-C."""
-from goroutine import _core
-from goroutine._core import Cond, Mutex, Sema, go
+from goroutine import _core, _async
+from goroutine._core import Cond, Sema, go
 
 __all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Sema",
            "WorkGroup"]
@@ -23,6 +23,25 @@ class WaitGroup(_core.WaitGroup):
             finally:
                 self.done()
         go(run)
+
+    async def wait_async(self) -> None:
+        """await wg.wait_async(): wait, suspending the asyncio task."""
+        if self._count() == 0:
+            return
+        await _async.call(self.wait)
+
+
+class Mutex(_core.Mutex):
+    """Go's sync.Mutex: not reentrant, not owned (any goroutine may
+    unlock), starvation-free; also a context manager."""
+    __slots__ = ()
+
+    async def lock_async(self) -> None:
+        """await m.lock_async(): lock, suspending the asyncio task.  If the
+        task is cancelled, the mutex is left as it was found."""
+        if self.try_lock():
+            return
+        await _async.acquire(self.lock, self.unlock)
 
 
 class _RLocker:

@@ -533,6 +533,57 @@ chan_iternext(hchan *self)
     return r > 0 ? v : NULL;    /* 0: closed and drained -> StopIteration */
 }
 
+/* The asyncio twins live in goroutine/_async.py: call its function
+ * `name` with (self, *args). */
+static PyObject *
+async_call(const char *name, PyObject *self, PyObject *arg)
+{
+    PyObject *mod = PyImport_ImportModule("goroutine._async");
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *r = arg ? PyObject_CallMethod(mod, name, "OO", self, arg)
+                      : PyObject_CallMethod(mod, name, "O", self);
+    Py_DECREF(mod);
+    return r;
+}
+
+static PyObject *
+chan_send_async(hchan *self, PyObject *v)
+{
+    if (check_dir(self, GR_DIR_SEND, "ch.send_async") < 0) {
+        return NULL;
+    }
+    return async_call("send_async", (PyObject *)self, v);
+}
+
+static PyObject *
+chan_recv_async(hchan *self, PyObject *unused)
+{
+    if (check_dir(self, GR_DIR_RECV, "ch.recv_async") < 0) {
+        return NULL;
+    }
+    return async_call("recv_async", (PyObject *)self, NULL);
+}
+
+static PyObject *
+chan_recv_async_(hchan *self, PyObject *unused)
+{
+    if (check_dir(self, GR_DIR_RECV, "ch.recv_async_") < 0) {
+        return NULL;
+    }
+    return async_call("recv_async_", (PyObject *)self, NULL);
+}
+
+static PyObject *
+chan_aiter(hchan *self)
+{
+    if (check_dir(self, GR_DIR_RECV, "range over channel") < 0) {
+        return NULL;
+    }
+    return async_call("aiter_", (PyObject *)self, NULL);
+}
+
 static PyObject *
 chan_repr(hchan *self)
 {
@@ -656,6 +707,15 @@ static PyMethodDef chan_methods[] = {
      "send_only($self, /)\n--\n\nA send-only view (chan<-) of this channel."},
     {"recv_only", (PyCFunction)chan_recv_only, METH_NOARGS,
      "recv_only($self, /)\n--\n\nA receive-only view (<-chan)."},
+    {"send_async", (PyCFunction)chan_send_async, METH_O,
+     "send_async($self, obj, /)\n--\n\n"
+     "await ch.send_async(obj): send, suspending the asyncio task (not the "
+     "thread).  Cancelled, it either sent or left no trace."},
+    {"recv_async", (PyCFunction)chan_recv_async, METH_NOARGS,
+     "recv_async($self, /)\n--\n\nawait ch.recv_async(): receive, "
+     "suspending the asyncio task.  Cancelling it never loses a value."},
+    {"recv_async_", (PyCFunction)chan_recv_async_, METH_NOARGS,
+     "recv_async_($self, /)\n--\n\nawait ch.recv_async_(): (value, ok)."},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
      "chan[T]: for typing only."},
     {NULL, NULL, 0, NULL},
@@ -679,6 +739,7 @@ static PyType_Slot chan_slots[] = {
     {Py_tp_members, chan_members},
     {Py_tp_iter, chan_iter},
     {Py_tp_iternext, chan_iternext},
+    {Py_am_aiter, chan_aiter},
     {Py_tp_repr, chan_repr},
     {Py_mp_length, chan_len},
     {0, NULL},

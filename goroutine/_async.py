@@ -1,0 +1,164 @@
+"""The asyncio twins: channel, select and sync operations that suspend the
+asyncio task instead of its thread.
+
+How a blocking operation is bridged: first a non-blocking attempt (select
+with default), which settles most operations without leaving the loop.
+Otherwise a goroutine runs select(*cases, cancel.recv) and hands the
+outcome to the loop with call_soon_threadsafe.  Cancelling the awaiting
+task closes `cancel`; the select's own claim then decides, exactly once:
+either the cancel case won and the operation never happened (the task sees
+CancelledError), or the operation had already completed, in which case its
+result is delivered and the cancellation is requested again, to be seen at
+the task's next await.  No value is ever dropped.
+"""
+import asyncio
+
+from goroutine._core import chan, default, go, select
+
+__all__ = ["select_async"]
+
+
+async def _bridge(cases):
+    n = len(cases)
+    i, v = select(*cases, default)
+    if i != n:
+        return i, v
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    cancel = chan()
+    outcome = chan(1)
+
+    def deliver(res):
+        if not fut.done():
+            fut.set_result(res)
+
+    def run():
+        try:
+            res = (True, select(*cases, cancel.recv))
+        except BaseException as e:      # a send on a closed channel
+            res = (False, e)
+        outcome.send(res)
+        try:
+            loop.call_soon_threadsafe(deliver, res)
+        except RuntimeError:
+            pass                        # the loop is closed: nobody waits
+    go(run)
+    try:
+        ok, res = await fut
+    except asyncio.CancelledError:
+        cancel.close()
+        ok, res = outcome.recv()        # imminent: the select has settled
+        if ok and res[0] == n:
+            raise                       # cancelled first: nothing happened
+        task = asyncio.current_task()
+        if task is not None:
+            task.cancel()               # seen at the next await
+    if not ok:
+        raise res
+    return res
+
+
+async def select_async(*cases):
+    """await select_async(ch1.recv, (ch2.send, v), ...): select for asyncio
+    code; with `default` it never suspends."""
+    if any(c is default for c in cases):
+        return select(*cases)
+    return await _bridge(cases)
+
+
+async def send_async(ch, obj):
+    await _bridge(((ch.send, obj),))
+
+
+async def recv_async(ch):
+    return (await _bridge((ch.recv,)))[1]
+
+
+async def recv_async_(ch):
+    return (await _bridge((ch.recv_,)))[1]
+
+
+class _AsyncIter:
+    __slots__ = ("_ch",)
+
+    def __init__(self, ch):
+        self._ch = ch
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        v, ok = await recv_async_(self._ch)
+        if not ok:
+            raise StopAsyncIteration
+        return v
+
+
+def aiter_(ch):
+    return _AsyncIter(ch)
+
+
+async def call(fn):
+    """Run a blocking runtime call (WaitGroup.wait) in a goroutine and
+    await it.  For calls without an effect to undo."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def deliver(exc):
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def run():
+        try:
+            fn()
+            exc = None
+        except BaseException as e:
+            exc = e
+        try:
+            loop.call_soon_threadsafe(deliver, exc)
+        except RuntimeError:
+            pass
+    go(run)
+    await fut
+
+
+async def acquire(lock, unlock):
+    """Run lock() in a goroutine and await it; if the awaiting task is
+    cancelled meanwhile, the acquisition is undone by unlock() once it
+    happens, so a cancelled lock_async leaves the lock as it found it."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    state = chan(1)         # a token: whoever holds it decides
+    state.send(None)
+    cancelled = []
+    handed = []
+
+    def deliver():
+        if not fut.done():
+            fut.set_result(None)
+
+    def run():
+        lock()
+        state.recv()
+        if cancelled:
+            unlock()            # the task went away before we got it
+        else:
+            handed.append(True)
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:
+                pass
+        state.send(None)
+    go(run)
+    try:
+        await fut
+    except asyncio.CancelledError:
+        state.recv()
+        if handed:
+            unlock()            # acquired for us, but we are going away
+        cancelled.append(True)
+        state.send(None)
+        raise
