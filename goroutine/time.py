@@ -5,6 +5,7 @@ and reset() report whether the timer was active, and once they return no
 stale value is received from .c; a ticker drops ticks for a slow receiver
 and never queues more than one.
 """
+import numbers as _numbers
 import time as _time
 
 from goroutine import _core
@@ -20,6 +21,13 @@ millisecond = 1e-3
 second = 1.0
 minute = 60.0
 hour = 3600.0
+
+
+def _seconds(d) -> float:
+    if not isinstance(d, _numbers.Real):
+        raise TypeError("a duration must be a number of seconds, not %r"
+                        % type(d).__name__)
+    return float(d)
 
 
 def now() -> float:
@@ -42,7 +50,7 @@ class Timer(_core._timer):
 
     def __new__(cls, d: float, _f=None):
         c = None if _f is not None else chan(1)
-        self = super().__new__(cls, float(d), c, _f)
+        self = super().__new__(cls, _seconds(d), c, _f)
         self.c = c
         return self
 
@@ -53,7 +61,7 @@ class Timer(_core._timer):
 
     def reset(self, d: float) -> bool:
         """Make the timer fire after d seconds; True if it was active."""
-        return super().reset(float(d))
+        return super().reset(_seconds(d))
 
 
 class Ticker(_core._timer):
@@ -62,6 +70,7 @@ class Ticker(_core._timer):
     __slots__ = ("c",)
 
     def __new__(cls, d: float):
+        d = _seconds(d)
         if not d > 0:
             raise ValueError("non-positive interval for NewTicker")
         c = chan(1)
@@ -76,10 +85,11 @@ class Ticker(_core._timer):
 
     def reset(self, d: float) -> None:
         """Stop, then tick every d seconds from now."""
+        d = _seconds(d)
         if not d > 0:
             raise ValueError("non-positive interval for Ticker.Reset")
-        self._set_period(float(d))
-        super().reset(float(d))
+        self._set_period(d)
+        super().reset(d)
 
 
 def after(d: float) -> chan:
@@ -90,7 +100,7 @@ def after(d: float) -> chan:
 def tick(d: float) -> chan:
     """A channel that receives the time every d seconds (nilchan if
     d <= 0, as Go's Tick returns nil)."""
-    if not d > 0:
+    if not _seconds(d) > 0:
         return nilchan
     return Ticker(d).c
 
