@@ -184,6 +184,7 @@ void gr_pystate_recycle(PyThreadState *ts);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes);
+bool gr_pystate_attached(PyThreadState *ts);
 
 /* ---- channels and select (chan.c, select.c) ------------------------- */
 

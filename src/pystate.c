@@ -153,3 +153,21 @@ gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
     PyThread_tss_set(GILSTATE_KEY, mts);
     PyEval_SaveThread();
 }
+
+/* Is ts attached (running Python, holding the GIL) right now?  Read by
+ * sysmon without the GIL, as a hint: a goroutine whose thread state is
+ * detached while its M still runs it is inside a GIL-releasing call
+ * (Py_BEGIN_ALLOW_THREADS) or waiting for the GIL -- either way its P can
+ * go to another M.  A stale answer only delays or hastens one handoff. */
+bool
+gr_pystate_attached(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* PyEval_SaveThread deactivates the thread state before dropping
+     * the GIL; RestoreThread activates it after taking the GIL. */
+    return ts->_status.active;
+#else
+    return (PyThreadState *)_Py_atomic_load_relaxed(
+        &_PyRuntime.gilstate.tstate_current) == ts;
+#endif
+}

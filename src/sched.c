@@ -39,10 +39,11 @@
  * spins briefly (GR_SPIN_NS) before sleeping: a futex round trip costs
  * ~40 us here, a spinning handoff well under 1 us.
  *
- * sysmon: a thread with no P and no GIL.  When a P has run the same G for
- * GR_RETAKE_NS (the G is in a GIL-releasing blocking call, or CPU-bound)
- * and has runnable work waiting, sysmon retakes the P and hands it to an
- * idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
+ * sysmon: a thread with no P and no GIL.  When a P has runnable work
+ * waiting and has run the same G either for two ticks with that G's thread
+ * state detached (it is inside a GIL-releasing blocking call: ~0.2 ms) or
+ * for GR_RETAKE_NS of Python (CPU-bound), sysmon retakes the P and hands it
+ * to an idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
  * when it next enters the scheduler its M finds no P, takes an idle one or
  * goes to sleep.
  */
@@ -62,6 +63,7 @@
 #define GR_SPIN_NS 50000            /* idle M spin before sleeping */
 #define GR_SEMA_SPIN_NS 20000       /* blocked thread spin before sleeping */
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
+#define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
@@ -121,8 +123,10 @@ struct gr_p {
     gr_p *link;                 /* idle list, under sched.lock */
     gr_g *gfree;                /* dead Gs for reuse, owner only */
     int ngfree;
+    _Atomic(gr_g *) curg;       /* the G its M runs, for sysmon */
     unsigned sysmontick;        /* sysmon's last view of schedtick */
     int64_t sysmonwhen;         /* when sysmon saw it change */
+    bool sysmondetached;        /* sysmon saw that G detached last tick */
 };
 
 static struct {
@@ -815,6 +819,7 @@ execute(gr_m *m, gr_g *g)
     g->m = m;
     m->curg = g;
     atomic_store(&g->status, G_RUNNING);
+    atomic_store(&p->curg, g);
     atomic_store(&p->status, P_RUNG);
     atomic_fetch_add(&p->schedtick, 1);
     atomic_fetch_add(&sched.nswitches, 1);
@@ -827,6 +832,7 @@ execute(gr_m *m, gr_g *g)
      * finished. */
     gr_stack_check(&g->stack, g->goid);
     m->curg = NULL;
+    atomic_store(&p->curg, NULL);
     int expect = P_RUNG;
     if (!atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
         m->p = NULL;        /* sysmon retook p while g ran */
@@ -887,7 +893,7 @@ mstart(void *arg)
         gr_g *g;
         if (m->lockedg != NULL) {
             g = m->lockedg;
-            if (!m->lockedresume || m->p == NULL) {
+            if (!m->lockedresume) {
                 /* Its G parked (or sits on someone's queue once readied):
                  * give the P away and wait for whoever dequeues the G to
                  * hand us a P to run it with. */
@@ -897,6 +903,22 @@ mstart(void *arg)
                     handoffp(own);
                 }
                 stoplockedm(m);
+            }
+            else if (m->p == NULL) {
+                /* It yielded while sysmon retook our P: it is on no
+                 * queue.  Take an idle P, or queue it so that whoever
+                 * dequeues it hands us one. */
+                pthread_mutex_lock(&sched.lock);
+                gr_p *p2 = pidleget_locked();
+                pthread_mutex_unlock(&sched.lock);
+                if (p2 != NULL) {
+                    acquirep(m, p2);
+                }
+                else {
+                    globrunqput(g);
+                    wakep();
+                    stoplockedm(m);
+                }
             }
             m->lockedresume = false;
         }
@@ -1285,12 +1307,23 @@ sysmon(void *arg)
             }
             busy = true;
             unsigned t = atomic_load(&p->schedtick);
+            gr_g *g = atomic_load(&p->curg);
+            /* G structs are pooled, never freed: reading a stale one's
+             * thread state is harmless. */
+            bool detached = g != NULL && !gr_pystate_attached(g->tstate);
             if (p->sysmontick != t) {
                 p->sysmontick = t;
                 p->sysmonwhen = now;
+                p->sysmondetached = detached;
                 continue;
             }
-            if (now - p->sysmonwhen < GR_RETAKE_NS) {
+            /* Same G since the last tick.  In a GIL-releasing call (seen
+             * detached twice running) it gives the P up at once, as Go
+             * retakes a P in a syscall; running Python, after the switch
+             * interval. */
+            bool was = p->sysmondetached;
+            p->sysmondetached = detached;
+            if (!(detached && was) && now - p->sysmonwhen < GR_RETAKE_NS) {
                 continue;
             }
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
@@ -1307,7 +1340,7 @@ sysmon(void *arg)
         }
         if (busy) {
             idle = 0;
-            delay_us = 1000;
+            delay_us = GR_SYSMON_BUSY_US;
         }
         else if (++idle > 50) {
             delay_us = delay_us * 2 > 10000 ? 10000 : delay_us * 2;
