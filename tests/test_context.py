@@ -172,7 +172,9 @@ def test_short_lived_children_do_not_grow_a_long_lived_parent():
         c, cancel = context.with_timeout(parent, 60)
         cancel()
     assert len(parent._children) == 0
-    assert runtime.stats()["timers"] < 100
+    # The timer thread processes the stops asynchronously: they settle.
+    from conftest import wait_until
+    assert wait_until(lambda: runtime.stats()["timers"] < 100)
     cancel_parent()
 
 
