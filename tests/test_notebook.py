@@ -1,0 +1,103 @@
+"""goroutine in a Jupyter kernel, for real: an ipykernel runs the cells."""
+import pathlib
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="needs nbformat (test extra)")
+nbclient = pytest.importorskip("nbclient", reason="needs nbclient (test extra)")
+pytest.importorskip("ipykernel", reason="needs ipykernel (test extra)")
+from jupyter_client.manager import start_new_kernel  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def kernel():
+    # The kernel inherits this environment (and so this goroutine build).
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def execute(kc, code, timeout=30):
+    """Run code; return (status, stdout text, error name)."""
+    msg_id = kc.execute(code)
+    out, ename = [], None
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        t = msg["msg_type"]
+        if t == "stream":
+            out.append(msg["content"]["text"])
+        elif t == "error":
+            ename = msg["content"]["ename"]
+        elif t == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    reply = kc.get_shell_msg(timeout=timeout)
+    return reply["content"]["status"], "".join(out), ename
+
+
+def test_goroutines_keep_running_between_cells_and_print_to_the_notebook(kernel):
+    km, kc = kernel
+    status, _, _ = execute(kc, """
+import goroutine, time as _t
+from goroutine import go, chan
+ticks = []
+def ticker():
+    for i in range(50):
+        ticks.append(i)
+        goroutine.time.sleep(0.01)
+go(ticker)
+""")
+    assert status == "ok"
+    time.sleep(0.3)
+    status, out, _ = execute(kc, "print(len(ticks) > 5)")
+    assert out.strip() == "True"
+    status, out, _ = execute(kc, """
+c = chan()
+go(lambda: (print("hello from a goroutine"), c.send(1)))
+c.recv()
+""")
+    assert "hello from a goroutine" in out
+
+
+def test_a_cell_blocked_on_a_channel_nobody_can_feed_gets_deadlock(kernel):
+    km, kc = kernel
+    status, _, ename = execute(kc, "from goroutine import chan\nchan().recv()")
+    assert status == "error" and ename == "Deadlock"
+    status, out, _ = execute(kc, "print('kernel alive')")
+    assert out.strip() == "kernel alive"
+
+
+def test_kernel_interrupt_stops_a_blocked_cell(kernel):
+    km, kc = kernel
+    msg_id = kc.execute("""
+from goroutine import chan, go, time
+c = chan()
+go(lambda: (time.sleep(60), c.send(1)))   # pending: no Deadlock
+c.recv()
+""")
+    time.sleep(1.0)
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=20)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+def test_the_tour_notebook_runs():
+    nb = nbformat.read(ROOT / "examples" / "tour.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "Panic('close of closed channel')" in text
+    assert "goroutines parked" in text
