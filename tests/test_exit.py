@@ -148,3 +148,57 @@ def test_set_panic_exit_makes_an_uncaught_panic_exit_with_status_2():
     assert r.returncode == 2
     assert "panic: oh no" in r.stderr
     assert "not reached" not in r.stdout
+
+
+BUSY = textwrap.dedent("""
+    import random, sys, threading, time as _t
+    from goroutine import chan, go, select, default, sync, time, context
+    random.seed(int(sys.argv[1]))
+    c = chan(4)
+    def producer():
+        i = 0
+        while True:
+            c.send(i); i += 1
+            if i % 100 == 0:
+                time.sleep(0.001)
+    def consumer():
+        for v in c:
+            select(c.recv, time.after(0.001).recv)
+    def blocking():
+        while True:
+            _t.sleep(0.002)
+    for _ in range(4):
+        go(producer); go(consumer)
+    go(blocking)
+    threading.Thread(target=consumer, daemon=True).start()
+    ctx, cancel = context.with_timeout(context.background(), 10)
+    for _ in range(50):
+        go(lambda: ctx.done().recv())
+    print("ready", flush=True)
+    how = sys.argv[2]
+    if how == "exit":
+        _t.sleep(random.random() * 0.3)
+        sys.exit(0)
+    c2 = chan()
+    c2.recv()      # wait for Ctrl-C (timers pending: no Deadlock)
+""")
+
+
+def test_exit_and_ctrl_c_at_random_moments_are_clean():
+    import random
+    for seed in range(8):
+        how = "exit" if seed % 2 else "sigint"
+        p = subprocess.Popen([sys.executable, "-c", BUSY, str(seed), how],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        assert p.stdout.readline().strip() == "ready"
+        if how == "sigint":
+            time.sleep(random.random() * 0.3)
+            p.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=20)
+        assert time.monotonic() - t0 < 10
+        assert "Fatal Python error" not in err, err
+        # 0 for sys.exit; a KeyboardInterrupt ends the process by SIGINT
+        # (-2) after printing its traceback.  Never a crash signal.
+        assert p.returncode in (0, 1, -signal.SIGINT), (p.returncode, err)
