@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-asan bench stress deps build clean
+.PHONY: all demo test test-all test-asan bench stress valgrind deps build clean
 
 all: build
 
@@ -86,6 +86,10 @@ test-asan: deps
 STRESS_SECONDS ?= 300
 stress: build
 	GOROUTINE_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -q -p no:timeout tests/test_stress.py
+
+# memcheck over a short workload; fails on any report inside the C core.
+valgrind: build
+	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
 bench: build
 	$(PY) -m benchmarks $(BENCH_ARGS)
