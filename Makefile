@@ -91,7 +91,11 @@ stress: build
 valgrind: build
 	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
+# The peers (gevent, matplotlib for the chart) and, as root on Debian, Go.
 bench: build
+	$(PY) -m pip install -q -e '.[bench]'
+	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,939 @@
+"""The workloads, one function per (workload, implementation).
+
+Each function takes n (the size) and returns a dict: {"value": float,
+"unit": str}.  Time units are per operation ("ns/op"), so lower is
+better; "B/unit" is resident memory per parked unit; "ms late" is median
+timer lateness.  Only the standard library and the peers are imported
+here, inside the functions, so a missing peer only skips its own rows.
+"""
+import os
+import statistics
+import time
+
+WORKLOADS = {}
+
+
+def workload(name, sizes, unit, doc):
+    """Register: sizes = (quick n, full n)."""
+    def deco(f):
+        WORKLOADS.setdefault(name, {"sizes": sizes, "unit": unit,
+                                    "doc": doc, "impls": {}})
+        WORKLOADS[name]["impls"][f.__name__.split("__")[1]] = f
+        return f
+    return deco
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def per_op(t, n):
+    return {"value": t / n * 1e9, "unit": "ns/op"}
+
+
+def in_goroutine(fn):
+    """Run fn() inside a goroutine and return its result: goroutine
+    workloads are measured from inside the runtime, as Go's are."""
+    from goroutine import chan, go
+    out = chan(1)
+
+    def run():
+        try:
+            out.send((True, fn()))
+        except BaseException as e:
+            out.send((False, e))
+    go(run)
+    ok, r = out.recv()
+    if not ok:
+        raise r
+    return r
+
+
+# ---- unbuffered ping-pong round trip ----------------------------------
+
+PP = ((2000, 100000), "ns/op",
+      "round trip of a value between two workers over unbuffered channels")
+
+
+@workload("pingpong", *PP)
+def pingpong__goroutine(n):
+    from goroutine import chan, go
+
+    def main():
+        a, b = chan(), chan()
+
+        def pong():
+            for _ in range(n):
+                b.send(a.recv())
+        go(pong)
+        t = time.perf_counter()
+        for i in range(n):
+            a.send(i)
+            b.recv()
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("pingpong", *PP)
+def pingpong__threading(n):
+    import queue
+    import threading
+    n = max(1, n // 20)
+    a, b = queue.Queue(1), queue.Queue(1)
+    th = threading.Thread(target=lambda: [b.put(a.get()) for _ in range(n)])
+    th.start()
+    t = time.perf_counter()
+    for i in range(n):
+        a.put(i)
+        b.get()
+    t = time.perf_counter() - t
+    th.join()
+    return per_op(t, n)
+
+
+@workload("pingpong", *PP)
+def pingpong__asyncio(n):
+    import asyncio
+
+    async def main():
+        a, b = asyncio.Queue(1), asyncio.Queue(1)
+
+        async def pong():
+            for _ in range(n):
+                await b.put(await a.get())
+        task = asyncio.ensure_future(pong())
+        t = time.perf_counter()
+        for i in range(n):
+            await a.put(i)
+            await b.get()
+        t = time.perf_counter() - t
+        await task
+        return t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("pingpong", *PP)
+def pingpong__gevent(n):
+    import gevent
+    from gevent.queue import Channel
+    a, b = Channel(), Channel()
+
+    def pong():
+        for _ in range(n):
+            b.put(a.get())
+    g = gevent.spawn(pong)
+    t = time.perf_counter()
+    for i in range(n):
+        a.put(i)
+        b.get()
+    t = time.perf_counter() - t
+    g.join()
+    return per_op(t, n)
+
+
+# ---- buffered 1 producer 1 consumer ------------------------------------
+
+BUF = ((5000, 300000), "ns/op", "values through a 128-slot buffer, one producer "
+       "and one consumer")
+
+
+@workload("buffered_1p1c", *BUF)
+def buffered_1p1c__goroutine(n):
+    from goroutine import chan, go
+
+    def main():
+        c = chan(128)
+
+        def produce():
+            for i in range(n):
+                c.send(i)
+            c.close()
+        t = time.perf_counter()
+        go(produce)
+        for _ in c:
+            pass
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("buffered_1p1c", *BUF)
+def buffered_1p1c__threading(n):
+    import queue
+    import threading
+    q = queue.Queue(128)
+    t = time.perf_counter()
+    th = threading.Thread(target=lambda: [q.put(i) for i in range(n)])
+    th.start()
+    for _ in range(n):
+        q.get()
+    th.join()
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("buffered_1p1c", *BUF)
+def buffered_1p1c__asyncio(n):
+    import asyncio
+
+    async def main():
+        q = asyncio.Queue(128)
+
+        async def produce():
+            for i in range(n):
+                await q.put(i)
+        t = time.perf_counter()
+        task = asyncio.ensure_future(produce())
+        for _ in range(n):
+            await q.get()
+        await task
+        return time.perf_counter() - t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("buffered_1p1c", *BUF)
+def buffered_1p1c__gevent(n):
+    import gevent
+    from gevent.queue import Queue
+    q = Queue(128)
+    t = time.perf_counter()
+    g = gevent.spawn(lambda: [q.put(i) for i in range(n)])
+    for _ in range(n):
+        q.get()
+    g.join()
+    return per_op(time.perf_counter() - t, n)
+
+
+# ---- MPMC 4x4 ----------------------------------------------------------
+
+MP = ((4000, 200000), "ns/op", "4 producers and 4 consumers on one "
+      "16-slot buffer")
+
+
+@workload("mpmc_4x4", *MP)
+def mpmc_4x4__goroutine(n):
+    from goroutine import chan, go, sync
+
+    def main():
+        c = chan(16)
+        per = n // 4
+        prod, cons = sync.WaitGroup(), sync.WaitGroup()
+        t = time.perf_counter()
+        for _ in range(4):
+            prod.go(lambda: [c.send(i) for i in range(per)])
+            cons.go(lambda: [None for _ in c])
+        prod.wait()
+        c.close()
+        cons.wait()
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("mpmc_4x4", *MP)
+def mpmc_4x4__threading(n):
+    import queue
+    import threading
+    n = max(4, n // 10)
+    q = queue.Queue(16)
+    per = n // 4
+
+    def consume():
+        while q.get() is not None:
+            pass
+    t = time.perf_counter()
+    ps = [threading.Thread(target=lambda: [q.put(i) for i in range(per)])
+          for _ in range(4)]
+    cs = [threading.Thread(target=consume) for _ in range(4)]
+    for x in ps + cs:
+        x.start()
+    for x in ps:
+        x.join()
+    for _ in cs:
+        q.put(None)
+    for x in cs:
+        x.join()
+    return per_op(time.perf_counter() - t, per * 4)
+
+
+@workload("mpmc_4x4", *MP)
+def mpmc_4x4__asyncio(n):
+    import asyncio
+
+    async def main():
+        q = asyncio.Queue(16)
+        per = n // 4
+
+        async def produce():
+            for i in range(per):
+                await q.put(i)
+
+        async def consume():
+            while await q.get() is not None:
+                pass
+        t = time.perf_counter()
+        cs = [asyncio.ensure_future(consume()) for _ in range(4)]
+        await asyncio.gather(*(produce() for _ in range(4)))
+        for _ in cs:
+            await q.put(None)
+        await asyncio.gather(*cs)
+        return time.perf_counter() - t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("mpmc_4x4", *MP)
+def mpmc_4x4__gevent(n):
+    import gevent
+    from gevent.queue import Queue
+    q = Queue(16)
+    per = n // 4
+
+    def consume():
+        while q.get() is not None:
+            pass
+    t = time.perf_counter()
+    cs = [gevent.spawn(consume) for _ in range(4)]
+    gevent.joinall([gevent.spawn(lambda: [q.put(i) for i in range(per)])
+                    for _ in range(4)])
+    for _ in cs:
+        q.put(None)
+    gevent.joinall(cs)
+    return per_op(time.perf_counter() - t, n)
+
+
+# ---- select over k channels -------------------------------------------
+
+def _select_goroutine(n, k):
+    from goroutine import chan, go, select
+
+    def main():
+        chans = [chan() for _ in range(k)]
+        per = n // k
+        for c in chans:
+            go(lambda c=c: [c.send(i) for i in range(per)])
+        cases = [c.recv for c in chans]
+        t = time.perf_counter()
+        for _ in range(per * k):
+            select(*cases)
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+def _select_asyncio(n, k):
+    import asyncio
+
+    async def main():
+        qs = [asyncio.Queue(1) for _ in range(k)]
+        per = n // k
+
+        async def produce(q):
+            for i in range(per):
+                await q.put(i)
+        ps = [asyncio.ensure_future(produce(q)) for q in qs]
+        gets = {asyncio.ensure_future(q.get()): q for q in qs}
+        t = time.perf_counter()
+        for _ in range(per * k):
+            done, _ = await asyncio.wait(list(gets),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            f = done.pop()
+            q = gets.pop(f)
+            gets[asyncio.ensure_future(q.get())] = q
+        t = time.perf_counter() - t
+        for f in gets:
+            f.cancel()
+        await asyncio.gather(*ps)
+        return t
+    return per_op(asyncio.run(main()), n)
+
+
+SEL = ((2000, 60000), "ns/op", "a receiver selecting over k channels fed by "
+       "k senders (asyncio: asyncio.wait FIRST_COMPLETED over k gets)")
+
+
+@workload("select_2", *SEL)
+def select_2__goroutine(n):
+    return _select_goroutine(n, 2)
+
+
+@workload("select_2", *SEL)
+def select_2__asyncio(n):
+    return _select_asyncio(n // 4, 2)
+
+
+@workload("select_8", *SEL)
+def select_8__goroutine(n):
+    return _select_goroutine(n, 8)
+
+
+@workload("select_8", *SEL)
+def select_8__asyncio(n):
+    return _select_asyncio(n // 4, 8)
+
+
+# ---- spawn + exit --------------------------------------------------------
+
+SP = ((2000, 100000), "ns/op", "start an empty function and wait for it to "
+      "finish, in batches of 100")
+
+
+@workload("spawn", *SP)
+def spawn__goroutine(n):
+    from goroutine import sync
+
+    def main():
+        def f():
+            pass
+        t = time.perf_counter()
+        for _ in range(n // 100):
+            wg = sync.WaitGroup()
+            for _ in range(100):
+                wg.go(f)
+            wg.wait()
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("spawn", *SP)
+def spawn__threading(n):
+    import threading
+    n = max(100, n // 50)
+    t = time.perf_counter()
+    for _ in range(n // 100):
+        ts = [threading.Thread(target=lambda: None) for _ in range(100)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("spawn", *SP)
+def spawn__asyncio(n):
+    import asyncio
+
+    async def f():
+        pass
+
+    async def main():
+        t = time.perf_counter()
+        for _ in range(n // 100):
+            await asyncio.gather(*[asyncio.ensure_future(f())
+                                   for _ in range(100)])
+        return time.perf_counter() - t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("spawn", *SP)
+def spawn__gevent(n):
+    import gevent
+    t = time.perf_counter()
+    for _ in range(n // 100):
+        gevent.joinall([gevent.spawn(lambda: None) for _ in range(100)])
+    return per_op(time.perf_counter() - t, n)
+
+
+# ---- daisy chain -----------------------------------------------------------
+
+DC = ((1000, 100000), "ns/op", "a chain of n workers each passing a value "
+      "to the next (per link; peak RSS in the JSON)")
+
+
+def _with_rss(r, base):
+    r["rss_mib"] = round((rss_bytes() - base) / 2 ** 20, 1)
+    return r
+
+
+@workload("daisy_chain", *DC)
+def daisy_chain__goroutine(n):
+    from goroutine import chan, go
+    base = rss_bytes()
+
+    def main():
+        leftmost = chan()
+        left = leftmost
+        t = time.perf_counter()
+        for _ in range(n):
+            right = chan()
+            go(lambda l, r: l.send(1 + r.recv()), left, right)
+            left = right
+        go(right.send, 1)
+        assert leftmost.recv() == n + 1
+        return time.perf_counter() - t
+    return _with_rss(per_op(in_goroutine(main), n), base)
+
+
+@workload("daisy_chain", *DC)
+def daisy_chain__asyncio(n):
+    import asyncio
+    base = rss_bytes()
+
+    async def main():
+        async def link(l, r):
+            await l.put(1 + await r.get())
+        leftmost = asyncio.Queue(1)
+        left = leftmost
+        t = time.perf_counter()
+        tasks = []
+        for _ in range(n):
+            right = asyncio.Queue(1)
+            tasks.append(asyncio.ensure_future(link(left, right)))
+            left = right
+        await right.put(1)
+        assert await leftmost.get() == n + 1
+        return time.perf_counter() - t
+    return _with_rss(per_op(asyncio.run(main()), n), base)
+
+
+@workload("daisy_chain", *DC)
+def daisy_chain__gevent(n):
+    import gevent
+    from gevent.queue import Channel
+    base = rss_bytes()
+    leftmost = Channel()
+    left = leftmost
+    t = time.perf_counter()
+    for _ in range(n):
+        right = Channel()
+        gevent.spawn(lambda l, r: l.put(1 + r.get()), left, right)
+        left = right
+    gevent.spawn(right.put, 1)
+    assert leftmost.get() == n + 1
+    return _with_rss(per_op(time.perf_counter() - t, n), base)
+
+
+# ---- parked memory ------------------------------------------------------
+
+PM = ((1000, 100000), "B/unit", "resident memory per unit parked on a "
+      "channel/queue/future (threads: n/100 of them)")
+
+
+@workload("parked_memory", *PM)
+def parked_memory__goroutine(n):
+    from goroutine import chan, go, runtime
+    gate = chan()
+    go(lambda: None)            # start the runtime before measuring
+    time.sleep(0.05)
+    base = rss_bytes()
+    for _ in range(n):
+        go(gate.recv)
+    while runtime.stats()["parked"] < n:
+        time.sleep(0.01)
+    used = rss_bytes() - base
+    gate.close()
+    return {"value": used / n, "unit": "B/unit"}
+
+
+@workload("parked_memory", *PM)
+def parked_memory__threading(n):
+    import threading
+    n = max(10, n // 100)
+    ev = threading.Event()
+    base = rss_bytes()
+    ts = [threading.Thread(target=ev.wait) for _ in range(n)]
+    for t in ts:
+        t.start()
+    used = rss_bytes() - base
+    ev.set()
+    for t in ts:
+        t.join()
+    return {"value": used / n, "unit": "B/unit"}
+
+
+@workload("parked_memory", *PM)
+def parked_memory__asyncio(n):
+    import asyncio
+
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+
+        async def wait():
+            await fut
+        base = rss_bytes()
+        tasks = [asyncio.ensure_future(wait()) for _ in range(n)]
+        await asyncio.sleep(0)
+        used = rss_bytes() - base
+        fut.set_result(None)
+        await asyncio.gather(*tasks)
+        return used
+    return {"value": asyncio.run(main()) / n, "unit": "B/unit"}
+
+
+@workload("parked_memory", *PM)
+def parked_memory__gevent(n):
+    import gevent
+    from gevent.event import Event
+    ev = Event()
+    base = rss_bytes()
+    gs = [gevent.spawn(ev.wait) for _ in range(n)]
+    gevent.sleep(0)
+    used = rss_bytes() - base
+    ev.set()
+    gevent.joinall(gs)
+    return {"value": used / n, "unit": "B/unit"}
+
+
+# ---- prime sieve ---------------------------------------------------------
+
+PS = ((100, 2000), "ns/op", "Go's concurrent prime sieve to the n-th prime "
+      "(per prime found)")
+
+
+@workload("prime_sieve", *PS)
+def prime_sieve__goroutine(n):
+    from goroutine import Panic, chan, go
+
+    def main():
+        def generate(ch):
+            i = 2
+            try:
+                while True:
+                    ch.send(i)
+                    i += 1
+            except Panic:
+                pass
+
+        def filt(inp, out, p):
+            try:
+                for i in inp:
+                    if i % p:
+                        out.send(i)
+            except Panic:
+                pass
+        chans = [chan()]
+        go(generate, chans[0])
+        t = time.perf_counter()
+        ch = chans[0]
+        for _ in range(n):
+            p = ch.recv()
+            ch1 = chan()
+            chans.append(ch1)
+            go(filt, ch, ch1, p)
+            ch = ch1
+        t = time.perf_counter() - t
+        for c in chans:
+            c.close()
+        return t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("prime_sieve", *PS)
+def prime_sieve__asyncio(n):
+    import asyncio
+
+    async def main():
+        async def generate(q):
+            i = 2
+            while True:
+                await q.put(i)
+                i += 1
+
+        async def filt(inp, out, p):
+            while True:
+                i = await inp.get()
+                if i % p:
+                    await out.put(i)
+        tasks = []
+        ch = asyncio.Queue(1)
+        tasks.append(asyncio.ensure_future(generate(ch)))
+        t = time.perf_counter()
+        for _ in range(n):
+            p = await ch.get()
+            ch1 = asyncio.Queue(1)
+            tasks.append(asyncio.ensure_future(filt(ch, ch1, p)))
+            ch = ch1
+        t = time.perf_counter() - t
+        for x in tasks:
+            x.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("prime_sieve", *PS)
+def prime_sieve__gevent(n):
+    import gevent
+    from gevent.queue import Channel
+
+    def generate(ch):
+        i = 2
+        while True:
+            ch.put(i)
+            i += 1
+
+    def filt(inp, out, p):
+        while True:
+            i = inp.get()
+            if i % p:
+                out.put(i)
+    gs = []
+    ch = Channel()
+    gs.append(gevent.spawn(generate, ch))
+    t = time.perf_counter()
+    for _ in range(n):
+        p = ch.get()
+        ch1 = Channel()
+        gs.append(gevent.spawn(filt, ch, ch1, p))
+        ch = ch1
+    t = time.perf_counter() - t
+    gevent.killall(gs)
+    return per_op(t, n)
+
+
+# ---- context cancel fan-out ---------------------------------------------
+
+CC = ((500, 10000), "ns/op", "cancel one context with n waiters and wait "
+      "until every waiter has run (per waiter)")
+
+
+@workload("ctx_cancel", *CC)
+def ctx_cancel__goroutine(n):
+    from goroutine import context, sync
+
+    def main():
+        ctx, cancel = context.with_cancel(context.background())
+        wg = sync.WaitGroup()
+        for _ in range(n):
+            wg.go(lambda: ctx.done().recv())
+        time.sleep(0.05)
+        t = time.perf_counter()
+        cancel()
+        wg.wait()
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("ctx_cancel", *CC)
+def ctx_cancel__asyncio(n):
+    import asyncio
+
+    async def main():
+        ev = asyncio.Event()
+        tasks = [asyncio.ensure_future(ev.wait()) for _ in range(n)]
+        await asyncio.sleep(0.05)
+        t = time.perf_counter()
+        ev.set()
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - t
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("ctx_cancel", *CC)
+def ctx_cancel__gevent(n):
+    import gevent
+    from gevent.event import Event
+    ev = Event()
+    gs = [gevent.spawn(ev.wait) for _ in range(n)]
+    gevent.sleep(0.05)
+    t = time.perf_counter()
+    ev.set()
+    gevent.joinall(gs)
+    return per_op(time.perf_counter() - t, n)
+
+
+# ---- timers ----------------------------------------------------------------
+
+TM = ((500, 10000), "ms late", "median lateness of n concurrent 10 ms "
+      "sleepers, started over 0.5 s")
+
+
+def _lateness(samples):
+    return {"value": statistics.median(samples) * 1000, "unit": "ms late"}
+
+
+@workload("timers", *TM)
+def timers__goroutine(n):
+    import random
+    from goroutine import chan, go
+    from goroutine import time as gtime
+    out = chan(n)
+
+    def sleeper(off):
+        gtime.sleep(off)
+        t0 = time.monotonic()
+        gtime.sleep(0.01)
+        out.send(time.monotonic() - t0 - 0.01)
+    for _ in range(n):
+        go(sleeper, random.random() * 0.5)
+    return _lateness([out.recv() for _ in range(n)])
+
+
+@workload("timers", *TM)
+def timers__asyncio(n):
+    import asyncio
+    import random
+
+    async def sleeper(off):
+        await asyncio.sleep(off)
+        t0 = time.monotonic()
+        await asyncio.sleep(0.01)
+        return time.monotonic() - t0 - 0.01
+
+    async def main():
+        return await asyncio.gather(*(sleeper(random.random() * 0.5)
+                                      for _ in range(n)))
+    return _lateness(asyncio.run(main()))
+
+
+@workload("timers", *TM)
+def timers__gevent(n):
+    import random
+    import gevent
+
+    def sleeper(off):
+        gevent.sleep(off)
+        t0 = time.monotonic()
+        gevent.sleep(0.01)
+        return time.monotonic() - t0 - 0.01
+    gs = [gevent.spawn(sleeper, random.random() * 0.5) for _ in range(n)]
+    gevent.joinall(gs)
+    return _lateness([g.value for g in gs])
+
+
+# ---- mutex contention ------------------------------------------------------
+
+MX = ((4000, 200000), "ns/op", "8 workers incrementing one counter under a "
+      "mutex (per increment)")
+
+
+@workload("mutex_8", *MX)
+def mutex_8__goroutine(n):
+    from goroutine import sync
+
+    def main():
+        m, wg, c = sync.Mutex(), sync.WaitGroup(), [0]
+        per = n // 8
+
+        def work():
+            for _ in range(per):
+                m.lock()
+                c[0] += 1
+                m.unlock()
+        t = time.perf_counter()
+        for _ in range(8):
+            wg.go(work)
+        wg.wait()
+        return time.perf_counter() - t
+    return per_op(in_goroutine(main), n)
+
+
+@workload("mutex_8", *MX)
+def mutex_8__threading(n):
+    import threading
+    n = max(8, n // 10)
+    lock, c = threading.Lock(), [0]
+    per = n // 8
+
+    def work():
+        for _ in range(per):
+            lock.acquire()
+            c[0] += 1
+            lock.release()
+    ts = [threading.Thread(target=work) for _ in range(8)]
+    t = time.perf_counter()
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join()
+    return per_op(time.perf_counter() - t, per * 8)
+
+
+@workload("mutex_8", *MX)
+def mutex_8__asyncio(n):
+    import asyncio
+
+    async def main():
+        lock, c = asyncio.Lock(), [0]
+        per = n // 8
+
+        async def work():
+            for _ in range(per):
+                async with lock:
+                    c[0] += 1
+        t = time.perf_counter()
+        await asyncio.gather(*(work() for _ in range(8)))
+        return time.perf_counter() - t
+    return per_op(asyncio.run(main()), n)
+
+
+# ---- GIL-releasing work ----------------------------------------------------
+
+HL = ((4, 32), "ns/op", "sha256 over 4 MiB buffers, 8 at a time (per hash): "
+      "hashlib releases the GIL, so Ms run them in parallel")
+
+
+def _hash_buf():
+    return b"x" * (4 << 20)
+
+
+@workload("hashlib_parallel", *HL)
+def hashlib_parallel__goroutine(n):
+    import hashlib
+    from goroutine import sync
+    buf = _hash_buf()
+    t = time.perf_counter()
+    for _ in range(max(1, n // 8)):
+        wg = sync.WaitGroup()
+        for _ in range(8):
+            wg.go(lambda: hashlib.sha256(buf).digest())
+        wg.wait()
+    return per_op(time.perf_counter() - t, max(1, n // 8) * 8)
+
+
+@workload("hashlib_parallel", *HL)
+def hashlib_parallel__threadpool(n):
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+    buf = _hash_buf()
+    with ThreadPoolExecutor(8) as ex:
+        t = time.perf_counter()
+        for _ in range(max(1, n // 8)):
+            list(ex.map(lambda _: hashlib.sha256(buf).digest(), range(8)))
+        t = time.perf_counter() - t
+    return per_op(t, max(1, n // 8) * 8)
+
+
+@workload("hashlib_parallel", *HL)
+def hashlib_parallel__sequential(n):
+    import hashlib
+    buf = _hash_buf()
+    m = max(1, n // 8) * 8
+    t = time.perf_counter()
+    for _ in range(m):
+        hashlib.sha256(buf).digest()
+    return per_op(time.perf_counter() - t, m)
+
+
+# ---- blocking I/O ----------------------------------------------------------
+
+BI = ((50, 2000), "ns/op", "n tasks each doing 5 blocking 2 ms sleeps, at most "
+     "100 at once (per task); the goroutines use errgroup.set_limit")
+
+
+@workload("blocking_io", *BI)
+def blocking_io__goroutine(n):
+    from goroutine import errgroup
+
+    def task():
+        for _ in range(5):
+            time.sleep(0.002)
+    g = errgroup.Group()
+    g.set_limit(100)
+    t = time.perf_counter()
+    for _ in range(n):
+        g.go(task)
+    g.wait()
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("blocking_io", *BI)
+def blocking_io__threadpool(n):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def task(_):
+        for _ in range(5):
+            time.sleep(0.002)
+    with ThreadPoolExecutor(100) as ex:
+        t = time.perf_counter()
+        list(ex.map(task, range(n)))
+        return per_op(time.perf_counter() - t, n)

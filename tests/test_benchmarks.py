@@ -1,0 +1,28 @@
+"""The benchmark suite runs in quick mode, so it cannot rot.  No test here
+asserts on speed."""
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_quick_run_writes_rows_for_goroutine_and_the_standard_peers(tmp_path):
+    if not (ROOT / "benchmarks").is_dir():
+        import pytest
+        pytest.skip("not running from a source checkout")
+    out = tmp_path / "r.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-chart",
+         "--only", "pingpong,spawn,mutex_8,timers",
+         "--impl", "goroutine,threading,asyncio", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    rows = {(x["workload"], x["impl"]): x for x in data["results"]}
+    for w in ("pingpong", "spawn", "mutex_8", "timers"):
+        g = rows[(w, "goroutine")]
+        assert g["value"] > 0 and g["unit"]
+        assert (w, "asyncio") in rows
+    assert "vs goroutine" in r.stdout
