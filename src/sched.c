@@ -33,11 +33,15 @@
  * Lock order: channel locks, then sched.lock; pool locks are leaves.
  * Never call Python or take the GIL while holding sched.lock.
  *
- * Waking: a G readied by a goroutine goes to that M's runnext (so a
- * ping-pong pair stays on one M and never touches the OS); from any other
- * thread it goes to the global queue and an idle M is woken.  An idle M
- * spins briefly (GR_SPIN_NS) before sleeping: a futex round trip costs
- * ~40 us here, a spinning handoff well under 1 us.
+ * Waking: a G readied or created by a goroutine goes to that M's runnext
+ * (so a ping-pong pair stays on one M and never touches the OS), and no
+ * other M is woken for it: under the GIL a second M running Python only
+ * contends (every goroutine switch drops the GIL and wakes the other M).
+ * Work spreads when it pays: sysmon hands the P to another M as soon as
+ * its goroutine is seen inside a GIL-releasing call, or after 5 ms of
+ * Python.  From any other thread a G goes to the global queue and an idle
+ * M is woken.  An idle M spins briefly (GR_SPIN_NS) before sleeping: a
+ * futex round trip costs ~40 us here, a spinning handoff well under 1 us.
  *
  * sysmon: a thread with no P and no GIL.  When a P has runnable work
  * waiting and has run the same G either for two ticks with that G's thread
@@ -974,11 +978,9 @@ gr_ready(gr_g *g)
     atomic_fetch_add(&sched.epoch, 1);
     gr_p *p = current_p();
     if (p != NULL) {
-        /* Locality: the readied G runs next on this M; only if the P
-         * already had other work does another M need waking. */
-        if (runqput(p, g, true)) {
-            wakep();
-        }
+        /* Locality: the readied G runs next on this M.  No other M is
+         * woken for it: see "Waking other Ms" in the header. */
+        runqput(p, g, true);
         return;
     }
     globrunqput(g);
@@ -1237,9 +1239,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
      * spread to other Ms when it piles up (and its GIL-releasing parts run
      * in parallel) while spawn-and-wait stays on one M. */
     if (ownp != NULL) {
-        if (runqput(ownp, g, true)) {
-            wakep();
-        }
+        runqput(ownp, g, true);
     }
     else {
         globrunqput(g);
