@@ -8,6 +8,7 @@ Go's sync primitives and Go's hash map, implemented in C (goroutine._core).
 """
 from goroutine import _core
 from goroutine._core import Deadlock, Panic
+from goroutine._defer import defer, func, panic, recover
 from goroutine import runtime
 
-__all__ = ["Deadlock", "Panic", "runtime"]
+__all__ = ["Deadlock", "Panic", "defer", "func", "panic", "recover", "runtime"]
