@@ -328,6 +328,27 @@ def test_recover_in_a_deferred_call_stops_the_panic(capsys):
     assert capsys.readouterr().out == "recover from run\n"
 
 
+def test_safe_close_recovers_the_close_of_closed_channel_panic():
+    # seed 4 (1), SafeCloseChannel, with a stand-in for a channel's close.
+    class Closer:
+        closed = False
+
+        def close(self):
+            if self.closed:
+                raise Panic("close of closed channel")
+            self.closed = True
+
+    @func
+    def safe_close(ch):
+        defer(lambda: recover())
+        ch.close()
+        return True
+
+    ch = Closer()
+    assert safe_close(ch) is True
+    assert safe_close(ch) is None
+
+
 def test_recovered_function_returns_none_and_later_defers_still_run():
     v = []
 
