@@ -55,13 +55,11 @@ import functools
 import inspect
 import sys
 import threading
-from typing import Any, Callable, List, NoReturn, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
 from goroutine._core import Panic
 
 __all__ = ["func", "defer", "panic", "recover"]
-
-_F = TypeVar("_F")
 
 
 def _panic_arg(self: BaseException) -> Any:
@@ -72,7 +70,8 @@ def _panic_arg(self: BaseException) -> Any:
 # Panic is made in C by PyErr_NewExceptionWithDoc: a heap type, so it takes
 # a property.  Runtime panics raised from C carry Go's message as args[0],
 # so .arg is that message, as recover() returns it in Go.
-Panic.arg = property(_panic_arg, doc=_panic_arg.__doc__)  # type: ignore[attr-defined]
+Panic.arg = property(  # type: ignore[attr-defined]
+    _panic_arg, doc=_panic_arg.__doc__)
 
 
 class Goexit(BaseException):
@@ -212,7 +211,7 @@ def func(f: Any) -> Any:
     cls = f
     namespace = sys._getframe(1).f_locals
 
-    def method(meth: _F) -> _F:
+    def method(meth: Any) -> Any:
         wrapped = _func(meth)
         named = wrapped.fget if isinstance(wrapped, property) else wrapped
         if named is None:

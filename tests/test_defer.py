@@ -1,4 +1,7 @@
-"""@func, defer, panic, recover: Go's rules, pygolang's API (goroutine/_defer.py)."""
+"""@func, defer, panic, recover: Go's rules, pygolang's API.
+
+Tests goroutine/_defer.py.
+"""
 import gc
 import inspect
 import subprocess
@@ -659,7 +662,8 @@ def test_repanic_of_the_recovered_value_chains_to_the_original():
 
 
 def test_exceptions_of_deferred_calls_chain_in_the_order_they_were_raised():
-    # pygolang's test_defer_excchain: err <- d1 <- d2 <- d31 <- d32 <- d33 <- d4
+    # pygolang's test_defer_excchain:
+    # err <- d1 <- d2 <- d31 <- d32 <- d33 <- d4
     def d1():
         raise RuntimeError("d1")
 
