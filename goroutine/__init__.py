@@ -15,10 +15,11 @@ from goroutine import _core
 from goroutine._core import (Deadlock, Goexit, Panic, chan, default, go,
                              nilchan, select)
 from goroutine._async import select_async
+from goroutine._defer import defer, func, panic, recover
 
 __all__ = [
-    "go", "chan", "select", "select_async", "default", "nilchan", "Panic",
-    "Deadlock",
+    "go", "chan", "select", "select_async", "default", "nilchan", "func",
+    "defer", "panic", "recover", "Panic", "Deadlock",
     "excepthook", "ExceptHookArgs", "runtime", "time", "context", "sync",
     "errgroup",
 ]

@@ -313,3 +313,20 @@ def test_lock_os_thread_pins_the_goroutine_and_keeps_others_off_its_thread():
 def test_lock_os_thread_outside_a_goroutine_is_harmless():
     runtime.lock_os_thread()
     runtime.unlock_os_thread()
+
+
+def test_goexit_runs_func_defers_and_recover_cannot_stop_it():
+    from goroutine import defer, func, recover
+    out = chan(4)
+
+    @func
+    def f():
+        defer(out.send, "deferred")
+        defer(lambda: out.send(("recover", recover())))
+        runtime.goexit()
+        out.send("not reached")
+    go(f)
+    assert out.recv() == ("recover", None)
+    assert out.recv() == "deferred"
+    time.sleep(0.02)
+    assert len(out) == 0
