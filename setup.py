@@ -81,7 +81,7 @@ asm, macros = switch_source()
 cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-Wno-missing-field-initializers", "-fno-strict-aliasing"]
 ldflags = ["-pthread"]
-if os.environ.get("GR_WERROR"):
+if os.environ.get("GR_WERROR", "") not in ("", "0"):
     cflags.append("-Werror")
 sanitize = os.environ.get("GR_SANITIZE")
 if sanitize:

@@ -202,9 +202,41 @@ current_p(void)
         return NULL;
     }
     gr_p *p = m->p;
-    if (atomic_load(&p->m) != m || atomic_load(&p->status) != P_RUNG) {
+    if (atomic_load(&p->m) == m && atomic_load(&p->status) == P_RUNG) {
+        return p;
+    }
+    return NULL;
+}
+
+static gr_p *pidleget_locked(void);
+
+/* current_p(), and if this goroutine's M has lost its P (sysmon retook it
+ * while the goroutine was in a GIL-releasing call), take an idle one:
+ * Go's exitsyscall fast path, run at the next runtime operation.  Without
+ * it, a goroutine that came back from a blocking call would ready every G
+ * through the global queue, waking an M each time.  GIL held. */
+static gr_p *
+reacquire_p(void)
+{
+    gr_p *p = current_p();
+    if (p != NULL) {
+        return p;
+    }
+    gr_m *m = getm();
+    if (m == NULL || m->curg == NULL || atomic_load(&sched.npidle) == 0) {
         return NULL;
     }
+    pthread_mutex_lock(&sched.lock);
+    p = pidleget_locked();
+    pthread_mutex_unlock(&sched.lock);
+    if (p == NULL) {
+        return NULL;
+    }
+    /* An idle P has no other owner: no barrier is needed. */
+    m->p = p;
+    atomic_store(&p->m, m);
+    atomic_store(&p->curg, m->curg);
+    atomic_store(&p->status, P_RUNG);
     return p;
 }
 
@@ -836,10 +868,17 @@ execute(gr_m *m, gr_g *g)
      * finished. */
     gr_stack_check(&g->stack, g->goid);
     m->curg = NULL;
-    atomic_store(&p->curg, NULL);
-    int expect = P_RUNG;
-    if (!atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
-        m->p = NULL;        /* sysmon retook p while g ran */
+    /* m->p may differ from p: sysmon may have retaken p, and the G may
+     * then have taken an idle P (reacquire_p). */
+    p = m->p;
+    if (p != NULL) {
+        int expect = P_RUNG;
+        if (atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
+            atomic_store(&p->curg, NULL);
+        }
+        else {
+            m->p = NULL;    /* sysmon retook it while g ran */
+        }
     }
     gr_pystate_leave(g->tstate, m->tstate);
 
@@ -976,7 +1015,7 @@ gr_ready(gr_g *g)
     atomic_store(&g->status, G_RUNNABLE);
     atomic_fetch_add(&sched.nactive, 1);
     atomic_fetch_add(&sched.epoch, 1);
-    gr_p *p = current_p();
+    gr_p *p = reacquire_p();
     if (p != NULL) {
         /* Locality: the readied G runs next on this M.  No other M is
          * woken for it: see "Waking other Ms" in the header. */
@@ -1196,7 +1235,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         Py_DECREF(fargs);
         return -1;
     }
-    gr_p *ownp = current_p();
+    gr_p *ownp = reacquire_p();
     gr_g *g = gfget(ownp);
     if (g == NULL) {
         g = calloc(1, sizeof *g);
