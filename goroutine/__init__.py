@@ -12,14 +12,14 @@ import traceback as _traceback
 from typing import NamedTuple as _NamedTuple, Optional as _Optional
 
 from goroutine import _core
-from goroutine._core import (Deadlock, Goexit, Panic, chan, default, go,
-                             nilchan, select)
+from goroutine._core import (Deadlock, Goexit, Map, Panic, chan, default,
+                             go, nilchan, select)
 from goroutine._async import select_async
 from goroutine._defer import defer, func, panic, recover
 
 __all__ = [
     "go", "chan", "select", "select_async", "default", "nilchan", "func",
-    "defer", "panic", "recover", "Panic", "Deadlock",
+    "defer", "panic", "recover", "Map", "Panic", "Deadlock",
     "excepthook", "ExceptHookArgs", "runtime", "time", "context", "sync",
     "errgroup",
 ]

@@ -164,6 +164,7 @@ bool gr_sched_exiting(void);
 
 int gr_timer_exec(PyObject *module);
 int gr_sync_exec(PyObject *module);
+int gr_gomap_exec(PyObject *module);
 /* Park the goroutine / block the thread for `seconds`; 0 or -1. */
 int gr_sleep(double seconds);
 

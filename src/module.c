@@ -65,7 +65,7 @@ module_exec(PyObject *module)
     }
     if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||
         gr_select_exec(module) < 0 || gr_timer_exec(module) < 0 ||
-        gr_sync_exec(module) < 0) {
+        gr_sync_exec(module) < 0 || gr_gomap_exec(module) < 0) {
         return -1;
     }
     return 0;

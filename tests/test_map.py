@@ -1,0 +1,251 @@
+"""goroutine.Map: API.md's map section and the seed's chapter 7."""
+import gc
+import math
+import random
+import sys
+import threading
+import time
+import weakref
+
+import pytest
+
+from goroutine import Map, go, sync
+
+
+def test_model_based_random_operations_match_dict():
+    rng = random.Random(7)
+    m, d = Map(), {}
+    keys = [rng.choice([rng.randrange(300), str(rng.randrange(300)),
+                        (rng.randrange(20), "t"), float(rng.randrange(50))])
+            for _ in range(400)]
+    for step in range(100000):
+        k = rng.choice(keys)
+        op = rng.random()
+        if op < 0.45:
+            m[k] = d[k] = step
+        elif op < 0.65:
+            assert m.pop(k, None) == d.pop(k, None)
+        elif op < 0.85:
+            assert m.get(k) == d.get(k)
+        elif op < 0.95:
+            assert (k in m) == (k in d)
+        elif op < 0.999:
+            assert len(m) == len(d)
+        else:
+            assert dict(m.items()) == d and m == d
+    assert dict(m.items()) == d
+
+
+def test_python_equal_numbers_are_one_key():
+    m = Map()
+    m[1] = "int"
+    m[1.0] = "float"
+    m[True] = "bool"
+    assert len(m) == 1 and m[1] == "bool"
+    assert list(m) == [1]           # the first key object is kept
+    m[2 ** 53 + 1] = "big"
+    assert 2.0 ** 53 not in m       # not equal as numbers
+    m[-0.0] = "zero"
+    assert m[0] == "zero"
+    m[(1, 2.0)] = "tuple"
+    assert m[(1.0, 2)] == "tuple"
+    m[2 ** 70] = "huge"                 # beyond int64, exact as a float
+    assert m[float(2 ** 70)] == "huge"
+    assert float(10 ** 30) != 10 ** 30 and float(10 ** 30) not in m
+
+
+def test_nan_is_never_equal_each_insert_is_new():
+    m = Map()
+    m[math.nan] = 1
+    m[math.nan] = 2
+    m[(1, math.nan)] = 3
+    assert len(m) == 3
+    assert math.nan not in m and m.get(math.nan) is None
+    with pytest.raises(KeyError):
+        m[math.nan]
+    assert sorted(m.values()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [[1], {1: 2}, {1}, object(), (1, [2])])
+def test_unsupported_key_types_raise_type_error(bad):
+    m = Map()
+    with pytest.raises(TypeError, match="unsupported map key type"):
+        m[bad] = 1
+    with pytest.raises(TypeError):
+        bad in m
+
+
+def test_dict_protocol():
+    m = Map([("a", 1)], b=2)
+    assert m == {"a": 1, "b": 2} and m != {"a": 1}
+    assert m.setdefault("c", 3) == 3 and m.setdefault("c", 4) == 3
+    m.update({"d": 4}, e=5)
+    del m["a"]
+    with pytest.raises(KeyError):
+        del m["a"]
+    with pytest.raises(KeyError):
+        m["zz"]
+    assert m.pop("b") == 2 and m.pop("b", "x") == "x"
+    assert sorted(m.keys()) == ["c", "d", "e"]
+    assert sorted(m.values()) == [3, 4, 5]
+    assert ("c", 3) in m.items() and "c" in m.keys()
+    c = m.copy()
+    assert c == m and c is not m
+    m.clear()
+    assert len(m) == 0 and c["c"] == 3
+    assert repr(Map({1: 2})) == "Map({1: 2})"
+    with pytest.raises(TypeError):
+        hash(Map())
+
+
+def test_sync_map_atomics():
+    m = Map()
+    assert m.load("k") == (None, False)
+    assert m.load_or_store("k", 1) == (1, False)
+    assert m.load_or_store("k", 2) == (1, True)
+    assert m.swap("k", 3) == (1, True)
+    assert m.swap("n", 1) == (None, False)
+    assert m.compare_and_swap("k", 3, 4) is True
+    assert m.compare_and_swap("k", 3, 5) is False
+    assert m.compare_and_swap("absent", None, 1) is False
+    assert m.compare_and_delete("k", 0) is False
+    assert m.compare_and_delete("k", 4) is True
+    assert m.load_and_delete("n") == (1, True)
+    assert m.load_and_delete("n") == (None, False)
+    assert m.incr("c") == 1 and m.incr("c", 10) == 11
+    m.store("f", 1.5)
+    assert m.incr("f", 1) == 2.5            # non-int values: slow path
+
+
+def test_iteration_while_growing_and_deleting_yields_stable_keys_once():
+    m = Map({i: i for i in range(2000)})
+    stable = set(range(0, 2000, 2))
+    seen = []
+    for i, k in enumerate(m):
+        seen.append(k)
+        if i < 1000:
+            m[10000 + i] = i               # grows the table
+            del m[(2 * i + 1) % 2000]       # deletes odd keys
+    counts = {k: seen.count(k) for k in stable}
+    assert all(c == 1 for c in counts.values())
+    assert len(seen) == len(set(seen))
+
+
+def test_iteration_never_raises_changed_size():
+    m = Map({i: i for i in range(100)})
+    for k in m:
+        m[k + 1000] = 0
+        m.pop(k, None)
+
+
+def test_stats_invariants_after_growth():
+    m = Map()
+    for i in range(100000):
+        m[i] = i
+    s = m.stats()
+    assert s["count"] == 100000 and s["buckets"] == 2 ** s["B"]
+    while m.stats()["growing"]:
+        m[-1] = 0
+        del m[-1]
+    s = m.stats()
+    assert s["load_factor"] <= 6.5 and not s["growing"]
+    assert s["oldbuckets"] == 0
+
+
+def test_concurrent_incr_and_load_or_store_have_exact_totals():
+    m = Map()
+    n, per = 8, 5000
+    wg = sync.WaitGroup()
+    stored = []
+
+    def work(k):
+        for i in range(per):
+            m.incr("total")
+            m.incr(("slot", i % 7), 2)
+            _, loaded = m.load_or_store(("once", i % 50), k)
+            if not loaded:
+                stored.append(1)
+    for k in range(n // 2):
+        wg.go(work, k)
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(n // 2)]
+    for t in ts:
+        t.start()
+    wg.wait()
+    for t in ts:
+        t.join()
+    assert m["total"] == n * per
+    assert sum(m[("slot", j)] for j in range(7)) == 2 * n * per
+    assert len(stored) == 50
+
+
+def test_no_reference_leak_over_a_million_operations():
+    class V:
+        pass
+    v = V()
+    m = Map()
+    before = sys.getrefcount(v)
+    for i in range(1000000):
+        k = i % 1000
+        if i % 3:
+            m[k] = v
+        else:
+            m.pop(k, None)
+    m.clear()
+    assert sys.getrefcount(v) == before
+
+
+def test_a_del_that_reenters_the_map_is_safe():
+    m = Map()
+
+    class Reenter:
+        def __del__(self):
+            m["from_del"] = len(m)
+    m["x"] = Reenter()
+    m["x"] = 1          # the replaced value's __del__ runs after unlock
+    assert "from_del" in m
+    m["y"] = Reenter()
+    m.clear()
+    assert "from_del" in m
+
+
+def test_cycles_through_a_map_are_collected():
+    class Box:
+        pass
+    b = Box()
+    m = Map()
+    m["self"] = m
+    m["box"] = b
+    b.m = m
+    r = weakref.ref(b)
+    del b, m
+    gc.collect()
+    assert r() is None
+
+
+def test_update_of_a_million_pairs_lets_other_threads_run():
+    pairs = [(i, i) for i in range(1000000)]
+    m = Map()
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+    t = threading.Thread(target=spin)
+    t.start()
+    time.sleep(0.01)
+    before = ticks[0]
+    t0 = time.perf_counter()
+    m.update(pairs)
+    dt = time.perf_counter() - t0
+    during = ticks[0] - before
+    stop.set()
+    t.join()
+    assert len(m) == 1000000
+    # The other thread made progress during update(): with the GIL held
+    # throughout it would only get the switch interval's slices.
+    assert during > 1000, (during, dt)
+
+
+def test_map_is_generic_for_typing():
+    assert Map[str, int] is not None
