@@ -938,3 +938,104 @@ def blocking_io__threadpool(n):
         t = time.perf_counter()
         list(ex.map(task, range(n)))
         return per_op(time.perf_counter() - t, n)
+
+
+# ---- the map ---------------------------------------------------------------
+
+MG = ((20000, 1000000), "ns/op", "single-thread get and set of int and str "
+      "keys (per operation)")
+
+
+def _map_ops(m, n):
+    keys = list(range(1000)) + [str(i) for i in range(1000)]
+    for k in keys:
+        m[k] = 0
+    t = time.perf_counter()
+    for i in range(n // 4):
+        k = keys[i % 2000]
+        m[k] = i
+        m[k]
+        k2 = keys[(i * 7) % 2000]
+        m[k2] = i
+        m[k2]
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("map_get_set", *MG)
+def map_get_set__goroutine(n):
+    from goroutine import Map
+    return _map_ops(Map(), n)
+
+
+@workload("map_get_set", *MG)
+def map_get_set__dict(n):
+    return _map_ops({}, n)
+
+
+MI = ((8000, 400000), "ns/op", "4 workers incrementing 16 shared keys "
+      "(per increment): Map.incr from goroutines against a dict under "
+      "threading.Lock from threads")
+
+
+@workload("map_incr_4", *MI)
+def map_incr_4__goroutine(n):
+    from goroutine import Map, sync
+    m = Map()
+    per = n // 4
+
+    def work():
+        for i in range(per):
+            m.incr(i & 15)
+    wg = sync.WaitGroup()
+    t = time.perf_counter()
+    for _ in range(4):
+        wg.go(work)
+    wg.wait()
+    t = time.perf_counter() - t
+    assert sum(m.values()) == per * 4
+    return per_op(t, per * 4)
+
+
+@workload("map_incr_4", *MI)
+def map_incr_4__threading(n):
+    import threading
+    d, lock = {}, threading.Lock()
+    per = n // 4
+
+    def work():
+        for i in range(per):
+            k = i & 15
+            with lock:
+                d[k] = d.get(k, 0) + 1
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    t = time.perf_counter()
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join()
+    t = time.perf_counter() - t
+    assert sum(d.values()) == per * 4
+    return per_op(t, per * 4)
+
+
+MU = ((20000, 1000000), "ns/op", "update() of n int pairs into an empty map "
+      "(per pair); the GIL is released for the insertion")
+
+
+@workload("map_update", *MU)
+def map_update__goroutine(n):
+    from goroutine import Map
+    pairs = [(i, i) for i in range(n)]
+    m = Map()
+    t = time.perf_counter()
+    m.update(pairs)
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("map_update", *MU)
+def map_update__dict(n):
+    pairs = [(i, i) for i in range(n)]
+    d = {}
+    t = time.perf_counter()
+    d.update(pairs)
+    return per_op(time.perf_counter() - t, n)
