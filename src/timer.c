@@ -34,7 +34,7 @@
 #include <uv.h>
 
 enum { TK_SLEEP = 1, TK_PY = 2 };
-enum { OP_START = 1, OP_STOP = 2 };
+enum { OP_START = 1, OP_STOP = 2, OP_DROPPED = 3 };
 
 typedef struct gr_pytimer gr_pytimer;
 
@@ -50,6 +50,7 @@ typedef struct gr_timer_rec {
     bool fired;                 /* loop: counted out of pending */
     bool started;               /* loop: uv handle initialized */
     bool closing;               /* loop: uv_close called */
+    struct req *startreq;       /* L.lock: its START, while still queued */
 } gr_timer_rec;
 
 typedef struct req {
@@ -68,6 +69,7 @@ static struct {
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void rec_unref(gr_timer_rec *rec);
+struct req;
 
 /* ---- loop thread ---------------------------------------------------- */
 
@@ -125,11 +127,21 @@ async_cb(uv_async_t *a)
     pthread_mutex_lock(&L.lock);
     req *q = L.head;
     L.head = L.tail = NULL;
+    for (req *x = q; x != NULL; x = x->next) {
+        if (x->op == OP_START) {
+            x->rec->startreq = NULL;    /* taken: a STOP must queue now */
+        }
+    }
     pthread_mutex_unlock(&L.lock);
     while (q != NULL) {
         req *next = q->next;
         gr_timer_rec *rec = q->rec;
-        if (q->op == OP_START) {
+        if (q->op == OP_DROPPED) {
+            /* Stopped before it started: it never reaches libuv. */
+            count_out(rec);
+            rec_close(rec);
+        }
+        else if (q->op == OP_START) {
             uv_timer_init(&L.loop, &rec->h);
             rec->h.data = rec;
             rec->started = true;
@@ -189,10 +201,21 @@ loop_start(void)
     return 0;
 }
 
-/* Hand the loop a request.  Any thread, GIL or not. */
+/* Hand the loop a request.  Any thread, GIL or not.  A STOP whose START
+ * is still queued cancels it in place: with_timeout + cancel, the common
+ * case, then costs the loop one request and no second wake-up. */
 static void
 submit(int op, gr_timer_rec *rec)
 {
+    pthread_mutex_lock(&L.lock);
+    if (op == OP_STOP && rec->startreq != NULL) {
+        rec->startreq->op = OP_DROPPED;
+        rec->startreq = NULL;
+        pthread_mutex_unlock(&L.lock);
+        rec_unref(rec);         /* the STOP's (outside) reference */
+        return;
+    }
+    pthread_mutex_unlock(&L.lock);
     req *q = malloc(sizeof *q);
     if (q == NULL) {
         Py_FatalError("goroutine: out of memory submitting a timer");
@@ -201,6 +224,9 @@ submit(int op, gr_timer_rec *rec)
     q->rec = rec;
     q->next = NULL;
     pthread_mutex_lock(&L.lock);
+    if (op == OP_START) {
+        rec->startreq = q;
+    }
     if (L.tail) {
         L.tail->next = q;
     }
