@@ -134,6 +134,7 @@ bool gr_waiter_claim(gr_waiter *w);
 void gr_waiter_wake(gr_waiter *w);
 void gr_waiter_init_thread(gr_waiter *w, gr_sema *sema);
 void gr_waiter_fini_thread(gr_waiter *w);
+gr_g *gr_waiter_init_current(gr_waiter *w, gr_sema *sema);
 /* Block the calling thread (not a goroutine) until `w` fires.  GIL held on
  * entry and exit.  cancel(arg) must unlink the waiter's sudogs once a
  * cancel has won the claim.  Returns 0 when fired, -1 with an exception

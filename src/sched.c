@@ -617,6 +617,22 @@ wakep(void)
     startm(NULL, true, false);
 }
 
+/* Acquire the P another thread handed this M (m->nextp).  If it was
+ * retaken from an M whose G may still be inside a runqput under the GIL,
+ * first wait that out with a GIL barrier (see the header).  No GIL. */
+static void
+take_nextp(gr_m *m)
+{
+    gr_p *p = m->nextp;
+    m->nextp = NULL;
+    if (m->barrier) {
+        m->barrier = false;
+        PyEval_RestoreThread(m->tstate);
+        PyEval_SaveThread();
+    }
+    acquirep(m, p);
+}
+
 /* Sleep until handed a P.  No GIL, no P. */
 static void
 stopm(gr_m *m)
@@ -635,16 +651,7 @@ stopm(gr_m *m)
             break;
         }
     }
-    gr_p *p = m->nextp;
-    m->nextp = NULL;
-    if (m->barrier) {
-        /* p was retaken from an M whose G may still be inside a runqput
-         * under the GIL: wait it out (see the header). */
-        m->barrier = false;
-        PyEval_RestoreThread(m->tstate);
-        PyEval_SaveThread();
-    }
-    acquirep(m, p);
+    take_nextp(m);
 }
 
 /* ---- finding work ---------------------------------------------------- */
@@ -924,14 +931,7 @@ mstart(void *arg)
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
     }
-    gr_p *p = m->nextp;
-    m->nextp = NULL;
-    if (m->barrier) {
-        m->barrier = false;
-        PyEval_RestoreThread(m->tstate);
-        PyEval_SaveThread();
-    }
-    acquirep(m, p);
+    take_nextp(m);
     for (;;) {
         gr_g *g;
         if (m->lockedg != NULL) {

@@ -198,17 +198,9 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
     }
 
     /* 4. pass 2: enqueue on every channel and block. */
-    gr_g *g = gr_getg();
     gr_waiter w;
     gr_sema sema;
-    if (g != NULL) {
-        memset(&w, 0, sizeof w);
-        w.kind = GR_WAIT_G;
-        w.g = g;
-    }
-    else {
-        gr_waiter_init_thread(&w, &sema);
-    }
+    gr_g *g = gr_waiter_init_current(&w, &sema);
     for (int i = 0; i < npoll; i++) {
         gr_sudog *sg = &sgs[i];
         memset(sg, 0, sizeof *sg);

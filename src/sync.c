@@ -161,17 +161,9 @@ static int
 q_wait(pthread_mutex_t *mu, waitq *q, wnode *n, bool front,
        const char *reason)
 {
-    gr_g *g = gr_getg();
     gr_waiter w;
     gr_sema sema;
-    if (g != NULL) {
-        memset(&w, 0, sizeof w);
-        w.kind = GR_WAIT_G;
-        w.g = g;
-    }
-    else {
-        gr_waiter_init_thread(&w, &sema);
-    }
+    gr_g *g = gr_waiter_init_current(&w, &sema);
     n->w = &w;
     n->handoff = false;
     q_push(q, n, front);

@@ -61,6 +61,24 @@ gr_waiter_init_thread(gr_waiter *w, gr_sema *sema)
     w->sema = sema;
 }
 
+/* Set w up for whoever is calling: the current goroutine (returned), or,
+ * on a plain thread, a thread waiter on `sema` (returns NULL; finish it
+ * with gr_waiter_fini_thread). */
+gr_g *
+gr_waiter_init_current(gr_waiter *w, gr_sema *sema)
+{
+    gr_g *g = gr_getg();
+    if (g != NULL) {
+        memset(w, 0, sizeof *w);
+        w->kind = GR_WAIT_G;
+        w->g = g;
+    }
+    else {
+        gr_waiter_init_thread(w, sema);
+    }
+    return g;
+}
+
 void
 gr_waiter_fini_thread(gr_waiter *w)
 {
