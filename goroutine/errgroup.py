@@ -12,6 +12,10 @@ __all__ = ["Group", "with_context"]
 
 
 class Group:
+    """A group of goroutines working on subtasks of one task: go() starts
+    them, wait() waits for all and raises the first exception, and
+    set_limit(n) bounds how many run at once."""
+
     def __init__(self):
         self._wg = WaitGroup()
         self._m = Mutex()
