@@ -54,11 +54,7 @@ PyObject *gr_panic(const char *msg);
 
 /* ---- context switch (switch_*.S, gstack.c) -------------------------- */
 
-typedef struct {
-    void *sp;               /* saved stack pointer; the registers are on it */
-} gr_ctx;
-
-void gr_ctx_switch(gr_ctx *from, gr_ctx *to);
+#include "switch.h"
 
 typedef struct {
     char *lo;               /* lowest usable address (above the guard) */

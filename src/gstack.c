@@ -218,42 +218,11 @@ gr_stack_check(gr_stack *st, uint64_t goid)
     }
 }
 
-extern void gr_ctx_trampoline(void);
-
-/*
- * Build a context that, when switched to, calls entry(arg) on `st`.  The
- * frame imitates what gr_ctx_switch pushes (see switch_*.S), so the first
- * switch "returns" into gr_ctx_trampoline.
- */
+/* A context that, when switched to, calls entry(arg) on `st`. */
 void
 gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg)
 {
-    uintptr_t top = ((uintptr_t)(st->lo + st->size)) & ~(uintptr_t)15;
-#if defined(__x86_64__)
-    /* ret slot at top-24 so the trampoline starts 16-byte aligned. */
-    uint64_t *sp = (uint64_t *)(top - 80);
-    uint32_t ctl[2] = {0x1F80, 0x037F};    /* default MXCSR, x87 CW */
-    memcpy(&sp[0], ctl, sizeof ctl);
-    sp[1] = 0;                              /* r15 */
-    sp[2] = 0;                              /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)entry;     /* r13 */
-    sp[4] = (uint64_t)(uintptr_t)arg;       /* r12 */
-    sp[5] = 0;                              /* rbx */
-    sp[6] = 0;                              /* rbp */
-    sp[7] = (uint64_t)(uintptr_t)gr_ctx_trampoline;
-    sp[8] = 0;
-    ctx->sp = sp;
-#elif defined(__aarch64__)
-    uint64_t *sp = (uint64_t *)(top - 176);
-    memset(sp, 0, 176);
-    sp[0] = (uint64_t)(uintptr_t)arg;       /* x19 */
-    sp[1] = (uint64_t)(uintptr_t)entry;     /* x20 */
-    sp[10] = 0;                             /* x29 */
-    sp[11] = (uint64_t)(uintptr_t)gr_ctx_trampoline;   /* x30 */
-    ctx->sp = sp;
-#else
-#error "goroutine: no context switch for this architecture yet"
-#endif
+    gr_ctx_init(ctx, st->lo, st->size, entry, arg);
 }
 
 void

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent
+
 import goroutine
 from goroutine import runtime
 
