@@ -44,3 +44,16 @@ def test_every_public_method_of_the_core_types_has_a_docstring():
             if not (member.__doc__ or "").strip():
                 undocumented.append(f"{cls.__name__}.{name}")
     assert undocumented == []
+
+
+def test_the_core_stub_names_exactly_what_the_core_exports():
+    import ast
+    from goroutine import _core
+    pyi = pathlib.Path(goroutine.__file__).with_name("_core.pyi")
+    tree = ast.parse(pyi.read_text())
+    stub = {n.name for n in tree.body
+            if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    stub |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    real = {n for n in dir(_core) if not n.startswith("__")}
+    assert real - stub == set()
+    assert stub - real <= {"_T"}
