@@ -39,8 +39,18 @@ def execute(kc, code, timeout=30):
             ename = msg["content"]["ename"]
         elif t == "status" and msg["content"]["execution_state"] == "idle":
             break
-    reply = kc.get_shell_msg(timeout=timeout)
+    reply = shell_reply(kc, msg_id, timeout)
     return reply["content"]["status"], "".join(out), ename
+
+
+def shell_reply(kc, msg_id, timeout=20):
+    """The shell reply to msg_id (earlier replies, such as kernel_info's
+    from start-up, are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
 
 
 def test_goroutines_keep_running_between_cells_and_print_to_the_notebook(kernel):
@@ -85,8 +95,7 @@ c.recv()
 """)
     time.sleep(1.0)
     km.interrupt_kernel()
-    reply = kc.get_shell_msg(timeout=20)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    reply = shell_reply(kc, msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
 
