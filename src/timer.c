@@ -1,12 +1,22 @@
 /*
- * timer.c: the libuv loop thread that owns every timer; sleep, and the
- * C half of goroutine.time's Timer and Ticker.
+ * timer.c: every timer of the process, on one libuv loop thread; sleep,
+ * and the C half of goroutine.time's Timer and Ticker.
  *
- * One loop thread runs uv_run on a private loop.  Every timer is a
- * heap-allocated record with its own uv_timer_t, touched only by the loop
- * thread once submitted.  Other threads hand the loop requests (START,
- * STOP) through a mutex-protected queue and uv_async_send (sends coalesce);
- * the loop drains the queue in its async callback.
+ * The timers live in one binary min-heap ordered by `when` (monotonic
+ * nanoseconds), as Go's runtime keeps them (runtime/time.go: a heap per P;
+ * we have one loop thread, so one heap).  The loop thread owns a single
+ * uv_timer_t armed for the earliest deadline.  Any thread adds and deletes
+ * records under L.lock directly: no request queue, no allocation beyond the
+ * record itself.
+ *
+ * Waking the loop.  L.armed is the time by which the loop thread will look
+ * at the heap again (INT64_MAX: never, the heap was empty).  The loop
+ * thread sets it, under L.lock, to the heap's earliest `when` each time it
+ * re-arms.  An add whose `when` is earlier lowers L.armed and sends
+ * uv_async_send; every other add (the common case: deadlines mostly grow,
+ * as with 10,000 sleepers or a stream of with_timeout contexts) costs no
+ * system call and no wake-up.  A delete never wakes the loop: at worst the
+ * loop wakes at the old deadline, finds nothing due, and re-arms.
  *
  * Two kinds of record:
  *   - SLEEP: a waiter (goroutine or thread).  Firing claims and wakes it
@@ -17,149 +27,252 @@
  *     buffer drops the tick -- or starts owner.f in a goroutine).
  *     stop()/reset() run with the GIL too, so "stopped" and "delivered"
  *     are decided under one lock: after they return no stale value is
- *     received (Go 1.23).
+ *     received (Go 1.23).  A ticker goes back into the heap when it fires,
+ *     at its next multiple of the period after now: missed ticks are
+ *     dropped, never queued.
  *
- * Ownership: rec->refs counts the loop (until uv_close's callback) plus
- * one holder outside it (the thread that sleeps, or the owner object).
- * The last one frees the record.  rec->owner (a strong reference that
- * keeps an unreferenced `after(d)` timer alive until it fires) is read
- * and written only with the GIL held.
+ * Invariants (L.lock):
+ *   rec->heapidx >= 0  iff  rec is in the heap, at L.heap[rec->heapidx];
+ *   L.n > 0  implies  L.armed <= L.heap[0]->when, or an uv_async_send is
+ *                     pending that will make the loop re-arm.
  *
- * gr_timers_pending counts records that can still fire: +1 when started,
- * -1 by the loop when a one-shot fires or a STOP reaches an unfired
- * record.  The deadlock check reads it.
+ * Ownership: rec->refs counts the heap (while the record is in it, or is
+ * being fired by the loop) plus one holder outside it (the thread that
+ * sleeps, or the owner object).  The last one frees the record.
+ * rec->owner (a strong reference that keeps an unreferenced `after(d)`
+ * timer alive until it fires) is read and written only with the GIL held.
+ *
+ * gr_timers_pending counts records that can still fire: +1 on add, -1 on
+ * a delete that removes the record, or after a one-shot has fired (its
+ * waiter is woken first, so the deadlock check never sees neither).
+ *
+ * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it.
  */
 #include "core.h"
 
+#include <math.h>
 #include <uv.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#include <unistd.h>
+#endif
 
 enum { TK_SLEEP = 1, TK_PY = 2 };
-enum { OP_START = 1, OP_STOP = 2, OP_DROPPED = 3 };
 
 typedef struct gr_pytimer gr_pytimer;
 
 typedef struct gr_timer_rec {
-    uv_timer_t h;               /* loop thread only */
-    atomic_int refs;            /* loop + one outside holder */
+    atomic_int refs;            /* heap + one outside holder */
     int kind;                   /* TK_* */
-    uint64_t timeout_ms;
-    uint64_t repeat_ms;         /* Ticker period, 0 for one-shot */
+    int64_t when;               /* L.lock: monotonic ns when it fires */
+    int64_t period;             /* ns; > 0 for a Ticker */
+    long heapidx;               /* L.lock: index in L.heap, or -1 */
+    struct gr_timer_rec *fnext; /* loop thread: its list of records due */
     gr_waiter w;                /* TK_SLEEP */
     gr_pytimer *owner;          /* TK_PY, GIL: strong ref while pending */
     bool delivered;             /* TK_PY, GIL: a one-shot has delivered */
-    bool fired;                 /* loop: counted out of pending */
-    bool started;               /* loop: uv handle initialized */
-    bool closing;               /* loop: uv_close called */
-    struct req *startreq;       /* L.lock: its START, while still queued */
 } gr_timer_rec;
 
-typedef struct req {
-    struct req *next;
-    int op;
-    gr_timer_rec *rec;
-} req;
-
 static struct {
-    pthread_mutex_t lock;       /* guards the queue; leaf lock */
-    req *head, *tail;
-    uv_loop_t loop;
+    pthread_mutex_t lock;       /* guards heap, n, cap, armed; leaf lock */
+    gr_timer_rec **heap;        /* min-heap on when */
+    long n, cap;
+    int64_t armed;              /* the loop looks at the heap by then */
+    uv_loop_t loop;             /* loop thread only, after start */
     uv_async_t async;
+    uv_timer_t tick;            /* armed for heap[0]->when (not Linux) */
+    int tfd;                    /* Linux: a timerfd armed for it, in ns */
+    uv_poll_t tpoll;            /* Linux: watches tfd */
     atomic_bool started;
     pthread_t thread;
-} L = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX};
 
 static void rec_unref(gr_timer_rec *rec);
-struct req;
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- the heap (L.lock held) ----------------------------------------- */
+
+static void
+heap_set(long i, gr_timer_rec *rec)
+{
+    L.heap[i] = rec;
+    rec->heapidx = i;
+}
+
+static void
+heap_up(long i)
+{
+    gr_timer_rec *rec = L.heap[i];
+    while (i > 0) {
+        long parent = (i - 1) / 2;
+        if (L.heap[parent]->when <= rec->when) {
+            break;
+        }
+        heap_set(i, L.heap[parent]);
+        i = parent;
+    }
+    heap_set(i, rec);
+}
+
+static void
+heap_down(long i)
+{
+    gr_timer_rec *rec = L.heap[i];
+    for (;;) {
+        long c = 2 * i + 1;
+        if (c >= L.n) {
+            break;
+        }
+        if (c + 1 < L.n && L.heap[c + 1]->when < L.heap[c]->when) {
+            c++;
+        }
+        if (rec->when <= L.heap[c]->when) {
+            break;
+        }
+        heap_set(i, L.heap[c]);
+        i = c;
+    }
+    heap_set(i, rec);
+}
+
+/* Insert; returns whether the loop must be woken to re-arm earlier. */
+static bool
+heap_push(gr_timer_rec *rec)
+{
+    if (L.n == L.cap) {
+        long cap = L.cap ? L.cap * 2 : 64;
+        gr_timer_rec **h = realloc(L.heap, cap * sizeof *h);
+        if (h == NULL) {
+            Py_FatalError("goroutine: out of memory adding a timer");
+        }
+        L.heap = h;
+        L.cap = cap;
+    }
+    heap_set(L.n++, rec);
+    heap_up(L.n - 1);
+    if (rec->when < L.armed) {
+        L.armed = rec->when;
+        return true;
+    }
+    return false;
+}
+
+static void
+heap_remove(gr_timer_rec *rec)
+{
+    long i = rec->heapidx;
+    gr_timer_rec *last = L.heap[--L.n];
+    rec->heapidx = -1;
+    if (i == L.n) {
+        return;
+    }
+    heap_set(i, last);
+    if (i > 0 && last->when < L.heap[(i - 1) / 2]->when) {
+        heap_up(i);
+    }
+    else {
+        heap_down(i);
+    }
+}
 
 /* ---- loop thread ---------------------------------------------------- */
 
-static void
-close_cb(uv_handle_t *h)
-{
-    rec_unref((gr_timer_rec *)h->data);
-}
-
-static void
-rec_close(gr_timer_rec *rec)
-{
-    if (rec->started && !rec->closing) {
-        rec->closing = true;
-        uv_close((uv_handle_t *)&rec->h, close_cb);
-    }
-    else if (!rec->started) {
-        rec_unref(rec);
-    }
-}
-
-static void
-count_out(gr_timer_rec *rec)
-{
-    if (!rec->fired) {
-        rec->fired = true;
-        atomic_fetch_sub(&gr_timers_pending, 1);
-    }
-}
-
 void gr_pytimer_fire(gr_timer_rec *rec);   /* below, takes the GIL */
 
+/* Fire everything due, then arm the uv timer for what remains.  Runs on
+ * the loop thread from either of its callbacks. */
 static void
-fire_cb(uv_timer_t *h)
+run_timers(void)
 {
-    gr_timer_rec *rec = h->data;
-    if (rec->kind == TK_SLEEP) {
-        count_out(rec);
-        if (gr_waiter_claim(&rec->w)) {
-            gr_waiter_wake(&rec->w);
+    gr_timer_rec *due = NULL, **tail = &due;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&L.lock);
+    while (L.n > 0 && L.heap[0]->when <= now) {
+        gr_timer_rec *rec = L.heap[0];
+        if (rec->period > 0) {
+            /* A ticker stays in the heap (and keeps its reference); the
+             * firing holds one more.  Its next tick is the first period
+             * boundary after now. */
+            int64_t late = now - rec->when;
+            rec->when += rec->period * (1 + late / rec->period);
+            heap_down(0);
+            atomic_fetch_add(&rec->refs, 1);
         }
-        rec_close(rec);
+        else {
+            heap_remove(rec);   /* the heap's reference goes to `due` */
+        }
+        *tail = rec;
+        tail = &rec->fnext;
+    }
+    *tail = NULL;
+    int64_t next = L.n > 0 ? L.heap[0]->when : INT64_MAX;
+    L.armed = next;
+    pthread_mutex_unlock(&L.lock);
+
+    while (due != NULL) {
+        gr_timer_rec *rec = due;
+        due = rec->fnext;
+        if (rec->kind == TK_SLEEP) {
+            if (gr_waiter_claim(&rec->w)) {
+                gr_waiter_wake(&rec->w);
+            }
+        }
+        else {
+            gr_pytimer_fire(rec);
+        }
+        if (rec->period == 0) {
+            atomic_fetch_sub(&gr_timers_pending, 1);
+        }
+        rec_unref(rec);
+    }
+
+#ifdef __linux__
+    /* A timerfd keeps nanoseconds: libuv's timers round to milliseconds,
+     * which would make every sleep up to 1 ms late. */
+    struct itimerspec its = {{0, 0}, {0, 0}};   /* zero: disarm */
+    if (next != INT64_MAX) {
+        its.it_value.tv_sec = next / 1000000000;
+        its.it_value.tv_nsec = next % 1000000000;
+    }
+    timerfd_settime(L.tfd, TFD_TIMER_ABSTIME, &its, NULL);
+#else
+    if (next == INT64_MAX) {
+        uv_timer_stop(&L.tick);
         return;
     }
-    gr_pytimer_fire(rec);
-    if (rec->repeat_ms == 0) {
-        count_out(rec);
-        rec_close(rec);
-    }
+    /* libuv counts whole milliseconds from its cached clock: refresh it,
+     * and round up so the timer never fires before `next`. */
+    uv_update_time(&L.loop);
+    int64_t wait = next - mono_ns();
+    uint64_t ms = wait <= 0 ? 0 : (uint64_t)((wait + 999999) / 1000000);
+    uv_timer_start(&L.tick, (uv_timer_cb)run_timers, ms, 0);
+#endif
 }
+
+#ifdef __linux__
+static void
+tfd_cb(uv_poll_t *h, int status, int events)
+{
+    uint64_t expirations;
+    /* Nonblocking: EAGAIN when a re-arm raced the wake-up; nothing lost,
+     * run_timers looks at the heap either way. */
+    ssize_t r = read(L.tfd, &expirations, sizeof expirations);
+    (void)r;
+    run_timers();
+}
+#endif
 
 static void
 async_cb(uv_async_t *a)
 {
-    pthread_mutex_lock(&L.lock);
-    req *q = L.head;
-    L.head = L.tail = NULL;
-    for (req *x = q; x != NULL; x = x->next) {
-        if (x->op == OP_START) {
-            x->rec->startreq = NULL;    /* taken: a STOP must queue now */
-        }
-    }
-    pthread_mutex_unlock(&L.lock);
-    while (q != NULL) {
-        req *next = q->next;
-        gr_timer_rec *rec = q->rec;
-        if (q->op == OP_DROPPED) {
-            /* Stopped before it started: it never reaches libuv. */
-            count_out(rec);
-            rec_close(rec);
-        }
-        else if (q->op == OP_START) {
-            uv_timer_init(&L.loop, &rec->h);
-            rec->h.data = rec;
-            rec->started = true;
-            uv_timer_start(&rec->h, fire_cb, rec->timeout_ms, rec->repeat_ms);
-        }
-        else if (!rec->closing) {
-            /* STOP: the record may already have fired and closed. */
-            count_out(rec);
-            uv_timer_stop(&rec->h);
-            rec_close(rec);
-            rec_unref(rec);         /* the STOP request's reference */
-        }
-        else {
-            rec_unref(rec);
-        }
-        free(q);
-        q = next;
-    }
+    run_timers();
 }
 
 static void *
@@ -167,6 +280,19 @@ loop_main(void *arg)
 {
     uv_run(&L.loop, UV_RUN_DEFAULT);
     return NULL;
+}
+
+static int
+tfd_init(void)
+{
+#ifdef __linux__
+    L.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (L.tfd < 0 || uv_poll_init(&L.loop, &L.tpoll, L.tfd) != 0 ||
+        uv_poll_start(&L.tpoll, UV_READABLE, tfd_cb) != 0) {
+        return -1;
+    }
+#endif
+    return 0;
 }
 
 static int
@@ -178,7 +304,8 @@ loop_start(void)
     pthread_mutex_lock(&L.lock);
     if (!atomic_load(&L.started)) {
         if (uv_loop_init(&L.loop) != 0 ||
-            uv_async_init(&L.loop, &L.async, async_cb) != 0) {
+            uv_async_init(&L.loop, &L.async, async_cb) != 0 ||
+            uv_timer_init(&L.loop, &L.tick) != 0 || tfd_init() != 0) {
             pthread_mutex_unlock(&L.lock);
             PyErr_SetString(PyExc_RuntimeError,
                             "goroutine: cannot start the libuv loop");
@@ -201,41 +328,37 @@ loop_start(void)
     return 0;
 }
 
-/* Hand the loop a request.  Any thread, GIL or not.  A STOP whose START
- * is still queued cancels it in place: with_timeout + cancel, the common
- * case, then costs the loop one request and no second wake-up. */
+/* Add rec to the heap (it takes the heap's reference, already counted in
+ * rec->refs).  Any thread, GIL or not. */
 static void
-submit(int op, gr_timer_rec *rec)
+timer_add(gr_timer_rec *rec)
+{
+    atomic_fetch_add(&gr_timers_pending, 1);
+    pthread_mutex_lock(&L.lock);
+    bool wake = heap_push(rec);
+    pthread_mutex_unlock(&L.lock);
+    if (wake) {
+        uv_async_send(&L.async);
+    }
+}
+
+/* Take rec out of the heap if it is still there.  Returns whether it was
+ * removed: false when it has fired (a one-shot) or was never added.  The
+ * caller keeps its own reference.  Any thread. */
+static bool
+timer_del(gr_timer_rec *rec)
 {
     pthread_mutex_lock(&L.lock);
-    if (op == OP_STOP && rec->startreq != NULL) {
-        rec->startreq->op = OP_DROPPED;
-        rec->startreq = NULL;
-        pthread_mutex_unlock(&L.lock);
-        rec_unref(rec);         /* the STOP's (outside) reference */
-        return;
+    bool removed = rec->heapidx >= 0;
+    if (removed) {
+        heap_remove(rec);
     }
     pthread_mutex_unlock(&L.lock);
-    req *q = malloc(sizeof *q);
-    if (q == NULL) {
-        Py_FatalError("goroutine: out of memory submitting a timer");
+    if (removed) {
+        atomic_fetch_sub(&gr_timers_pending, 1);
+        rec_unref(rec);         /* the heap's; the caller still has one */
     }
-    q->op = op;
-    q->rec = rec;
-    q->next = NULL;
-    pthread_mutex_lock(&L.lock);
-    if (op == OP_START) {
-        rec->startreq = q;
-    }
-    if (L.tail) {
-        L.tail->next = q;
-    }
-    else {
-        L.head = q;
-    }
-    L.tail = q;
-    pthread_mutex_unlock(&L.lock);
-    uv_async_send(&L.async);
+    return removed;
 }
 
 static void
@@ -246,19 +369,16 @@ rec_unref(gr_timer_rec *rec)
     }
 }
 
-static uint64_t
-duration_ms(double seconds)
+/* Seconds to nanoseconds, clamped to [0, about 146 years]: a sleep
+ * never ends early, and `when` never overflows. */
+static int64_t
+duration_ns(double seconds)
 {
     if (!(seconds > 0)) {
         return 0;
     }
-    double ms = seconds * 1000.0;
-    if (ms > 9.0e15) {
-        ms = 9.0e15;
-    }
-    /* Round up: a sleep never ends early. */
-    uint64_t r = (uint64_t)ms;
-    return (double)r < ms ? r + 1 : r;
+    double ns = ceil(seconds * 1e9);
+    return ns > 4.6e18 ? (int64_t)4600000000000000000 : (int64_t)ns;
 }
 
 static gr_timer_rec *
@@ -270,35 +390,29 @@ rec_new(int kind, double seconds, double period)
         return NULL;
     }
     rec->kind = kind;
-    rec->timeout_ms = duration_ms(seconds);
-    rec->repeat_ms = period > 0 ? duration_ms(period) : 0;
-    if (period > 0 && rec->repeat_ms == 0) {
-        rec->repeat_ms = 1;
+    rec->heapidx = -1;
+    rec->when = mono_ns() + duration_ns(seconds);
+    rec->period = period > 0 ? duration_ns(period) : 0;
+    if (period > 0 && rec->period == 0) {
+        rec->period = 1;
     }
     atomic_store(&rec->refs, 2);
     return rec;
 }
 
-static void
-start(gr_timer_rec *rec)
-{
-    atomic_fetch_add(&gr_timers_pending, 1);
-    submit(OP_START, rec);
-}
-
 /* ---- sleep ---------------------------------------------------------- */
 
 static void
-start_unlock(void *arg)
+add_unlock(void *arg)
 {
-    start((gr_timer_rec *)arg);
+    timer_add((gr_timer_rec *)arg);
 }
 
 static void
 cancel_sleep(void *arg)
 {
-    /* The thread won the claim: our outside reference goes with STOP. */
-    submit(OP_STOP, (gr_timer_rec *)arg);
+    /* The thread won the claim: the loop will not wake it. */
+    timer_del((gr_timer_rec *)arg);
 }
 
 /* Park the goroutine, or block the thread interruptibly, for `seconds`.
@@ -320,20 +434,18 @@ gr_sleep(double seconds)
     if (g != NULL) {
         rec->w.kind = GR_WAIT_G;
         rec->w.g = g;
-        atomic_store(&rec->refs, 1);    /* the loop's only */
-        /* Start it only once we are off the CPU, so the wake cannot
+        atomic_store(&rec->refs, 1);    /* the heap's only */
+        /* Add it only once we are off the CPU, so the wake cannot
          * precede the park. */
-        gr_park(start_unlock, rec, "sleep");
+        gr_park(add_unlock, rec, "sleep");
         return 0;
     }
     gr_sema sema;
     gr_waiter_init_thread(&rec->w, &sema);
-    start(rec);
+    timer_add(rec);
     int r = gr_waiter_block_thread(&rec->w, cancel_sleep, rec, "sleep");
     gr_waiter_fini_thread(&rec->w);
-    if (r == 0) {
-        rec_unref(rec);
-    }
+    rec_unref(rec);
     return r;
 }
 
@@ -381,7 +493,7 @@ gr_pytimer_fire(gr_timer_rec *rec)
     gr_pytimer *t = rec->owner;
     if (t != NULL && t->rec == rec && !rec->delivered) {
         Py_INCREF(t);
-        if (rec->repeat_ms == 0) {
+        if (rec->period == 0) {
             rec->delivered = true;
             rec->owner = NULL;
             Py_DECREF(t);           /* the record's reference */
@@ -450,7 +562,8 @@ pytimer_stop(gr_pytimer *t)
         rec->owner = NULL;
         Py_DECREF(t);       /* safe: the caller holds a reference */
     }
-    submit(OP_STOP, rec);   /* carries our outside reference */
+    timer_del(rec);
+    rec_unref(rec);         /* our outside reference */
     return active;
 }
 
@@ -466,20 +579,14 @@ pytimer_start(gr_pytimer *t, double d)
     }
     rec->owner = (gr_pytimer *)Py_NewRef((PyObject *)t);
     t->rec = rec;
-    start(rec);
+    timer_add(rec);
     return 0;
 }
 
 static PyObject *
-pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+pytimer_make(PyTypeObject *type, double d, PyObject *c, PyObject *f,
+             double period)
 {
-    static char *kwlist[] = {"d", "c", "f", "period", NULL};
-    double d, period = 0;
-    PyObject *c = Py_None, *f = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|OOd:_timer", kwlist,
-                                     &d, &c, &f, &period)) {
-        return NULL;
-    }
     gr_pytimer *t = (gr_pytimer *)type->tp_alloc(type, 0);
     if (t == NULL) {
         return NULL;
@@ -492,6 +599,38 @@ pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     return (PyObject *)t;
+}
+
+static PyObject *
+pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"d", "c", "f", "period", NULL};
+    double d, period = 0;
+    PyObject *c = Py_None, *f = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|OOd:_timer", kwlist,
+                                     &d, &c, &f, &period)) {
+        return NULL;
+    }
+    return pytimer_make(type, d, c, f, period);
+}
+
+static PyObject *timer_type;
+
+/* _after(d, f): a bare one-shot _timer that starts f() in a goroutine
+ * after d seconds; what context's deadlines use (no argument parsing by
+ * keyword, no subclass). */
+static PyObject *
+timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_after(d, f) takes 2 arguments");
+        return NULL;
+    }
+    double d = PyFloat_AsDouble(args[0]);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return pytimer_make((PyTypeObject *)timer_type, d, Py_None, args[1], 0);
 }
 
 static PyObject *
@@ -555,7 +694,8 @@ pytimer_dealloc(gr_pytimer *t)
     if (t->rec != NULL) {
         gr_timer_rec *rec = t->rec;
         t->rec = NULL;
-        submit(OP_STOP, rec);
+        timer_del(rec);
+        rec_unref(rec);
     }
     pytimer_clear(t);
     tp->tp_free(t);
@@ -595,10 +735,11 @@ static PyMethodDef timer_methods[] = {
      "sleep(d, /)\n--\n\n"
      "Park the calling goroutine (or block the thread, interruptibly) for "
      "d seconds."},
+    {"_after", (PyCFunction)(void (*)(void))timer_after, METH_FASTCALL,
+     "_after(d, f, /)\n--\n\n"
+     "A one-shot _timer that starts f() in a goroutine after d seconds."},
     {NULL, NULL, 0, NULL},
 };
-
-static PyObject *timer_type;
 
 int
 gr_timer_exec(PyObject *module)

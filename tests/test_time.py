@@ -178,3 +178,50 @@ def test_pending_timer_prevents_a_false_deadlock():
         print(c.recv())
     """)
     assert r.stdout.strip() == "late", r.stderr
+
+
+
+def test_thousands_of_timers_stopped_at_random_fire_exactly_the_rest():
+    # Random deadlines and random stops exercise the timer heap's
+    # removal from every position; none is lost, none fires when stopped.
+    import random
+    rng = random.Random(7)
+    timers = [[time.Timer(d), None, _t.time() + d]
+              for d in (rng.uniform(0, 0.2) for _ in range(3000))]
+    for i in rng.sample(range(len(timers)), 1500):
+        timers[i][1] = timers[i][0].stop()
+    time.sleep(0.35)
+    fired = 0
+    for t, stopped, due in timers:
+        idx, v = select(t.c.recv, default)
+        if stopped is not None:
+            # Stopped in time, or fired and drained by stop (Go 1.23).
+            assert idx == 1, "a stopped timer left a value"
+        else:
+            assert idx == 0, "a timer that was not stopped never fired"
+            assert v >= due - 0.002, "a timer fired early"
+            fired += 1
+    assert fired >= 1500
+
+
+def test_a_nearer_timer_wakes_a_loop_armed_for_a_far_one():
+    far = time.Timer(30)
+    dt, _ = elapsed(lambda: time.sleep(0.05))
+    assert 0.05 <= dt < 1.0
+    far.stop()
+    # The loop is still armed for the stopped far timer: a nearer one
+    # added now must make it re-arm.
+    dt, _ = elapsed(time.after(0.05).recv)
+    assert 0.049 <= dt < 1.0
+
+
+def test_sleepers_wake_in_deadline_order():
+    order = chan(100)
+    ds = [0.09, 0.01, 0.07, 0.03, 0.05, 0.08, 0.02, 0.06, 0.04, 0.1]
+
+    def sleeper(d):
+        time.sleep(d)
+        order.send(d)
+    for d in ds:
+        go(sleeper, d)
+    assert [order.recv() for _ in ds] == sorted(ds)
