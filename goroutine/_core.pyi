@@ -112,6 +112,7 @@ class _timer:
 
 
 def sleep(d: float, /) -> None: ...
+def _after(d: float, f: Any, /) -> _timer: ...
 
 
 nilchan: chan[Any]

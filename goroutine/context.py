@@ -16,6 +16,7 @@ after it is released.  Every context operation runs with the GIL anyway,
 so one lock costs no parallelism.
 """
 import threading as _threading
+from time import time as _now       # goroutine.time.now()
 
 from goroutine import _core
 from goroutine._core import chan, go, nilchan, select
@@ -129,17 +130,18 @@ def _parent_value(ctx, key):
 
 
 class _CancelCtx(Context):
-    __slots__ = ("_parents", "_done", "_err", "_cause", "_children",
-                 "_deadline", "_timer", "__weakref__")
+    __slots__ = ("_parents", "_ancs", "_done", "_err", "_cause",
+                 "_children", "_deadline", "_timer", "__weakref__")
 
     def __init__(self, parents, deadline=None):
-        self._parents = parents
+        self._parents = parents         # tuple of the parent contexts
+        self._ancs = ()                 # _tree: the _CancelCtx we are in
         self._done = chan()
-        self._err = None
-        self._cause = None
-        self._children = {}
+        self._err = None                # _tree: set once, on cancel
+        self._cause = None              # _tree
+        self._children = {}             # _tree: None once cancelled
         self._deadline = deadline
-        self._timer = None
+        self._timer = None              # _tree: the deadline's timer
 
     def done(self):
         return self._done
@@ -156,40 +158,69 @@ class _CancelCtx(Context):
     def __repr__(self):
         return "context.WithCancel(%r)" % (self._parents[0],)
 
+    def _cancel_fn(self):
+        """The cancel function with_cancel returns."""
+        self._cancel(canceled, None)
+
+    def _cancel_cause_fn(self, cause=None):
+        """The cancel function with_cancel_cause returns."""
+        self._cancel(canceled, cause)
+
+    def _expire(self):
+        """The deadline timer's callback (in its own goroutine)."""
+        self._cancel(deadlineExceeded, None)
+
     def _cancel(self, err, cause, unlink=True):
         """Cancel self and every descendant (iteratively); unlink self
         from its parents.  Idempotent."""
-        timers = []
-        funcs = []
         with _tree:
             if self._err is not None:
                 return
-            cause = cause if cause is not None else err
-            stack = [self]
-            while stack:
-                ctx = stack.pop()
-                ctx._err = err
-                ctx._cause = cause
-                ctx._done.close()
-                if ctx._timer is not None:
-                    timers.append(ctx._timer)
-                    ctx._timer = None
-                for child in ctx._children:
-                    if isinstance(child, _CancelCtx):
-                        if child._err is None:
-                            stack.append(child)
-                    else:
-                        funcs.append(child)
-                ctx._children = None
+            cause = err if cause is None else cause
+            self._err = err
+            self._cause = cause
+            self._done.close()
+            timer, self._timer = self._timer, None
+            children, self._children = self._children, None
             if unlink:
-                for p in self._parents:
-                    anc = _cancel_ancestor(p)
-                    if anc is not None and anc._children is not None:
+                for anc in self._ancs:
+                    if anc._children is not None:
                         anc._children.pop(self, None)
-        for t in timers:
-            t.stop()
-        for f in funcs:
-            f._fire()
+            if children:
+                timers, funcs = _cancel_descendants(children, err, cause)
+        if timer is not None:
+            timer.stop()
+        if children:
+            for t in timers:
+                t.stop()
+            for f in funcs:
+                f._fire()
+
+
+def _cancel_descendants(children, err, cause):
+    """Cancel every context below (a dict of children), iteratively: a
+    chain or fan-out of any size.  _tree held.  Returns the timers to stop
+    and the after_func nodes to fire once it is released."""
+    timers = []
+    funcs = []
+    stack = [children]
+    while stack:
+        for child in stack.pop():
+            if not isinstance(child, _CancelCtx):
+                funcs.append(child)
+                continue
+            if child._err is not None:
+                continue
+            child._err = err
+            child._cause = cause
+            child._done.close()
+            if child._timer is not None:
+                timers.append(child._timer)
+                child._timer = None
+            if child._children:
+                stack.append(child._children)
+            child._children = None
+    return timers, funcs
 
 
 def _cancel_ancestor(ctx):
@@ -215,16 +246,19 @@ def _unlink(parent, child):
 def _propagate(parent, child):
     """Arrange for child to be cancelled when parent is (Go's
     propagateCancel)."""
-    if parent.done() is nilchan:
+    if parent is _background or parent is _todo:
         return
     anc = _cancel_ancestor(parent)
     if anc is not None:
         with _tree:
             if anc._err is None:
                 anc._children[child] = None
+                child._ancs += (anc,)
                 return
             err, c = anc._err, anc._cause
         child._cancel(err, c, unlink=False)
+        return
+    if parent.done() is nilchan:
         return
     # A foreign Context: watch its done channel in a goroutine, which
     # ends when either side is done.
@@ -242,20 +276,17 @@ def _propagate(parent, child):
 def with_cancel(parent):
     """(ctx, cancel): ctx is done when cancel() is called or parent is."""
     _check_parent(parent)
-    ctx = _CancelCtx([parent], parent.deadline())
+    ctx = _CancelCtx((parent,), parent.deadline())
     _propagate(parent, ctx)
-    return ctx, lambda: ctx._cancel(canceled, None)
+    return ctx, ctx._cancel_fn
 
 
 def with_cancel_cause(parent):
     """(ctx, cancel) where cancel(cause=None) records why; see cause()."""
     _check_parent(parent)
-    ctx = _CancelCtx([parent], parent.deadline())
+    ctx = _CancelCtx((parent,), parent.deadline())
     _propagate(parent, ctx)
-
-    def cancel(cause=None):
-        ctx._cancel(canceled, cause)
-    return ctx, cancel
+    return ctx, ctx._cancel_cause_fn
 
 
 def cause(ctx):
@@ -270,33 +301,31 @@ def cause(ctx):
 def with_deadline(parent, t):
     """(ctx, cancel): also done at wall-clock time t (time.now() scale).
     The deadline is never later than the parent's."""
-    _check_parent(parent)
-    from goroutine import time as _time
-    pd = parent.deadline()
-    if pd is not None and pd <= t:
-        return with_cancel(parent)      # the parent's deadline rules
-    ctx = _CancelCtx([parent], t)
-    _propagate(parent, ctx)
-    d = t - _time.now()
-    if d <= 0:
-        ctx._cancel(deadlineExceeded, None)
-        return ctx, lambda: ctx._cancel(canceled, None)
-    # The bare C timer: no channel, it starts the callback in a goroutine.
-    timer = _core._timer(d, None,
-                         lambda: ctx._cancel(deadlineExceeded, None))
-    with _tree:
-        if ctx._err is None:
-            ctx._timer = timer
-            timer = None
-    if timer is not None:
-        timer.stop()
-    return ctx, lambda: ctx._cancel(canceled, None)
+    return _with_deadline(parent, t, t - _now())
 
 
 def with_timeout(parent, d):
     """with_deadline(parent, time.now() + d)."""
-    from goroutine import time as _time
-    return with_deadline(parent, _time.now() + d)
+    return _with_deadline(parent, _now() + d, d)
+
+
+def _with_deadline(parent, t, d):
+    """with_deadline, given also d, the time left until t."""
+    _check_parent(parent)
+    pd = parent.deadline()
+    if pd is not None and pd <= t:
+        return with_cancel(parent)      # the parent's deadline rules
+    ctx = _CancelCtx((parent,), t)
+    if d <= 0:
+        _propagate(parent, ctx)         # a cancelled parent's err rules
+        ctx._cancel(deadlineExceeded, None)
+        return ctx, ctx._cancel_fn
+    # The bare C timer: no channel, it starts ctx._expire in a goroutine.
+    # It is set before ctx is linked, so no cancel from above can miss it;
+    # if it fires first, ctx keeps a reference to a spent timer, harmless.
+    ctx._timer = _core._after(d, ctx._expire)
+    _propagate(parent, ctx)
+    return ctx, ctx._cancel_fn
 
 
 class _ValueCtx(Context):
@@ -418,7 +447,7 @@ def merge(ctx1, ctx2):
     _check_parent(ctx2)
     d1, d2 = ctx1.deadline(), ctx2.deadline()
     d = d1 if d2 is None else d2 if d1 is None else min(d1, d2)
-    ctx = _CancelCtx([ctx1, ctx2], d)
+    ctx = _CancelCtx((ctx1, ctx2), d)
     _propagate(ctx1, ctx)
     _propagate(ctx2, ctx)
-    return ctx, lambda: ctx._cancel(canceled, None)
+    return ctx, ctx._cancel_fn
