@@ -28,7 +28,8 @@ PEER_MODULES = {"gevent": "gevent", "pygolang": "golang"}
 # The workloads benchmarks/go/main.go implements.
 GO_WORKLOADS = {"pingpong", "buffered_1p1c", "mpmc_4x4", "select_2",
                 "select_8", "spawn", "daisy_chain", "parked_memory",
-                "prime_sieve", "ctx_cancel", "timers", "mutex_8"}
+                "prime_sieve", "ctx_cancel", "ctx_timeout", "timers",
+                "mutex_8"}
 
 
 def available(impl):

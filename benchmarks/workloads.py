@@ -731,6 +731,63 @@ def ctx_cancel__gevent(n):
     return per_op(time.perf_counter() - t, n)
 
 
+# ---- context with a deadline ---------------------------------------------
+
+CT = ((20000, 200000), "ns/op", "create a context with a 10 s timeout and "
+      "cancel it (per context); the with_cancel row is creating a plain "
+      "cancellable context, the yardstick of issue #4's 3x target")
+
+
+def _ctx_loop(make, n):
+    t = time.perf_counter()
+    for _ in range(n):
+        make()
+    return per_op(time.perf_counter() - t, n)
+
+
+@workload("ctx_timeout", *CT)
+def ctx_timeout__goroutine(n):
+    from goroutine import context
+    bg = context.background()
+    return in_goroutine(
+        lambda: _ctx_loop(lambda: context.with_timeout(bg, 10)[1](), n))
+
+
+@workload("ctx_timeout", *CT)
+def ctx_timeout__with_cancel(n):
+    from goroutine import context
+    bg = context.background()
+    return in_goroutine(
+        lambda: _ctx_loop(lambda: context.with_cancel(bg), n))
+
+
+@workload("ctx_timeout", *CT)
+def ctx_timeout__asyncio(n):
+    import asyncio
+
+    async def main():
+        if hasattr(asyncio, "timeout"):         # 3.11+
+            t = time.perf_counter()
+            for _ in range(n):
+                async with asyncio.timeout(10):
+                    pass
+            return per_op(time.perf_counter() - t, n)
+        loop = asyncio.get_running_loop()
+        return _ctx_loop(lambda: loop.call_later(10, int).cancel(), n)
+    return asyncio.run(main())
+
+
+@workload("ctx_timeout", *CT)
+def ctx_timeout__gevent(n):
+    import gevent
+    t = time.perf_counter()
+    for _ in range(n):
+        to = gevent.Timeout(10)
+        to.start()
+        to.close()
+    return per_op(time.perf_counter() - t, n)
+
+
 # ---- timers ----------------------------------------------------------------
 
 TM = ((500, 10000), "ms late", "median lateness of n concurrent 10 ms "

@@ -207,6 +207,16 @@ func ctxCancel(n int) (float64, string) {
 	return perOp(time.Since(t), n)
 }
 
+func ctxTimeout(n int) (float64, string) {
+	bg := context.Background()
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		_, cancel := context.WithTimeout(bg, 10*time.Second)
+		cancel()
+	}
+	return perOp(time.Since(t), n)
+}
+
 func timers(n int) (float64, string) {
 	late := make([]float64, n)
 	var wg sync.WaitGroup
@@ -256,7 +266,8 @@ func main() {
 		"select_8": func(n int) (float64, string) { return selectK(n, 8) },
 		"spawn":    spawn, "daisy_chain": daisy, "parked_memory": parked,
 		"prime_sieve": sieve, "ctx_cancel": ctxCancel, "timers": timers,
-		"mutex_8": mutex,
+		"ctx_timeout": ctxTimeout,
+		"mutex_8":     mutex,
 	}
 	f, ok := fns[*w]
 	if !ok {
