@@ -6,8 +6,12 @@ better; "B/unit" is resident memory per parked unit; "ms late" is median
 timer lateness.  Only the standard library and the peers are imported
 here, inside the functions, so a missing peer only skips its own rows.
 """
+import contextlib
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
 
 WORKLOADS = {}
@@ -76,6 +80,27 @@ def pingpong__goroutine(n):
             b.recv()
         return time.perf_counter() - t
     return per_op(in_goroutine(main), n)
+
+
+@workload("pingpong", *PP)
+def pingpong__pygolang(n):
+    from golang import chan, go
+    n = max(1, n // 20)             # its goroutines are OS threads
+    a, b = chan(), chan()
+    done = chan()
+
+    def pong():
+        for _ in range(n):
+            b.send(a.recv())
+        done.close()
+    go(pong)
+    t = time.perf_counter()
+    for i in range(n):
+        a.send(i)
+        assert b.recv() == i
+    t = time.perf_counter() - t
+    done.recv()
+    return per_op(t, n)
 
 
 @workload("pingpong", *PP)
@@ -395,6 +420,27 @@ def spawn__goroutine(n):
 
 
 @workload("spawn", *SP)
+def spawn__pygolang(n):
+    from golang import go, sync
+    n = max(100, n // 50)           # its goroutines are OS threads
+    ran = []
+
+    def f(wg):
+        ran.append(1)
+        wg.done()
+    t = time.perf_counter()
+    for _ in range(n // 100):
+        wg = sync.WaitGroup()
+        wg.add(100)
+        for _ in range(100):
+            go(f, wg)
+        wg.wait()
+    t = time.perf_counter() - t
+    assert len(ran) == n // 100 * 100
+    return per_op(t, n // 100 * 100)
+
+
+@workload("spawn", *SP)
 def spawn__threading(n):
     import threading
     n = max(100, n // 50)
@@ -519,6 +565,25 @@ def parked_memory__goroutine(n):
         go(gate.recv)
     while runtime.stats()["parked"] < n:
         time.sleep(0.01)
+    used = rss_bytes() - base
+    gate.close()
+    return {"value": used / n, "unit": "B/unit"}
+
+
+@workload("parked_memory", *PM)
+def parked_memory__pygolang(n):
+    from golang import chan, go, sync
+    n = max(10, n // 100)           # one OS thread each
+    gate, ready = chan(), sync.WaitGroup()
+    ready.add(n)
+
+    def park():
+        ready.done()
+        gate.recv()
+    base = rss_bytes()
+    for _ in range(n):
+        go(park)
+    ready.wait()
     used = rss_bytes() - base
     gate.close()
     return {"value": used / n, "unit": "B/unit"}
@@ -995,6 +1060,140 @@ def blocking_io__threadpool(n):
         t = time.perf_counter()
         list(ex.map(task, range(n)))
         return per_op(time.perf_counter() - t, n)
+
+
+# ---- blocking sockets ------------------------------------------------------
+
+BS = ((4, 64), "ns/op", "n clients each doing 200 round trips of 64 bytes "
+      "with a loopback echo server in another process (per round trip), "
+      "each with its library's natural socket API")
+ROUNDS, MESSAGE = 200, b"x" * 64
+
+
+@contextlib.contextmanager
+def echo_server():
+    """benchmarks/_echo.py in its own process (its loop must not compete
+    for the measured process's GIL); yields its port."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks._echo"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__))))
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _echo_client(sock_module, port, done):
+    """ROUNDS blocking round trips over one connection, each checked."""
+    with sock_module.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(ROUNDS):
+            s.sendall(MESSAGE)
+            got = b""
+            while len(got) < len(MESSAGE):
+                chunk = s.recv(len(MESSAGE) - len(got))
+                if not chunk:
+                    raise ConnectionError("echo server closed the connection")
+                got += chunk
+            if got != MESSAGE:
+                raise AssertionError("echo returned other bytes")
+    done.append(ROUNDS)
+
+
+def _per_roundtrip(t, n, done):
+    if sum(done) != n * ROUNDS:
+        raise AssertionError(f"{n * ROUNDS - sum(done)} round trips missing")
+    return per_op(t, n * ROUNDS)
+
+
+@workload("blocking_socket", *BS)
+def blocking_socket__goroutine(n):
+    from goroutine import sync
+    done, wg = [], sync.WaitGroup()
+    with echo_server() as port:
+        t = time.perf_counter()
+        for _ in range(n):
+            wg.go(_echo_client, socket, port, done)
+        wg.wait()
+        return _per_roundtrip(time.perf_counter() - t, n, done)
+
+
+@workload("blocking_socket", *BS)
+def blocking_socket__threading(n):
+    import threading
+    done = []
+    with echo_server() as port:
+        ts = [threading.Thread(target=_echo_client, args=(socket, port, done))
+              for _ in range(n)]
+        t = time.perf_counter()
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+        return _per_roundtrip(time.perf_counter() - t, n, done)
+
+
+@workload("blocking_socket", *BS)
+def blocking_socket__asyncio(n):
+    import asyncio
+    done = []
+
+    async def client(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(ROUNDS):
+            writer.write(MESSAGE)
+            await writer.drain()
+            if await reader.readexactly(len(MESSAGE)) != MESSAGE:
+                raise AssertionError("echo returned other bytes")
+        writer.close()
+        await writer.wait_closed()
+        done.append(ROUNDS)
+
+    async def main(port):
+        t = time.perf_counter()
+        await asyncio.gather(*(client(port) for _ in range(n)))
+        return time.perf_counter() - t
+
+    with echo_server() as port:
+        return _per_roundtrip(asyncio.run(main(port)), n, done)
+
+
+@workload("blocking_socket", *BS)
+def blocking_socket__gevent(n):
+    import gevent
+    from gevent import socket as gsocket
+    done = []
+    with echo_server() as port:
+        t = time.perf_counter()
+        gevent.joinall([gevent.spawn(_echo_client, gsocket, port, done)
+                        for _ in range(n)], raise_error=True)
+        return _per_roundtrip(time.perf_counter() - t, n, done)
+
+
+@workload("blocking_socket", *BS)
+def blocking_socket__pygolang(n):
+    from golang import go, sync
+    done, wg = [], sync.WaitGroup()
+    wg.add(n)
+
+    def client(port):
+        try:
+            _echo_client(socket, port, done)
+        finally:
+            wg.done()
+    with echo_server() as port:
+        t = time.perf_counter()
+        for _ in range(n):
+            go(client, port)
+        wg.wait()
+        return _per_roundtrip(time.perf_counter() - t, n, done)
 
 
 # ---- the map ---------------------------------------------------------------

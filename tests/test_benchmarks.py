@@ -15,14 +15,17 @@ def test_quick_run_writes_rows_for_goroutine_and_the_standard_peers(tmp_path):
     out = tmp_path / "r.json"
     r = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--no-chart",
-         "--only", "pingpong,spawn,mutex_8,timers",
-         "--impl", "goroutine,threading,asyncio", "--json", str(out)],
+         "--only", "pingpong,spawn,mutex_8,timers,ctx_timeout,blocking_socket",
+         "--impl", "goroutine,threading,asyncio,with_cancel",
+         "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     rows = {(x["workload"], x["impl"]): x for x in data["results"]}
-    for w in ("pingpong", "spawn", "mutex_8", "timers"):
+    for w in ("pingpong", "spawn", "mutex_8", "timers", "ctx_timeout",
+              "blocking_socket"):
         g = rows[(w, "goroutine")]
         assert g["value"] > 0 and g["unit"]
         assert (w, "asyncio") in rows
+    assert rows[("ctx_timeout", "with_cancel")]["value"] > 0
     assert "vs goroutine" in r.stdout
