@@ -184,7 +184,7 @@ heap_remove(gr_timer_rec *rec)
 
 /* ---- loop thread ---------------------------------------------------- */
 
-void gr_pytimer_fire(gr_timer_rec *rec);   /* below, takes the GIL */
+void gr_pytimer_fire(gr_timer_rec *rec);   /* below, GIL held */
 
 /* Fire everything due, then arm the uv timer for what remains.  Runs on
  * the loop thread from either of its callbacks. */
@@ -216,6 +216,11 @@ run_timers(void)
     L.armed = next;
     pthread_mutex_unlock(&L.lock);
 
+    /* The GIL is taken once for all the PY records due together (10,000
+     * contexts timing out at once cost one GIL hand-off, not 10,000), and
+     * never while the process is exiting: Python must not be touched. */
+    PyGILState_STATE gs = PyGILState_UNLOCKED;
+    bool gil = false;
     while (due != NULL) {
         gr_timer_rec *rec = due;
         due = rec->fnext;
@@ -225,12 +230,21 @@ run_timers(void)
             }
         }
         else {
-            gr_pytimer_fire(rec);
+            if (!gil && !gr_sched_exiting()) {
+                gs = PyGILState_Ensure();
+                gil = true;
+            }
+            if (gil) {
+                gr_pytimer_fire(rec);
+            }
         }
         if (rec->period == 0) {
             atomic_fetch_sub(&gr_timers_pending, 1);
         }
         rec_unref(rec);
+    }
+    if (gil) {
+        PyGILState_Release(gs);
     }
 
 #ifdef __linux__
@@ -481,15 +495,10 @@ wall_now(void)
 }
 
 
-/* Loop thread: deliver a PY record's fire.  Takes the GIL unless the
- * process is exiting (then Python must not be touched). */
+/* Loop thread, GIL held: deliver a PY record's fire. */
 void
 gr_pytimer_fire(gr_timer_rec *rec)
 {
-    if (gr_sched_exiting()) {
-        return;
-    }
-    PyGILState_STATE gs = PyGILState_Ensure();
     gr_pytimer *t = rec->owner;
     if (t != NULL && t->rec == rec && !rec->delivered) {
         Py_INCREF(t);
@@ -522,7 +531,6 @@ gr_pytimer_fire(gr_timer_rec *rec)
         }
         Py_DECREF(t);
     }
-    PyGILState_Release(gs);
 }
 
 /* Drop the values buffered on t.c: after stop/reset no stale value. */

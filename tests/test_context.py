@@ -5,7 +5,7 @@ import time as _t
 
 import pytest
 
-from goroutine import chan, context, default, go, runtime, select, time
+from goroutine import chan, context, default, go, runtime, select, sync, time
 
 
 def is_done(ctx):
@@ -202,3 +202,18 @@ def test_a_foreign_context_type_is_watched():
     p.c.close()
     ctx.done().recv()
     assert ctx.err() is context.canceled
+
+
+def test_thousands_of_deadlines_expiring_together_all_report_it():
+    # The loop thread delivers every timer due at once under one GIL
+    # hold; none may be skipped.
+    bg = context.background()
+    ctxs = [context.with_timeout(bg, 0.05) for _ in range(3000)]
+    wg = sync.WaitGroup()
+    for ctx, _ in ctxs:
+        wg.go(ctx.done().recv)
+    wg.wait()
+    assert all(ctx.err() is context.deadlineExceeded for ctx, _ in ctxs)
+    for _, cancel in ctxs:
+        cancel()
+    assert all(ctx.err() is context.deadlineExceeded for ctx, _ in ctxs)
