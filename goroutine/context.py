@@ -14,6 +14,12 @@ to close done channels (which never blocks); so cancelling a subtree takes
 it once, and its timers are stopped and after_func goroutines started
 after it is released.  Every context operation runs with the GIL anyway,
 so one lock costs no parallelism.
+
+The lock is reentrant: the GC can run a __del__ inside a critical section
+(at an allocation, or at 3.12+'s eval-breaker checks), and a __del__ that
+cancels a context must not deadlock its own thread.  Re-entry is safe
+because a critical section never iterates over anything still reachable
+from the tree: a subtree being cancelled is detached first.
 """
 import threading as _threading
 from time import time as _now       # goroutine.time.now()
@@ -21,7 +27,7 @@ from time import time as _now       # goroutine.time.now()
 from goroutine import _core
 from goroutine._core import chan, go, nilchan, select
 
-_tree = _threading.Lock()
+_tree = _threading.RLock()
 
 __all__ = ["Context", "Canceled", "DeadlineExceeded", "canceled",
            "deadlineExceeded", "background", "todo", "with_cancel",

@@ -83,3 +83,44 @@ def test_errgroup_requires_callables():
     g.go(None)              # fails inside the goroutine: reported by wait
     with pytest.raises(TypeError):
         g.wait()
+
+
+def test_a_cancel_reentering_the_context_tree_from_inside_it():
+    # The GC can run a __del__ in the middle of the context tree's
+    # critical section; a __del__ that cancels a context must not
+    # deadlock its own thread.  A trace function makes that re-entry
+    # happen at every line of context.py, deterministically.
+    import sys
+    import threading
+    bg = context.background()
+    others = [context.with_cancel(bg) for _ in range(200)]
+
+    def local(frame, event, arg):
+        if others:
+            others.pop()[1]()
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename.endswith("context.py") \
+            else None
+    result = {}
+
+    def work():
+        sys.settrace(tracer)
+        try:
+            p, cancel = context.with_cancel(bg)
+            kids = [context.with_timeout(p, 30) for _ in range(3)]
+            grandkid, _ = context.with_cancel(kids[0][0])
+            cancel()
+            result["errs"] = [p.err(), grandkid.err()] + [
+                k.err() for k, _ in kids]
+            result["children"] = p._children
+        finally:
+            sys.settrace(None)
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "a re-entrant cancel deadlocked"
+    assert result["errs"] == [context.canceled] * 5
+    assert result["children"] is None
+    assert not others, "the re-entrant cancels did not all run"
