@@ -1,4 +1,6 @@
 """Bad input gets a clear exception and leaves the runtime usable."""
+import time as _time
+
 import pytest
 
 from goroutine import (chan, context, default, errgroup, go, runtime, select,
@@ -124,3 +126,24 @@ def test_a_cancel_reentering_the_context_tree_from_inside_it():
     assert result["errs"] == [context.canceled] * 5
     assert result["children"] is None
     assert not others, "the re-entrant cancels did not all run"
+
+
+def test_conversions_that_call_back_into_the_runtime():
+    # __index__ / __float__ run user code in the middle of a runtime
+    # call: it may itself use channels, goroutines and timers.
+    class Size:
+        def __index__(self):
+            c = chan(1)
+            go(c.send, 3)
+            return c.recv()
+
+    class Seconds(int):
+        def __float__(self):
+            time.sleep(0.001)
+            return 0.002
+    assert chan(Size()).cap() == 3
+    t0 = _time.monotonic()
+    time.sleep(Seconds(60))
+    t = time.Timer(Seconds(60))
+    assert t.c.recv() is not None
+    assert _time.monotonic() - t0 < 30
