@@ -143,7 +143,7 @@ def _send_outcome(f):
 
 
 class HandoffMachine(RuleBasedStateMachine):
-    @initialize(caps=st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    @initialize(caps=st.lists(st.integers(0, 4), min_size=1, max_size=3),
                 kinds=st.lists(st.sampled_from(KINDS), min_size=2,
                                max_size=4, unique=True))
     def make(self, caps, kinds):
