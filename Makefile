@@ -82,10 +82,14 @@ test-asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
 
-# The stress tests for longer than the suite's default 3 s each.
+# The stress tests for longer than the suite's default 3 s each, and the
+# concurrent channel model tests with more generated programs.
 STRESS_SECONDS ?= 300
+MODEL_EXAMPLES ?= 3000
 stress: build
-	GOROUTINE_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -q -p no:timeout tests/test_stress.py
+	GOROUTINE_STRESS_SECONDS=$(STRESS_SECONDS) GOROUTINE_MODEL_EXAMPLES=$(MODEL_EXAMPLES) \
+	  $(PY) -m pytest -q -p no:timeout tests/test_stress.py \
+	  tests/test_chan_interleavings.py tests/test_chan_handoff_model.py
 
 # memcheck over a short workload; fails on any report inside the C core.
 valgrind: build

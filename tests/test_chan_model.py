@@ -1,7 +1,7 @@
 """Channels and select against a reference model in plain Python
 (hypothesis state machine).  Operations are non-blocking (select with
 default), so one thread can check every step; concurrency is covered by
-test_stress.py's checksums."""
+test_chan_interleavings.py, test_chan_handoff_model.py and test_stress.py."""
 import collections
 
 from hypothesis import settings, strategies as st
