@@ -94,6 +94,8 @@
  *   count == the number of live slots in buckets and oldbuckets.
  *   a table that no hmap references has no live slot (clear drains it).
  *   emptyRest at slot i means no live slot after i in that chain.
+ *   a key of up to GKEY_INLINE bytes is zero past its length, in a slot
+ *       and in a ckey's image, so keyeq compares it as three words.
  *
  * Locking
  * -------
@@ -170,8 +172,9 @@ typedef struct {
 /* A stored key: its canonical bytes, inline or in a keybuf. */
 typedef struct {
     uint32_t len;             /* byte length | GKEY_NAN; 0 in empty slots */
-    uint8_t b[GKEY_INLINE];   /* the bytes, or a keybuf * (memcpy'd) when
-                                 the length exceeds GKEY_INLINE */
+    uint8_t b[GKEY_INLINE];   /* the bytes, zero past the length, or a
+                                 keybuf * (memcpy'd) when the length
+                                 exceeds GKEY_INLINE */
 } gkey;
 
 /* A bucket: 8 slots, keys before values, as in Go. */
@@ -215,9 +218,11 @@ typedef struct {
 
 /* A key to look up or insert: canonical bytes not (yet) in a slot. */
 typedef struct {
-    const uint8_t *p;         /* canonical bytes */
-    uint32_t len;             /* their length (no flag) */
-    bool nan;                 /* holds a NaN: never equal to anything */
+    gkey img;                 /* len | GKEY_NAN (a NaN is never equal to
+                                 anything); for a key of up to GKEY_INLINE
+                                 bytes, exactly the gkey a slot holding it
+                                 has, so comparing is three words */
+    const uint8_t *p;         /* the canonical bytes */
     keybuf *kb;               /* owned buffer holding p, that mapassign may
                                  steal (then sets it NULL); or NULL */
 } ckey;
@@ -314,23 +319,51 @@ rotl(uint64_t x, int r)
 #define H3 0xa0761d6478bd642full
 #define H4 0xe7037ed1a0b428dbull
 
+static inline uint64_t
+rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 /* memhash: 16 bytes per multiply.  The state enters both factors through
  * the seed-dependent h, so an attacker who does not know the seed cannot
- * aim a block at a zero factor.  n >= 1 (every key has a tag byte); the
- * length is mixed in first, which makes the zero padding of the last block
- * unambiguous. */
-static uint64_t
+ * aim a block at a zero factor.  n >= 1 (every key has a tag byte).  The
+ * last (or only) block is read as two words ending at the last byte,
+ * overlapping the previous block or each other when the key is short
+ * (wyhash's trick): no copy into a padded block, and a key of up to 16
+ * bytes costs two multiplies.  The length is xor'ed into the seed, which
+ * makes the overlap unambiguous. */
+static inline uint64_t
 memhash(const uint8_t *p, size_t n, uint64_t seed)
 {
-    uint64_t h = mix(seed ^ H0, (uint64_t)n ^ H1);
-    while (n > 16) {
-        h = mix(rd64(p) ^ h ^ H2, rd64(p + 8) ^ rotl(h, 32) ^ H3);
-        p += 16;
-        n -= 16;
+    uint64_t h = seed ^ (uint64_t)n;
+    uint64_t a, b;
+    if (n <= 16) {
+        if (n >= 8) {
+            a = rd64(p);
+            b = rd64(p + n - 8);
+        }
+        else if (n >= 4) {
+            a = rd32(p);
+            b = rd32(p + n - 4);
+        }
+        else {
+            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+            b = 0;
+        }
     }
-    uint8_t last[16] = {0};
-    memcpy(last, p, n);
-    h = mix(rd64(last) ^ h ^ H2, rd64(last + 8) ^ rotl(h, 32) ^ H3);
+    else {
+        const uint8_t *end = p + n;
+        while (end - p > 16) {
+            h = mix(rd64(p) ^ h ^ H2, rd64(p + 8) ^ rotl(h, 32) ^ H3);
+            p += 16;
+        }
+        a = rd64(end - 16);
+        b = rd64(end - 8);
+    }
+    h = mix(a ^ h ^ H2, b ^ rotl(h, 32) ^ H3);
     return mix(h ^ H4, h ^ H0) ^ h;
 }
 
@@ -399,11 +432,25 @@ gkey_share(gkey *dst, const gkey *src)
     }
 }
 
-static inline ckey
-ckey_of(const gkey *k)
+static inline uint32_t
+ckey_len(const ckey *c)
 {
-    ckey c = {gkey_data(k), gkey_len(k), (k->len & GKEY_NAN) != 0, NULL};
-    return c;
+    return gkey_len(&c->img);
+}
+
+static inline bool
+ckey_nan(const ckey *c)
+{
+    return (c->img.len & GKEY_NAN) != 0;
+}
+
+/* The key of a slot as a ckey (p points into the slot or its keybuf). */
+static inline void
+ckey_of(const gkey *k, ckey *c)
+{
+    c->img = *k;
+    c->p = gkey_data(k);
+    c->kb = NULL;
 }
 
 /* Store c into an empty slot's key.  Returns 0, or -1 when out of memory
@@ -411,32 +458,43 @@ ckey_of(const gkey *k)
 static int
 gkey_store(gkey *k, ckey *c)
 {
-    if (c->len <= GKEY_INLINE) {
-        memcpy(k->b, c->p, c->len);
+    uint32_t len = ckey_len(c);
+    if (len <= GKEY_INLINE) {
+        *k = c->img;        /* zero padded, as keyeq needs */
+        return 0;
+    }
+    keybuf *kb = c->kb;
+    if (kb != NULL) {
+        c->kb = NULL;
     }
     else {
-        keybuf *kb = c->kb;
-        if (kb != NULL) {
-            c->kb = NULL;
+        kb = PyMem_RawMalloc(sizeof(keybuf) + len);
+        if (kb == NULL) {
+            return -1;
         }
-        else {
-            kb = PyMem_RawMalloc(sizeof(keybuf) + c->len);
-            if (kb == NULL) {
-                return -1;
-            }
-            kb->refs = 1;
-            memcpy(kb->data, c->p, c->len);
-        }
-        memcpy(k->b, &kb, sizeof kb);
+        kb->refs = 1;
+        memcpy(kb->data, c->p, len);
     }
-    k->len = c->len | (c->nan ? GKEY_NAN : 0);
+    memcpy(k->b, &kb, sizeof kb);
+    k->len = c->img.len;
     return 0;
 }
 
+/* Is slot key k the key c?  c must not be NaN (callers never look one
+ * up).  An inline key is compared as the three words of its gkey, which
+ * holds because both sides are zero past the length; the length word
+ * also tells an inline key from a longer or NaN one. */
 static inline bool
 keyeq(const gkey *k, const ckey *c)
 {
-    return k->len == c->len && memcmp(gkey_data(k), c->p, c->len) == 0;
+    if (ckey_len(c) <= GKEY_INLINE) {
+        uint64_t x[3], y[3];
+        memcpy(x, k, sizeof x);
+        memcpy(y, &c->img, sizeof y);
+        return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
+    }
+    return k->len == c->img.len &&
+           memcmp(gkey_buf(k)->data, c->p, ckey_len(c)) == 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -609,10 +667,10 @@ oldbucketmask(const hmap *h)
 static inline uint64_t
 keyhash(const hmap *h, const ckey *k)
 {
-    if (k->nan) {
+    if (ckey_nan(k)) {
         return fastrand();
     }
-    return memhash(k->p, k->len, h->hash0);
+    return memhash(k->p, ckey_len(k), h->hash0);
 }
 
 /* newoverflow: chain an empty overflow bucket after b.  NULL when out of
@@ -687,8 +745,8 @@ evacuate(hmap *h, uintptr_t oldbucket)
                         top = tophash(fastrand());
                     }
                     else {
-                        ckey c = ckey_of(k);
-                        useY = (memhash(c.p, c.len, h->hash0) & newbit) != 0;
+                        useY = (memhash(gkey_data(k), gkey_len(k),
+                                        h->hash0) & newbit) != 0;
                     }
                 }
                 b->tophash[i] = evacuatedX + useY;
@@ -764,10 +822,10 @@ hashGrow(hmap *h)
 static bool
 mapaccess(const hmap *h, const ckey *k, slotref *out)
 {
-    if (h->count == 0 || k->nan) {
+    if (h->count == 0 || ckey_nan(k)) {
         return false;
     }
-    uint64_t hash = memhash(k->p, k->len, h->hash0);
+    uint64_t hash = memhash(k->p, ckey_len(k), h->hash0);
     uintptr_t m = bucketMask(h->B);
     bmap *b = &h->buckets->buckets[hash & m];
     if (h->oldbuckets != NULL) {
@@ -833,7 +891,7 @@ again:;
                 }
                 continue;
             }
-            if (!k->nan && keyeq(&b->keys[i], k)) {
+            if (!ckey_nan(k) && keyeq(&b->keys[i], k)) {
                 out->b = b;
                 out->i = i;
                 return 0;
@@ -886,10 +944,10 @@ static int
 mapdelete(hmap *h, const ckey *k, PyObject *expect,
           PyObject **okey, PyObject **elem)
 {
-    if (h->count == 0 || k->nan) {
+    if (h->count == 0 || ckey_nan(k)) {
         return 0;
     }
-    uint64_t hash = memhash(k->p, k->len, h->hash0);
+    uint64_t hash = memhash(k->p, ckey_len(k), h->hash0);
     uintptr_t bucket = hash & bucketMask(h->B);
     if (growing(h)) {
         growWork(h, bucket);
@@ -1056,8 +1114,7 @@ next:
          * when that growth ends and another starts between two calls. */
         if (checkBucket != NOCHECK && !it->checkSame) {
             if (!nan) {
-                ckey c = ckey_of(k);
-                uint64_t hash = memhash(c.p, c.len, h->hash0);
+                uint64_t hash = memhash(gkey_data(k), gkey_len(k), h->hash0);
                 if ((hash & bucketMask(it->B)) != checkBucket) {
                     continue;
                 }
@@ -1074,7 +1131,8 @@ next:
         else {
             /* The table grew since we started: the entry lives elsewhere
              * now, maybe updated, maybe deleted. */
-            ckey c = ckey_of(k);
+            ckey c;
+            ckey_of(k, &c);
             slotref s;
             if (!mapaccess(h, &c, &s)) {
                 continue;
@@ -1160,7 +1218,9 @@ map_unlock(hmap *h)
 /* ------------------------------------------------------------------ */
 /* Canonical keys (GIL held)                                           */
 
-#define KENC_STACK 128
+/* Keys of up to KENC_STACK bytes are encoded on the stack, with no
+ * malloc: an int is 9 bytes, an ASCII str 5 + its length. */
+#define KENC_STACK 256
 
 /* A canonical key being built. */
 typedef struct {
@@ -1168,7 +1228,8 @@ typedef struct {
     size_t len;               /* bytes used */
     size_t cap;               /* bytes available */
     bool nan;                 /* a NaN was encoded */
-    uint8_t stack[KENC_STACK];
+    uint8_t stack[KENC_STACK];  /* the first GKEY_INLINE bytes start zero,
+                                   so a short key is its own slot image */
 } kenc;
 
 static inline void
@@ -1178,6 +1239,7 @@ kenc_init(kenc *e)
     e->len = 0;
     e->cap = KENC_STACK;
     e->nan = false;
+    memset(e->stack, 0, GKEY_INLINE);
 }
 
 static inline void
@@ -1188,64 +1250,92 @@ kenc_free(kenc *e)
     }
 }
 
+/* Make room for n more bytes (the rare case of kenc_room). */
 static int
-kenc_put(kenc *e, const void *src, size_t n)
+kenc_grow(kenc *e, size_t n)
 {
     if (e->len + n > GKEY_MAXLEN) {
         PyErr_SetString(PyExc_OverflowError, "map key too large");
         return -1;
     }
-    if (e->len + n > e->cap) {
-        size_t cap = e->cap * 2;
-        while (cap < e->len + n) {
-            cap *= 2;
+    size_t cap = e->cap * 2;
+    while (cap < e->len + n) {
+        cap *= 2;
+    }
+    uint8_t *p;
+    if (e->p == e->stack) {
+        p = PyMem_RawMalloc(cap);
+        if (p != NULL) {
+            memcpy(p, e->stack, e->len);
         }
-        uint8_t *p;
-        if (e->p == e->stack) {
-            p = PyMem_RawMalloc(cap);
-            if (p != NULL) {
-                memcpy(p, e->stack, e->len);
-            }
-        }
-        else {
-            p = PyMem_RawRealloc(e->p, cap);
-        }
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        e->p = p;
-        e->cap = cap;
+    }
+    else {
+        p = PyMem_RawRealloc(e->p, cap);
+    }
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->p = p;
+    e->cap = cap;
+    return 0;
+}
+
+/* Room for n more bytes at e->p + e->len: 0, or -1 with an error set. */
+static inline int
+kenc_room(kenc *e, size_t n)
+{
+    return e->len + n <= e->cap ? 0 : kenc_grow(e, n);
+}
+
+static inline int
+kenc_put(kenc *e, const void *src, size_t n)
+{
+    if (kenc_room(e, n) < 0) {
+        return -1;
     }
     memcpy(e->p + e->len, src, n);
     e->len += n;
     return 0;
 }
 
-static int
-kenc_tagged(kenc *e, uint8_t tag, const void *data, size_t n)
+/* A tag and a u32 count or length. */
+static inline int
+kenc_hdr(kenc *e, uint8_t tag, size_t n)
 {
     if (n > GKEY_MAXLEN) {
         PyErr_SetString(PyExc_OverflowError, "map key too large");
         return -1;
     }
-    uint8_t hdr[5];
+    if (kenc_room(e, 5) < 0) {
+        return -1;
+    }
     uint32_t n32 = (uint32_t)n;
-    hdr[0] = tag;
-    memcpy(hdr + 1, &n32, 4);
-    if (kenc_put(e, hdr, 5) < 0) {
+    e->p[e->len] = tag;
+    memcpy(e->p + e->len + 1, &n32, 4);
+    e->len += 5;
+    return 0;
+}
+
+static inline int
+kenc_tagged(kenc *e, uint8_t tag, const void *data, size_t n)
+{
+    if (kenc_hdr(e, tag, n) < 0) {
         return -1;
     }
     return kenc_put(e, data, n);
 }
 
-static int
+static inline int
 kenc_int64(kenc *e, int64_t v)
 {
-    uint8_t b[9];
-    b[0] = 'I';
-    memcpy(b + 1, &v, 8);
-    return kenc_put(e, b, 9);
+    if (kenc_room(e, 9) < 0) {
+        return -1;
+    }
+    e->p[e->len] = 'I';
+    memcpy(e->p + e->len + 1, &v, 8);
+    e->len += 9;
+    return 0;
 }
 
 /* An int beyond int64: its hex form is unique per value. */
@@ -1261,6 +1351,21 @@ kenc_bigint(kenc *e, PyObject *n)
     int r = d == NULL ? -1 : kenc_tagged(e, 'L', d, (size_t)len);
     Py_DECREF(s);
     return r;
+}
+
+/* Any int (bool and subclasses included: encoded by value). */
+static inline int
+kenc_long(kenc *e, PyObject *k)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow) {
+        return kenc_bigint(e, k);
+    }
+    return kenc_int64(e, (int64_t)v);
 }
 
 static int
@@ -1289,45 +1394,88 @@ kenc_double(kenc *e, double d)
     return kenc_put(e, b, 9);
 }
 
+/* A str that is not all ASCII, as UTF-8 written straight from its code
+ * points.  Surrogates are encoded like any other code point, which is
+ * what the "surrogatepass" error handler does, so every str has exactly
+ * one encoding and the str object is left alone (PyUnicode_AsUTF8 would
+ * attach a UTF-8 copy to every non-ASCII key for the key's lifetime). */
 static int
-kenc_str(kenc *e, PyObject *s)
+kenc_str_utf8(kenc *e, PyObject *s)
 {
-    Py_ssize_t n;
-    const char *d = PyUnicode_AsUTF8AndSize(s, &n);
-    if (d != NULL) {
-        return kenc_tagged(e, 'S', d, (size_t)n);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    size_t len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        len += ch < 0x80 ? 1 : ch < 0x800 ? 2 : ch < 0x10000 ? 3 : 4;
     }
-    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+    if (kenc_hdr(e, 'S', len) < 0 || kenc_room(e, len) < 0) {
         return -1;
     }
-    /* Lone surrogates: surrogatepass is still one-to-one. */
-    PyErr_Clear();
-    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
-    if (b == NULL) {
-        return -1;
+    uint8_t *o = e->p + e->len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch < 0x80) {
+            *o++ = (uint8_t)ch;
+        }
+        else if (ch < 0x800) {
+            *o++ = (uint8_t)(0xc0 | (ch >> 6));
+            *o++ = (uint8_t)(0x80 | (ch & 0x3f));
+        }
+        else if (ch < 0x10000) {
+            *o++ = (uint8_t)(0xe0 | (ch >> 12));
+            *o++ = (uint8_t)(0x80 | ((ch >> 6) & 0x3f));
+            *o++ = (uint8_t)(0x80 | (ch & 0x3f));
+        }
+        else {
+            *o++ = (uint8_t)(0xf0 | (ch >> 18));
+            *o++ = (uint8_t)(0x80 | ((ch >> 12) & 0x3f));
+            *o++ = (uint8_t)(0x80 | ((ch >> 6) & 0x3f));
+            *o++ = (uint8_t)(0x80 | (ch & 0x3f));
+        }
     }
-    int r = kenc_tagged(e, 'S', PyBytes_AS_STRING(b),
-                        (size_t)PyBytes_GET_SIZE(b));
-    Py_DECREF(b);
-    return r;
+    e->len += len;
+    return 0;
 }
 
+/* Any str: an ASCII one is its own UTF-8, copied from its data. */
+static inline int
+kenc_str(kenc *e, PyObject *s)
+{
+    if (PyUnicode_READY(s) < 0) {
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(s)) {
+        return kenc_tagged(e, 'S', PyUnicode_DATA(s),
+                           (size_t)PyUnicode_GET_LENGTH(s));
+    }
+    return kenc_str_utf8(e, s);
+}
+
+static int kenc_other(kenc *e, PyObject *k);
+
 /* Append k's canonical form.  Returns 0, or -1 with TypeError (unsupported
- * type), OverflowError, MemoryError or RecursionError set. */
-static int
+ * type), OverflowError, MemoryError or RecursionError set.  Exact int and
+ * str, the common keys, are tested first and encoded inline. */
+static inline int
 kenc_key(kenc *e, PyObject *k)
 {
-    if (PyLong_CheckExact(k) || PyBool_Check(k) ||
-        (PyLong_Check(k) && !PyBool_Check(k))) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (overflow) {
-            return kenc_bigint(e, k);
-        }
-        return kenc_int64(e, (int64_t)v);
+    if (PyLong_CheckExact(k)) {
+        return kenc_long(e, k);
+    }
+    if (PyUnicode_CheckExact(k)) {
+        return kenc_str(e, k);
+    }
+    return kenc_other(e, k);
+}
+
+/* kenc_key for everything but exact int and str. */
+static int
+kenc_other(kenc *e, PyObject *k)
+{
+    if (PyLong_Check(k)) {
+        return kenc_long(e, k);
     }
     if (PyUnicode_Check(k)) {
         return kenc_str(e, k);
@@ -1344,11 +1492,7 @@ kenc_key(kenc *e, PyObject *k)
     }
     if (PyTuple_Check(k)) {
         Py_ssize_t n = PyTuple_GET_SIZE(k);
-        uint8_t hdr[5];
-        uint32_t n32 = (uint32_t)n;
-        hdr[0] = 'T';
-        memcpy(hdr + 1, &n32, 4);
-        if (kenc_put(e, hdr, 5) < 0) {
+        if (kenc_hdr(e, 'T', (size_t)n) < 0) {
             return -1;
         }
         if (Py_EnterRecursiveCall(" while encoding a map key")) {
@@ -1366,9 +1510,9 @@ kenc_key(kenc *e, PyObject *k)
     return -1;
 }
 
-/* Encode k for a lookup or a single insert.  On success *c points into e
- * (which the caller frees). */
-static int
+/* Encode k for a lookup or a single insert.  On success c->p points into
+ * e (which the caller frees, and must not move meanwhile). */
+static inline int
 encode_key(kenc *e, PyObject *k, ckey *c)
 {
     kenc_init(e);
@@ -1376,9 +1520,12 @@ encode_key(kenc *e, PyObject *k, ckey *c)
         kenc_free(e);
         return -1;
     }
+    c->img.len = (uint32_t)e->len | (e->nan ? GKEY_NAN : 0);
+    if (e->len <= GKEY_INLINE) {
+        /* Still on the stack, zero past the length. */
+        memcpy(c->img.b, e->stack, GKEY_INLINE);
+    }
     c->p = e->p;
-    c->len = (uint32_t)e->len;
-    c->nan = e->nan;
     c->kb = NULL;
     return 0;
 }
@@ -1490,9 +1637,9 @@ map_delete(hmap *h, PyObject *k, PyObject *expect,
 /* update(): encode with the GIL, insert in batches without it          */
 
 typedef struct {
-    uint32_t len;             /* canonical length | GKEY_NAN */
-    keybuf *kb;               /* owned bytes when len > GKEY_INLINE */
-    uint8_t inl[GKEY_INLINE]; /* the bytes otherwise */
+    gkey key;                 /* the key as ckey.img: length | GKEY_NAN,
+                                 and the bytes when inline */
+    keybuf *kb;               /* owned bytes when longer, else NULL */
     PyObject *okey;           /* owned; NULL once stored in the map */
     PyObject *val;            /* owned: the new value, or after insertion
                                  the value it replaced (or NULL) */
@@ -1515,9 +1662,10 @@ upbatch_insert(hmap *h, upbatch *ub)
     }
     for (size_t j = 0; j < ub->n; j++) {
         upentry *u = &ub->e[j];
-        uint32_t len = u->len & GKEY_MAXLEN;
-        ckey c = {len <= GKEY_INLINE ? u->inl : u->kb->data, len,
-                  (u->len & GKEY_NAN) != 0, u->kb};
+        ckey c;
+        c.img = u->key;
+        c.p = u->kb != NULL ? u->kb->data : c.img.b;
+        c.kb = u->kb;
         slotref s;
         int r = mapassign(h, &c, &s);
         if (r < 0) {
@@ -1583,27 +1731,24 @@ static int
 upbatch_add(hmap *h, upbatch *ub, PyObject *k, PyObject *v)
 {
     kenc e;
-    kenc_init(&e);
-    if (kenc_key(&e, k) < 0) {
-        kenc_free(&e);
+    ckey c;
+    if (encode_key(&e, k, &c) < 0) {
         return -1;
     }
     upentry *u = &ub->e[ub->n];
+    u->key = c.img;
     u->kb = NULL;
-    if (e.len <= GKEY_INLINE) {
-        memcpy(u->inl, e.p, e.len);
-    }
-    else {
-        u->kb = PyMem_RawMalloc(sizeof(keybuf) + e.len);
+    uint32_t len = ckey_len(&c);
+    if (len > GKEY_INLINE) {
+        u->kb = PyMem_RawMalloc(sizeof(keybuf) + len);
         if (u->kb == NULL) {
             kenc_free(&e);
             PyErr_NoMemory();
             return -1;
         }
         u->kb->refs = 1;
-        memcpy(u->kb->data, e.p, e.len);
+        memcpy(u->kb->data, c.p, len);
     }
-    u->len = (uint32_t)e.len | (e.nan ? GKEY_NAN : 0);
     kenc_free(&e);
     Py_INCREF(k);
     Py_INCREF(v);

@@ -66,6 +66,51 @@ def test_nan_is_never_equal_each_insert_is_new():
     assert sorted(m.values()) == [1, 2, 3]
 
 
+def _random_key(rng, depth=0):
+    def text():
+        lo, hi = rng.choice([(0, 0x7f), (0, 0xff), (0, 0xffff),
+                             (0, 0x10ffff), (0xd800, 0xdfff)])
+        n = rng.choice([0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 21, 130, 300])
+        return "".join(chr(rng.randint(lo, hi)) for _ in range(n))
+
+    class Str(str):
+        pass
+
+    kind = rng.randrange(8 if depth < 2 else 6)
+    if kind == 0:
+        return rng.choice([rng.randint(-300, 300), rng.randint(-2**70, 2**70)])
+    if kind == 1:
+        return text()
+    if kind == 2:
+        return float(rng.randint(-50, 50)) + rng.choice([0, 0.5])
+    if kind == 3:
+        return rng.choice([None, True, False, Str(text())])
+    if kind == 4:
+        return text().encode("utf-8", "surrogatepass")
+    if kind == 5:
+        return text() + text()
+    return tuple(_random_key(rng, depth + 1) for _ in range(rng.randrange(4)))
+
+
+def test_keys_of_every_kind_and_length_are_found_as_dict_finds_them():
+    # Every str kind (ASCII, latin-1, BMP, astral, lone surrogates), both
+    # sides of the inline key size and of the encoder's stack buffer.
+    rng = random.Random(3)
+    keys = [_random_key(rng) for _ in range(3000)]
+    m, d = Map(), {}
+    for i, k in enumerate(keys):
+        m[k] = d[k] = i
+    assert len(m) == len(d)
+    for k in keys:
+        assert m[k] == d[k]
+        if isinstance(k, str):
+            assert m["".join(list(k))] == d[k]     # an equal, new object
+    assert Map(d) == d                  # the update() path
+    for k in keys[::2]:
+        assert m.pop(k, None) == d.pop(k, None)
+    assert dict(m.items()) == d
+
+
 @pytest.mark.parametrize("bad", [[1], {1: 2}, {1}, object(), (1, [2])])
 def test_unsupported_key_types_raise_type_error(bad):
     m = Map()
