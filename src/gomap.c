@@ -128,6 +128,13 @@
 #include <string.h>
 #include <time.h>
 
+/* Short keys are built and compared as words whose byte order is the
+ * canonical bytes' (see ckey); every platform we build for is
+ * little-endian. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "goroutine: gomap.c assumes a little-endian target"
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Constants                                                           */
 
@@ -166,15 +173,19 @@
 /* A key longer than GKEY_INLINE bytes. */
 typedef struct {
     size_t refs;              /* atomic: slots (of any map) sharing it */
-    uint8_t data[];           /* the canonical bytes */
+    uint8_t data[];           /* the canonical bytes, zero padded to a
+                                 multiple of 16 (memhash reads blocks) */
 } keybuf;
 
-/* A stored key: its canonical bytes, inline or in a keybuf. */
+/* A stored key: its canonical bytes, inline or in a keybuf.  Read as
+ * three little-endian words, an inline key is its bytes zero padded
+ * (words 0, 1 and the low half of 2) and its length (the high half of
+ * word 2): the image keyeq compares. */
 typedef struct {
-    uint32_t len;             /* byte length | GKEY_NAN; 0 in empty slots */
     uint8_t b[GKEY_INLINE];   /* the bytes, zero past the length, or a
                                  keybuf * (memcpy'd) when the length
                                  exceeds GKEY_INLINE */
+    uint32_t len;             /* byte length | GKEY_NAN; 0 in empty slots */
 } gkey;
 
 /* A bucket: 8 slots, keys before values, as in Go. */
@@ -216,13 +227,18 @@ typedef struct {
                                  this map (tp_traverse reports nothing) */
 } hmap;
 
-/* A key to look up or insert: canonical bytes not (yet) in a slot. */
+/* A key to look up or insert: canonical bytes not (yet) in a slot.
+ * A short key is built as words, in registers, and only ever read back as
+ * the same words: writing bytes and reading words over them would stall
+ * on store forwarding (measured: half of the encoder's time). */
 typedef struct {
-    gkey img;                 /* len | GKEY_NAN (a NaN is never equal to
-                                 anything); for a key of up to GKEY_INLINE
-                                 bytes, exactly the gkey a slot holding it
-                                 has, so comparing is three words */
-    const uint8_t *p;         /* the canonical bytes */
+    uint64_t w[4];            /* a key of up to GKEY_INLINE bytes: its
+                                 bytes zero padded (w[3] is always 0, so
+                                 memhash can read two 16-byte blocks) */
+    uint32_t len;             /* byte length | GKEY_NAN (a NaN is never
+                                 equal to anything) */
+    const uint8_t *p;         /* a longer key's bytes, zero padded to a
+                                 multiple of 16; NULL for a short key */
     keybuf *kb;               /* owned buffer holding p, that mapassign may
                                  steal (then sets it NULL); or NULL */
 } ckey;
@@ -327,43 +343,34 @@ rd32(const uint8_t *p)
     return v;
 }
 
+/* The r < 8 bytes at q as a word, zero above them, reading no byte
+ * outside q[0..r) (wyhash's overlapping reads). */
+static inline uint64_t
+rdtail(const uint8_t *q, size_t r)
+{
+    if (r >= 4) {
+        return rd32(q) | (rd32(q + r - 4) << (8 * (r - 4)));
+    }
+    if (r == 0) {
+        return 0;
+    }
+    return (uint64_t)q[0] | ((uint64_t)q[r >> 1] << (8 * (r >> 1))) |
+           ((uint64_t)q[r - 1] << (8 * (r - 1)));
+}
+
 /* memhash: 16 bytes per multiply.  The state enters both factors through
  * the seed-dependent h, so an attacker who does not know the seed cannot
- * aim a block at a zero factor.  n >= 1 (every key has a tag byte).  The
- * last (or only) block is read as two words ending at the last byte,
- * overlapping the previous block or each other when the key is short
- * (wyhash's trick): no copy into a padded block, and a key of up to 16
- * bytes costs two multiplies.  The length is xor'ed into the seed, which
- * makes the overlap unambiguous. */
+ * aim a block at a zero factor.  n >= 1 (every key has a tag byte), and p
+ * is zero padded to a multiple of 16 bytes, so every block is two whole
+ * words and a short key costs two multiplies; the length is xor'ed into
+ * the seed, which makes the padding unambiguous. */
 static inline uint64_t
 memhash(const uint8_t *p, size_t n, uint64_t seed)
 {
     uint64_t h = seed ^ (uint64_t)n;
-    uint64_t a, b;
-    if (n <= 16) {
-        if (n >= 8) {
-            a = rd64(p);
-            b = rd64(p + n - 8);
-        }
-        else if (n >= 4) {
-            a = rd32(p);
-            b = rd32(p + n - 4);
-        }
-        else {
-            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
-            b = 0;
-        }
+    for (size_t i = 0; i < n; i += 16) {
+        h = mix(rd64(p + i) ^ h ^ H2, rd64(p + i + 8) ^ rotl(h, 32) ^ H3);
     }
-    else {
-        const uint8_t *end = p + n;
-        while (end - p > 16) {
-            h = mix(rd64(p) ^ h ^ H2, rd64(p + 8) ^ rotl(h, 32) ^ H3);
-            p += 16;
-        }
-        a = rd64(end - 16);
-        b = rd64(end - 8);
-    }
-    h = mix(a ^ h ^ H2, b ^ rotl(h, 32) ^ H3);
     return mix(h ^ H4, h ^ H0) ^ h;
 }
 
@@ -403,12 +410,6 @@ gkey_buf(const gkey *k)
     return kb;
 }
 
-static inline const uint8_t *
-gkey_data(const gkey *k)
-{
-    return gkey_len(k) <= GKEY_INLINE ? k->b : gkey_buf(k)->data;
-}
-
 /* Drop the key a slot owns. */
 static void
 gkey_release(gkey *k)
@@ -435,22 +436,83 @@ gkey_share(gkey *dst, const gkey *src)
 static inline uint32_t
 ckey_len(const ckey *c)
 {
-    return gkey_len(&c->img);
+    return c->len & GKEY_MAXLEN;
 }
 
 static inline bool
 ckey_nan(const ckey *c)
 {
-    return (c->img.len & GKEY_NAN) != 0;
+    return (c->len & GKEY_NAN) != 0;
 }
 
-/* The key of a slot as a ckey (p points into the slot or its keybuf). */
+/* The canonical bytes, zero padded to a multiple of 16. */
+static inline const uint8_t *
+ckey_bytes(const ckey *c)
+{
+    return c->p != NULL ? c->p : (const uint8_t *)c->w;
+}
+
+/* A ckey from a key in slot format: k, with a longer key's bytes in kb.
+ * c->kb is left NULL (the caller sets it when it owns kb). */
+static inline void
+ckey_load(ckey *c, const gkey *k, keybuf *kb)
+{
+    c->len = k->len;
+    c->p = NULL;
+    c->kb = NULL;
+    if (gkey_len(k) <= GKEY_INLINE) {
+        memcpy(c->w, k, 3 * sizeof(uint64_t));
+        c->w[2] &= 0xffffffffu;         /* the bytes without the length */
+        c->w[3] = 0;
+    }
+    else {
+        c->p = kb->data;
+    }
+}
+
+/* The key of a slot as a ckey (p points into its keybuf). */
 static inline void
 ckey_of(const gkey *k, ckey *c)
 {
-    c->img = *k;
-    c->p = gkey_data(k);
-    c->kb = NULL;
+    ckey_load(c, k, gkey_len(k) > GKEY_INLINE ? gkey_buf(k) : NULL);
+}
+
+/* A short key's slot image (see gkey), written as whole words. */
+static inline void
+ckey_image(const ckey *c, gkey *k)
+{
+    uint64_t x[3] = {c->w[0], c->w[1], c->w[2] | (uint64_t)c->len << 32};
+    memcpy(k, x, sizeof x);
+}
+
+/* A keybuf holding a copy of the n bytes at p, padded.  NULL when out of
+ * memory (no error set: callers may not hold the GIL). */
+static keybuf *
+keybuf_new(const uint8_t *p, uint32_t n)
+{
+    size_t padded = ((size_t)n + 15) & ~(size_t)15;
+    keybuf *kb = PyMem_RawMalloc(sizeof(keybuf) + padded);
+    if (kb != NULL) {
+        kb->refs = 1;
+        memcpy(kb->data, p, n);
+        memset(kb->data + n, 0, padded - n);
+    }
+    return kb;
+}
+
+static inline uint64_t
+ckey_hash(const ckey *c, uint64_t seed)
+{
+    return memhash(ckey_bytes(c), ckey_len(c), seed);
+}
+
+/* The hash of a slot's key (not NaN). */
+static inline uint64_t
+gkey_hash(const gkey *k, uint64_t seed)
+{
+    ckey c;
+    ckey_of(k, &c);
+    return ckey_hash(&c, seed);
 }
 
 /* Store c into an empty slot's key.  Returns 0, or -1 when out of memory
@@ -460,7 +522,7 @@ gkey_store(gkey *k, ckey *c)
 {
     uint32_t len = ckey_len(c);
     if (len <= GKEY_INLINE) {
-        *k = c->img;        /* zero padded, as keyeq needs */
+        ckey_image(c, k);
         return 0;
     }
     keybuf *kb = c->kb;
@@ -468,32 +530,30 @@ gkey_store(gkey *k, ckey *c)
         c->kb = NULL;
     }
     else {
-        kb = PyMem_RawMalloc(sizeof(keybuf) + len);
+        kb = keybuf_new(c->p, len);
         if (kb == NULL) {
             return -1;
         }
-        kb->refs = 1;
-        memcpy(kb->data, c->p, len);
     }
     memcpy(k->b, &kb, sizeof kb);
-    k->len = c->img.len;
+    k->len = c->len;
     return 0;
 }
 
 /* Is slot key k the key c?  c must not be NaN (callers never look one
- * up).  An inline key is compared as the three words of its gkey, which
- * holds because both sides are zero past the length; the length word
- * also tells an inline key from a longer or NaN one. */
+ * up).  A short key is compared as the three words of its image, which
+ * holds because both sides are zero past the length; the length in the
+ * last word also tells a short key from a longer or NaN one. */
 static inline bool
 keyeq(const gkey *k, const ckey *c)
 {
     if (ckey_len(c) <= GKEY_INLINE) {
-        uint64_t x[3], y[3];
+        uint64_t x[3];
         memcpy(x, k, sizeof x);
-        memcpy(y, &c->img, sizeof y);
-        return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
+        return ((x[0] ^ c->w[0]) | (x[1] ^ c->w[1]) |
+                (x[2] ^ (c->w[2] | (uint64_t)c->len << 32))) == 0;
     }
-    return k->len == c->img.len &&
+    return k->len == c->len &&
            memcmp(gkey_buf(k)->data, c->p, ckey_len(c)) == 0;
 }
 
@@ -670,7 +730,7 @@ keyhash(const hmap *h, const ckey *k)
     if (ckey_nan(k)) {
         return fastrand();
     }
-    return memhash(k->p, ckey_len(k), h->hash0);
+    return ckey_hash(k, h->hash0);
 }
 
 /* newoverflow: chain an empty overflow bucket after b.  NULL when out of
@@ -745,8 +805,7 @@ evacuate(hmap *h, uintptr_t oldbucket)
                         top = tophash(fastrand());
                     }
                     else {
-                        useY = (memhash(gkey_data(k), gkey_len(k),
-                                        h->hash0) & newbit) != 0;
+                        useY = (gkey_hash(k, h->hash0) & newbit) != 0;
                     }
                 }
                 b->tophash[i] = evacuatedX + useY;
@@ -825,7 +884,7 @@ mapaccess(const hmap *h, const ckey *k, slotref *out)
     if (h->count == 0 || ckey_nan(k)) {
         return false;
     }
-    uint64_t hash = memhash(k->p, ckey_len(k), h->hash0);
+    uint64_t hash = ckey_hash(k, h->hash0);
     uintptr_t m = bucketMask(h->B);
     bmap *b = &h->buckets->buckets[hash & m];
     if (h->oldbuckets != NULL) {
@@ -947,7 +1006,7 @@ mapdelete(hmap *h, const ckey *k, PyObject *expect,
     if (h->count == 0 || ckey_nan(k)) {
         return 0;
     }
-    uint64_t hash = memhash(k->p, ckey_len(k), h->hash0);
+    uint64_t hash = ckey_hash(k, h->hash0);
     uintptr_t bucket = hash & bucketMask(h->B);
     if (growing(h)) {
         growWork(h, bucket);
@@ -1114,7 +1173,7 @@ next:
          * when that growth ends and another starts between two calls. */
         if (checkBucket != NOCHECK && !it->checkSame) {
             if (!nan) {
-                uint64_t hash = memhash(gkey_data(k), gkey_len(k), h->hash0);
+                uint64_t hash = gkey_hash(k, h->hash0);
                 if ((hash & bucketMask(it->B)) != checkBucket) {
                     continue;
                 }
@@ -1218,18 +1277,18 @@ map_unlock(hmap *h)
 /* ------------------------------------------------------------------ */
 /* Canonical keys (GIL held)                                           */
 
-/* Keys of up to KENC_STACK bytes are encoded on the stack, with no
- * malloc: an int is 9 bytes, an ASCII str 5 + its length. */
+/* Keys of up to KENC_STACK bytes (with 16 of padding) are encoded on the
+ * stack, with no malloc: an int is 9 bytes, an ASCII str 5 + its length. */
 #define KENC_STACK 256
 
-/* A canonical key being built. */
+/* A canonical key being built, when encode_key's word-built fast paths
+ * do not apply. */
 typedef struct {
     uint8_t *p;               /* stack or heap (PyMem_RawMalloc) */
     size_t len;               /* bytes used */
     size_t cap;               /* bytes available */
     bool nan;                 /* a NaN was encoded */
-    uint8_t stack[KENC_STACK];  /* the first GKEY_INLINE bytes start zero,
-                                   so a short key is its own slot image */
+    uint8_t stack[KENC_STACK];
 } kenc;
 
 static inline void
@@ -1239,7 +1298,6 @@ kenc_init(kenc *e)
     e->len = 0;
     e->cap = KENC_STACK;
     e->nan = false;
-    memset(e->stack, 0, GKEY_INLINE);
 }
 
 static inline void
@@ -1250,11 +1308,12 @@ kenc_free(kenc *e)
     }
 }
 
-/* Make room for n more bytes (the rare case of kenc_room). */
+/* Make room for n more bytes (the rare case of kenc_room); the padding
+ * of a key of the largest length still fits. */
 static int
 kenc_grow(kenc *e, size_t n)
 {
-    if (e->len + n > GKEY_MAXLEN) {
+    if (e->len + n > (size_t)GKEY_MAXLEN + 16) {
         PyErr_SetString(PyExc_OverflowError, "map key too large");
         return -1;
     }
@@ -1510,23 +1569,96 @@ kenc_other(kenc *e, PyObject *k)
     return -1;
 }
 
-/* Encode k for a lookup or a single insert.  On success c->p points into
- * e (which the caller frees, and must not move meanwhile). */
+/* An int in int64 range as a ckey: 'I' and 8 bytes, built as words. */
+static inline void
+ckey_int64(ckey *c, int64_t v)
+{
+    c->w[0] = 'I' | (uint64_t)v << 8;
+    c->w[1] = (uint64_t)v >> 56;
+    c->w[2] = c->w[3] = 0;
+    c->len = 9;
+    c->p = NULL;
+    c->kb = NULL;
+}
+
+/* An ASCII str of n <= GKEY_INLINE - 5 characters at d as a ckey: 'S',
+ * the u32 length and the characters, built as words from reads inside
+ * d[0..n) (the same bytes kenc_str writes). */
+static inline void
+ckey_short_ascii(ckey *c, const uint8_t *d, size_t n)
+{
+    uint64_t d0, d1 = 0;
+    if (n >= 8) {
+        d0 = rd64(d);
+        if (n > 8) {
+            d1 = rd64(d + n - 8) >> (8 * (16 - n));
+        }
+    }
+    else {
+        d0 = rdtail(d, n);
+    }
+    c->w[0] = 'S' | (uint64_t)n << 8 | d0 << 40;
+    c->w[1] = d0 >> 24 | d1 << 40;
+    c->w[2] = d1 >> 24;
+    c->w[3] = 0;
+    c->len = (uint32_t)(5 + n);
+    c->p = NULL;
+    c->kb = NULL;
+}
+
+/* The key e built as a ckey, padded; -1 with an error set when it is too
+ * long, or when there is no memory for the padding. */
+static int
+kenc_finish(kenc *e, ckey *c)
+{
+    if (e->len > GKEY_MAXLEN) {
+        PyErr_SetString(PyExc_OverflowError, "map key too large");
+        return -1;
+    }
+    c->len = (uint32_t)e->len | (e->nan ? GKEY_NAN : 0);
+    c->kb = NULL;
+    if (e->len <= GKEY_INLINE) {
+        memset(c->w, 0, sizeof c->w);
+        memcpy(c->w, e->p, e->len);
+        c->p = NULL;
+        return 0;
+    }
+    if (kenc_room(e, 16) < 0) {
+        return -1;
+    }
+    memset(e->p + e->len, 0, 16);
+    c->p = e->p;
+    return 0;
+}
+
+/* Encode k for a lookup or a single insert.  On success c->p, when not
+ * NULL, points into e, which the caller frees with kenc_free (safe on
+ * every path).  The common keys, an int in int64 range and a short ASCII
+ * str, are built straight as words (no kenc, no store-forwarding stall);
+ * the bytes are those kenc_key writes. */
 static inline int
 encode_key(kenc *e, PyObject *k, ckey *c)
 {
+    e->p = e->stack;
+    if (PyLong_CheckExact(k)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
+        if (!overflow && !(v == -1 && PyErr_Occurred())) {
+            ckey_int64(c, (int64_t)v);
+            return 0;
+        }
+    }
+    else if (PyUnicode_CheckExact(k) && PyUnicode_IS_COMPACT_ASCII(k) &&
+             PyUnicode_GET_LENGTH(k) <= GKEY_INLINE - 5) {
+        ckey_short_ascii(c, PyUnicode_DATA(k),
+                         (size_t)PyUnicode_GET_LENGTH(k));
+        return 0;
+    }
     kenc_init(e);
-    if (kenc_key(e, k) < 0) {
+    if (kenc_key(e, k) < 0 || kenc_finish(e, c) < 0) {
         kenc_free(e);
         return -1;
     }
-    c->img.len = (uint32_t)e->len | (e->nan ? GKEY_NAN : 0);
-    if (e->len <= GKEY_INLINE) {
-        /* Still on the stack, zero past the length. */
-        memcpy(c->img.b, e->stack, GKEY_INLINE);
-    }
-    c->p = e->p;
-    c->kb = NULL;
     return 0;
 }
 
@@ -1637,8 +1769,8 @@ map_delete(hmap *h, PyObject *k, PyObject *expect,
 /* update(): encode with the GIL, insert in batches without it          */
 
 typedef struct {
-    gkey key;                 /* the key as ckey.img: length | GKEY_NAN,
-                                 and the bytes when inline */
+    gkey key;                 /* a short key's slot image; a longer
+                                 one's length | GKEY_NAN */
     keybuf *kb;               /* owned bytes when longer, else NULL */
     PyObject *okey;           /* owned; NULL once stored in the map */
     PyObject *val;            /* owned: the new value, or after insertion
@@ -1663,8 +1795,7 @@ upbatch_insert(hmap *h, upbatch *ub)
     for (size_t j = 0; j < ub->n; j++) {
         upentry *u = &ub->e[j];
         ckey c;
-        c.img = u->key;
-        c.p = u->kb != NULL ? u->kb->data : c.img.b;
+        ckey_load(&c, &u->key, u->kb);
         c.kb = u->kb;
         slotref s;
         int r = mapassign(h, &c, &s);
@@ -1736,18 +1867,19 @@ upbatch_add(hmap *h, upbatch *ub, PyObject *k, PyObject *v)
         return -1;
     }
     upentry *u = &ub->e[ub->n];
-    u->key = c.img;
     u->kb = NULL;
     uint32_t len = ckey_len(&c);
-    if (len > GKEY_INLINE) {
-        u->kb = PyMem_RawMalloc(sizeof(keybuf) + len);
+    if (len <= GKEY_INLINE) {
+        ckey_image(&c, &u->key);
+    }
+    else {
+        u->kb = keybuf_new(c.p, len);
         if (u->kb == NULL) {
             kenc_free(&e);
             PyErr_NoMemory();
             return -1;
         }
-        u->kb->refs = 1;
-        memcpy(u->kb->data, c.p, len);
+        u->key.len = c.len;
     }
     kenc_free(&e);
     Py_INCREF(k);
