@@ -304,5 +304,37 @@ def test_update_of_a_million_pairs_lets_other_threads_run():
     assert during > 1000, (during, dt)
 
 
+def test_operations_and_gil_free_updates_on_one_map_wait_for_each_other():
+    # Two update()s insert batches without the GIL while a third thread
+    # does single operations: each waits for the map lock in turn (the
+    # sleeping side of the lock), and nothing is lost or torn.
+    m = Map()
+    batches = [[(i, r) for i in range(20000)] for r in range(2)]
+    stop = threading.Event()
+    errors = []
+
+    def bulk(r):
+        while not stop.is_set():
+            m.update(batches[r])
+
+    def single():
+        n = 0
+        while not stop.is_set():
+            k = -1 - n % 100
+            m[k] = n
+            if m[k] != n or m.get(n % 20000, 0) not in (0, 1):
+                errors.append(n)
+            n += 1
+    ts = [threading.Thread(target=bulk, args=(r,)) for r in range(2)]
+    ts.append(threading.Thread(target=single))
+    for t in ts:
+        t.start()
+    time.sleep(1)
+    stop.set()
+    for t in ts:
+        t.join()
+    assert errors == [] and len(m) == 20100
+
+
 def test_map_is_generic_for_typing():
     assert Map[str, int] is not None
