@@ -597,6 +597,62 @@ evacuated(const bmap *b)
     return h > emptyOne && h < minTopHash;
 }
 
+/* The 8 tophash bytes of a bucket as one word (byte i is slot i: we are
+ * little-endian). */
+static inline uint64_t
+tophashes(const bmap *b)
+{
+    uint64_t w;
+    memcpy(&w, b->tophash, sizeof w);
+    return w;
+}
+
+#define BYTES_01 0x0101010101010101ull
+#define BYTES_80 0x8080808080808080ull
+
+/* Bit 7 of byte i is set when byte i of w is zero: exact for the lowest
+ * zero byte, and any other byte it flags lies above a zero byte, so a
+ * caller that takes every flagged byte confirms it.  Probing a bucket
+ * this way (SWAR, as Go's Swiss tables do) replaces an 8-step loop whose
+ * exit at a data-dependent slot cost a mispredicted branch per probe. */
+static inline uint64_t
+zerobytes(uint64_t w)
+{
+    return (w - BYTES_01) & ~w & BYTES_80;
+}
+
+/* The slot a flagged bit of zerobytes() stands for. */
+static inline int
+flagged_slot(uint64_t m)
+{
+    return __builtin_ctzll(m) >> 3;
+}
+
+/* Find k, whose tophash is top, in the chain starting at b.  Every slot
+ * whose tophash is top is a candidate; an emptyRest ends the chain, and
+ * empty marks never equal a live tophash, so this finds what Go's slot by
+ * slot scan finds. */
+static inline bool
+chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
+{
+    for (; b != NULL; b = b->overflow) {
+        uint64_t w = tophashes(b);
+        for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
+             m &= m - 1) {
+            int i = flagged_slot(m);
+            if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
+                out->b = b;
+                out->i = i;
+                return true;
+            }
+        }
+        if (zerobytes(w) != 0) {
+            return false;       /* an emptyRest */
+        }
+    }
+    return false;
+}
+
 /* overLoadFactor: would count entries in 2^B buckets exceed 6.5 a bucket? */
 static inline bool
 overLoadFactor(uint64_t count, uint8_t B)
@@ -901,23 +957,7 @@ mapaccess(const hmap *h, const ckey *k, slotref *out)
             b = oldb;
         }
     }
-    uint8_t top = tophash(hash);
-    for (; b != NULL; b = b->overflow) {
-        for (int i = 0; i < BUCKETCNT; i++) {
-            if (b->tophash[i] != top) {
-                if (b->tophash[i] == emptyRest) {
-                    return false;
-                }
-                continue;
-            }
-            if (keyeq(&b->keys[i], k)) {
-                out->b = b;
-                out->i = i;
-                return true;
-            }
-        }
-    }
-    return false;
+    return chain_find(b, tophash(hash), k, out);
 }
 
 /* mapassign: find k's slot, or make one.  Returns 0 with an existing slot,
@@ -944,29 +984,32 @@ again:;
     bmap *insb = NULL;
     int insi = 0;
     for (;;) {
-        for (int i = 0; i < BUCKETCNT; i++) {
-            if (b->tophash[i] != top) {
-                if (isEmpty(b->tophash[i]) && insb == NULL) {
-                    insb = b;
-                    insi = i;
+        uint64_t w = tophashes(b);
+        if (!ckey_nan(k)) {
+            for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
+                 m &= m - 1) {
+                int i = flagged_slot(m);
+                if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
+                    out->b = b;
+                    out->i = i;
+                    return 0;
                 }
-                if (b->tophash[i] == emptyRest) {
-                    goto bucketloop_done;
-                }
-                continue;
-            }
-            if (!ckey_nan(k) && keyeq(&b->keys[i], k)) {
-                out->b = b;
-                out->i = i;
-                return 0;
             }
         }
-        if (b->overflow == NULL) {
-            break;
+        if (insb == NULL) {
+            /* The first empty slot: a byte below 2 (emptyRest or
+             * emptyOne) is one whose bits 1-7 are zero. */
+            uint64_t m = zerobytes(w & ~BYTES_01);
+            if (m != 0) {
+                insb = b;
+                insi = flagged_slot(m);
+            }
+        }
+        if (zerobytes(w) != 0 || b->overflow == NULL) {
+            break;              /* an emptyRest, or the chain's end */
         }
         b = b->overflow;
     }
-bucketloop_done:
     /* Not found.  Growing invalidates everything found so far: start
      * over (Go: "Growing the table invalidates everything"). */
     if (!growing(h) &&
@@ -1017,66 +1060,56 @@ mapdelete(hmap *h, const ckey *k, PyObject *expect,
         growWork(h, bucket);
     }
     bmap *bOrig = &h->buckets->buckets[bucket];
-    uint8_t top = tophash(hash);
-    for (bmap *b = bOrig; b != NULL; b = b->overflow) {
-        for (int i = 0; i < BUCKETCNT; i++) {
-            if (b->tophash[i] != top) {
-                if (b->tophash[i] == emptyRest) {
-                    return 0;
-                }
-                continue;
-            }
-            if (!keyeq(&b->keys[i], k)) {
-                continue;
-            }
-            if (expect != NULL && b->elems[i] != expect) {
-                return 2;
-            }
-            *okey = b->okeys[i];
-            *elem = b->elems[i];
-            b->okeys[i] = b->elems[i] = NULL;
-            gkey_release(&b->keys[i]);
-            b->tophash[i] = emptyOne;
-            /* If the bucket now ends in a run of emptyOne states, turn
-             * them into emptyRest so probes stop early (Go's loop). */
-            if (i == BUCKETCNT - 1) {
-                if (b->overflow != NULL &&
-                    b->overflow->tophash[0] != emptyRest) {
-                    goto notLast;
-                }
-            }
-            else if (b->tophash[i + 1] != emptyRest) {
-                goto notLast;
-            }
-            for (;;) {
-                b->tophash[i] = emptyRest;
-                if (i == 0) {
-                    if (b == bOrig) {
-                        break;
-                    }
-                    bmap *c = b;
-                    for (b = bOrig; b->overflow != c; b = b->overflow) {
-                    }
-                    i = BUCKETCNT - 1;
-                }
-                else {
-                    i--;
-                }
-                if (b->tophash[i] != emptyOne) {
-                    break;
-                }
-            }
-notLast:
-            h->count--;
-            if (h->count == 0) {
-                /* Go: renew the seed so an attacker cannot keep a
-                 * colliding key set across an emptied map. */
-                h->hash0 = fastrand();
-            }
-            return 1;
+    slotref s;
+    if (!chain_find(bOrig, tophash(hash), k, &s)) {
+        return 0;
+    }
+    bmap *b = s.b;
+    int i = s.i;
+    if (expect != NULL && b->elems[i] != expect) {
+        return 2;
+    }
+    *okey = b->okeys[i];
+    *elem = b->elems[i];
+    b->okeys[i] = b->elems[i] = NULL;
+    gkey_release(&b->keys[i]);
+    b->tophash[i] = emptyOne;
+    /* If the bucket now ends in a run of emptyOne states, turn them into
+     * emptyRest so probes stop early (Go's loop). */
+    if (i == BUCKETCNT - 1) {
+        if (b->overflow != NULL && b->overflow->tophash[0] != emptyRest) {
+            goto notLast;
         }
     }
-    return 0;
+    else if (b->tophash[i + 1] != emptyRest) {
+        goto notLast;
+    }
+    for (;;) {
+        b->tophash[i] = emptyRest;
+        if (i == 0) {
+            if (b == bOrig) {
+                break;
+            }
+            bmap *c = b;
+            for (b = bOrig; b->overflow != c; b = b->overflow) {
+            }
+            i = BUCKETCNT - 1;
+        }
+        else {
+            i--;
+        }
+        if (b->tophash[i] != emptyOne) {
+            break;
+        }
+    }
+notLast:
+    h->count--;
+    if (h->count == 0) {
+        /* Go: renew the seed so an attacker cannot keep a colliding key
+         * set across an emptied map. */
+        h->hash0 = fastrand();
+    }
+    return 1;
 }
 
 /* mapiterinit: start an iteration at a random bucket and offset. */
