@@ -165,6 +165,15 @@
 #define UPDATE_BATCH 65536
 #define BULK_MIN 4096
 
+/* update() prefetches the bucket of the entry PREFETCH_AHEAD entries
+ * ahead, for tables of 2^PREFETCH_MIN_B buckets (344 KB) or more: enough
+ * misses in flight to hide DRAM latency, and no extra hashing for a table
+ * that stays in cache.  Measured on 1M int pairs (4, 8 and 16 ahead are
+ * alike; prefetching the whole bucket gains nothing over its first line)
+ * and on 1000 (where prefetching cost ~7%). */
+#define PREFETCH_AHEAD 8
+#define PREFETCH_MIN_B 10
+
 #define NOCHECK ((uintptr_t)-1)  /* hiter.checkBucket: no filtering */
 
 /* ------------------------------------------------------------------ */
@@ -1861,6 +1870,27 @@ typedef struct {
     Py_ssize_t hint;          /* expected total, for pre-sizing; then 0 */
 } upbatch;
 
+/* Start loading the tophash line of the bucket u's key goes to.  A batch
+ * knows its keys in advance, and a big map's random bucket is a cache
+ * miss (DRAM, for a table of tens of MB): without this, update() of a
+ * million pairs spent 80% of its insertion time waiting on that miss, one
+ * at a time.  Only a hint: when the table grows meanwhile, mapassign goes
+ * elsewhere. */
+static void
+prefetch_bucket(const hmap *h, const upentry *u)
+{
+    if (h->buckets == NULL || growing(h) || h->B < PREFETCH_MIN_B) {
+        return;
+    }
+    ckey c;
+    ckey_load(&c, &u->key, u->kb);
+    if (ckey_nan(&c)) {
+        return;
+    }
+    __builtin_prefetch(
+        &h->buckets->buckets[ckey_hash(&c, h->hash0) & bucketMask(h->B)], 1);
+}
+
 /* Insert a batch.  Lock held, GIL possibly not.  Returns -1 when out of
  * memory (entries from the failing one on stay with the batch). */
 static int
@@ -1871,6 +1901,9 @@ upbatch_insert(hmap *h, upbatch *ub)
         ub->hint = 0;
     }
     for (size_t j = 0; j < ub->n; j++) {
+        if (j + PREFETCH_AHEAD < ub->n) {
+            prefetch_bucket(h, &ub->e[j + PREFETCH_AHEAD]);
+        }
         upentry *u = &ub->e[j];
         ckey c;
         ckey_load(&c, &u->key, u->kb);
