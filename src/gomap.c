@@ -1728,10 +1728,9 @@ encode_key(kenc *e, PyObject *k, ckey *c)
 {
     e->p = e->stack;
     if (PyLong_CheckExact(k)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
-        if (!overflow && !(v == -1 && PyErr_Occurred())) {
-            ckey_int64(c, (int64_t)v);
+        int64_t v;
+        if (gr_pystate_small_int(k, &v)) {
+            ckey_int64(c, v);
             return 0;
         }
     }

@@ -97,6 +97,9 @@ def test_keys_of_every_kind_and_length_are_found_as_dict_finds_them():
     # sides of the inline key size and of the encoder's stack buffer.
     rng = random.Random(3)
     keys = [_random_key(rng) for _ in range(3000)]
+    # Around the one-digit ints read inline, int64 and the 2**53 floats.
+    keys += [s * (2 ** e + d) for s in (1, -1) for e in (30, 31, 53, 63, 64)
+             for d in (-1, 0, 1)] + [0, -1, 1]
     m, d = Map(), {}
     for i, k in enumerate(keys):
         m[k] = d[k] = i
