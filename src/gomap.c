@@ -14,7 +14,8 @@
  * before it compares a key.  A full bucket chains overflow buckets.
  *
  * Keys are stored in a canonical byte form (see "Keys" below) and compared
- * with memcmp; the hash is our own multiply-fold hash of those bytes with a
+ * as bytes: a short key as the three words of its slot, a longer one with
+ * memcmp.  The hash is our own multiply-fold hash of those bytes with a
  * per-map seed (hash0).  The original key object is kept alongside, so
  * iteration yields the key object that was inserted first, as dict does
  * (m[1] = a; m[1.0] = b; list(m) == [1]).
@@ -106,9 +107,9 @@
  * releases them after unlocking.
  *
  * Order: the lock is never waited for while holding the GIL.  It is tried
- * first (uncontended: one CAS); when busy, the GIL is released around the
- * wait.  The other way round is allowed: a thread may hold the lock while it
- * waits for the GIL (after a contended wait, and in copy()), because the
+ * first (uncontended: one CAS on a word); when busy, the GIL is released
+ * around the wait.  The other way round is allowed: a thread may hold the
+ * lock while it waits for the GIL (after a contended wait), because the
  * GIL holder never blocks on the lock.  This is CPython's own recipe for
  * the lock of a buffered io object.
  *
@@ -120,6 +121,29 @@
  * externally referenced, which keeps them alive one collection longer and
  * is never unsafe.  bulk changes only with the GIL held, so it is stable
  * during a collection.
+ *
+ * The cost of a get or set
+ * ------------------------
+ * m[k] and m[k] = v with the GIL held, an int or short str key, go: the
+ * mp_subscript/mp_ass_subscript slot; encode_key, which builds the key's
+ * canonical bytes as words in registers (ckey_int64, ckey_short_ascii)
+ * instead of writing bytes and reading words back over them, which stalled
+ * on store forwarding; the lock word's CAS; memhash, two multiplies for a
+ * key of up to 16 bytes; the bucket's 8 tophash bytes matched as one word
+ * (SWAR), and the key compared as three words; the lock's exchange.
+ * Measured against a dict in one process on map_get_set's loop
+ * (docs/map.md): 1.9x before this path was built, 1.3-1.4x after.  In a
+ * profile of that loop the map's code is half the time where dict's is a
+ * third; the largest items left are mapassign's first read of the bucket
+ * (336 bytes, so a table of 2000 keys does not stay in L1), the lock's two
+ * atomic instructions and the generic PyObject_GetItem/SetItem (dict has
+ * specialized bytecodes).  With 16 keys, all in L1, the ratio is the same:
+ * it is instructions more than cache misses.
+ *
+ * Rejected, measured: not taking the lock at all while no GIL-free
+ * section is announced (sound under the GIL, since every table access
+ * outside a bulk section holds the GIL; no gain outside the noise, so the
+ * simpler rule stays).
  */
 #include "core.h"
 
