@@ -1202,19 +1202,22 @@ MG = ((20000, 1000000), "ns/op", "single-thread get and set of int and str "
       "keys (per operation)")
 
 
-def _map_ops(m, n):
-    keys = list(range(1000)) + [str(i) for i in range(1000)]
+MAP_KEYS = list(range(1000)) + [str(i) for i in range(1000)]
+
+
+def _map_ops(m, n, keys=MAP_KEYS, clock=time.perf_counter):
+    nk = len(keys)
     for k in keys:
         m[k] = 0
-    t = time.perf_counter()
+    t = clock()
     for i in range(n // 4):
-        k = keys[i % 2000]
+        k = keys[i % nk]
         m[k] = i
         m[k]
-        k2 = keys[(i * 7) % 2000]
+        k2 = keys[(i * 7) % nk]
         m[k2] = i
         m[k2]
-    return per_op(time.perf_counter() - t, n)
+    return per_op(clock() - t, n)
 
 
 @workload("map_get_set", *MG)

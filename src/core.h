@@ -184,6 +184,31 @@ void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes);
 bool gr_pystate_attached(PyThreadState *ts);
 
+/* The value of an exact int that fits in one digit (|v| < 2^30), read
+ * inline: the map's key encoder calls this on every int key, where a call
+ * to PyLong_AsLongLongAndOverflow measured 4% of m[k] = v; m[k].  The one
+ * version difference outside pystate.c, because it must inline: 3.12 made
+ * the layout opaque behind PyUnstable_Long_*.  Returns false for any
+ * other int (the caller falls back to the general API). */
+static inline bool
+gr_pystate_small_int(PyObject *v, int64_t *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+        return false;
+    }
+    *out = PyUnstable_Long_CompactValue((PyLongObject *)v);
+#else
+    Py_ssize_t size = Py_SIZE(v);
+    if (size < -1 || size > 1) {
+        return false;
+    }
+    /* ob_digit[0] is undefined when the size is 0 */
+    *out = size == 0 ? 0 : size * (int64_t)((PyLongObject *)v)->ob_digit[0];
+#endif
+    return true;
+}
+
 /* ---- channels and select (chan.c, select.c) ------------------------- */
 
 int gr_chan_exec(PyObject *module);

@@ -66,6 +66,66 @@ def test_nan_is_never_equal_each_insert_is_new():
     assert sorted(m.values()) == [1, 2, 3]
 
 
+def _random_key(rng, depth=0):
+    def text():
+        lo, hi = rng.choice([(0, 0x7f), (0, 0xff), (0, 0xffff),
+                             (0, 0x10ffff), (0xd800, 0xdfff)])
+        n = rng.choice([0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 21, 130, 300])
+        return "".join(chr(rng.randint(lo, hi)) for _ in range(n))
+
+    class Str(str):
+        pass
+
+    kind = rng.randrange(8 if depth < 2 else 6)
+    if kind == 0:
+        return rng.choice([rng.randint(-300, 300), rng.randint(-2**70, 2**70)])
+    if kind == 1:
+        return text()
+    if kind == 2:
+        return float(rng.randint(-50, 50)) + rng.choice([0, 0.5])
+    if kind == 3:
+        return rng.choice([None, True, False, Str(text())])
+    if kind == 4:
+        return text().encode("utf-8", "surrogatepass")
+    if kind == 5:
+        return text() + text()
+    return tuple(_random_key(rng, depth + 1) for _ in range(rng.randrange(4)))
+
+
+def test_keys_of_every_kind_and_length_are_found_as_dict_finds_them():
+    # Every str kind (ASCII, latin-1, BMP, astral, lone surrogates), both
+    # sides of the inline key size and of the encoder's stack buffer.
+    rng = random.Random(3)
+    keys = [_random_key(rng) for _ in range(3000)]
+    # Around the one-digit ints read inline, int64 and the 2**53 floats.
+    keys += [s * (2 ** e + d) for s in (1, -1) for e in (30, 31, 53, 63, 64)
+             for d in (-1, 0, 1)] + [0, -1, 1]
+    m, d = Map(), {}
+    for i, k in enumerate(keys):
+        m[k] = d[k] = i
+    assert len(m) == len(d)
+    class Str(str):
+        pass
+
+    class Int(int):
+        pass
+
+    for k in keys:
+        assert m[k] == d[k]
+        # Exact int and short ASCII str take the encoder's fast path; an
+        # equal subclass instance or float takes the general one.
+        if type(k) is str:
+            assert m["".join(list(k))] == m[Str(k)] == d[k]
+        elif type(k) is int:
+            assert m[Int(k)] == d[k]
+            if abs(k) < 2 ** 53:
+                assert m[float(k)] == d[k]
+    assert Map(d) == d                  # the update() path
+    for k in keys[::2]:
+        assert m.pop(k, None) == d.pop(k, None)
+    assert dict(m.items()) == d
+
+
 @pytest.mark.parametrize("bad", [[1], {1: 2}, {1}, object(), (1, [2])])
 def test_unsupported_key_types_raise_type_error(bad):
     m = Map()
@@ -245,6 +305,38 @@ def test_update_of_a_million_pairs_lets_other_threads_run():
     # The other thread made progress during update(): with the GIL held
     # throughout it would only get the switch interval's slices.
     assert during > 1000, (during, dt)
+
+
+def test_operations_and_gil_free_updates_on_one_map_wait_for_each_other():
+    # Two update()s insert batches without the GIL while a third thread
+    # does single operations: each waits for the map lock in turn (the
+    # sleeping side of the lock), and nothing is lost or torn.
+    m = Map()
+    batches = [[(i, r) for i in range(20000)] for r in range(2)]
+    stop = threading.Event()
+    errors = []
+
+    def bulk(r):
+        while not stop.is_set():
+            m.update(batches[r])
+
+    def single():
+        n = 0
+        while not stop.is_set():
+            k = -1 - n % 100
+            m[k] = n
+            if m[k] != n or m.get(n % 20000, 0) not in (0, 1):
+                errors.append(n)
+            n += 1
+    ts = [threading.Thread(target=bulk, args=(r,)) for r in range(2)]
+    ts.append(threading.Thread(target=single))
+    for t in ts:
+        t.start()
+    time.sleep(1)
+    stop.set()
+    for t in ts:
+        t.join()
+    assert errors == [] and len(m) == 20100
 
 
 def test_map_is_generic_for_typing():
