@@ -96,7 +96,7 @@
  *   a table that no hmap references has no live slot (clear drains it).
  *   emptyRest at slot i means no live slot after i in that chain.
  *   a key of up to GKEY_INLINE bytes is zero past its length, in a slot
- *       and in a ckey's image, so keyeq compares it as three words.
+ *       and in a ckey's words, so keyeq compares it as three words.
  *
  * Locking
  * -------
@@ -244,7 +244,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int lock;                 /* atomic: 0 free, 1 held, 2 held and maybe
-                                 waited for (see "Locking" below).  Guards
+                                 waited for (see lock_try).  Guards
                                  all fields below but bulk; never call
                                  Python, DECREF or allocate a GC object
                                  while holding it; never wait for it
@@ -266,9 +266,9 @@ typedef struct {
 } hmap;
 
 /* A key to look up or insert: canonical bytes not (yet) in a slot.
- * A short key is built as words, in registers, and only ever read back as
- * the same words: writing bytes and reading words over them would stall
- * on store forwarding (measured: half of the encoder's time). */
+ * The common short keys are built as words, in registers, and only ever
+ * read back as the same words: writing bytes and reading words over them
+ * stalled on store forwarding (measured: half of the encoder's time). */
 typedef struct {
     uint64_t w[4];            /* a key of up to GKEY_INLINE bytes: its
                                  bytes zero padded (w[3] is always 0, so
@@ -1744,9 +1744,9 @@ kenc_finish(kenc *e, ckey *c)
 
 /* Encode k for a lookup or a single insert.  On success c->p, when not
  * NULL, points into e, which the caller frees with kenc_free (safe on
- * every path).  The common keys, an int in int64 range and a short ASCII
- * str, are built straight as words (no kenc, no store-forwarding stall);
- * the bytes are those kenc_key writes. */
+ * every path).  The common keys, an exact int of one digit and a short
+ * ASCII str, are built straight as words (no kenc, no store-forwarding
+ * stall); the bytes are those kenc_key writes. */
 static inline int
 encode_key(kenc *e, PyObject *k, ckey *c)
 {
