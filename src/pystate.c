@@ -77,10 +77,31 @@ gr_pystate_new(void)
     return ts;
 }
 
-void
-gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes)
+static int
+stack_levels(size_t stack_bytes)
 {
-    int levels = (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+    return (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.10/3.11 count Python-level depth against the interpreter-wide limit,
+ * so a goroutine starts `base` levels deep: the levels it can afford
+ * then run out exactly at the limit. */
+static int
+depth_base(int limit, int levels)
+{
+    return limit > levels ? limit - levels : 0;
+}
+#endif
+
+/* Fit a fresh (or recycled) thread state's recursion budget to a stack
+ * of stack_bytes; *fit_limit records the recursion limit it was fitted
+ * under, for gr_pystate_refit. */
+void
+gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes, int *fit_limit)
+{
+    int levels = stack_levels(stack_bytes);
+    *fit_limit = Py_GetRecursionLimit();
 #if PY_VERSION_HEX >= 0x030C0000
     if (ts->c_recursion_remaining > levels) {
         ts->c_recursion_remaining = levels;
@@ -88,19 +109,47 @@ gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes)
 #elif PY_VERSION_HEX >= 0x030B0000
     /* 3.11's _Py_CheckRecursiveCall resets a thread state's own limit to
      * the interpreter's, so lower the budget by starting deeper instead:
-     * depth = recursion_limit - recursion_remaining. */
-    int limit = Py_GetRecursionLimit();
-    if (limit > levels) {
-        ts->recursion_limit = limit;
-        ts->recursion_remaining = levels;
-    }
+     * depth = recursion_limit - recursion_remaining.  Set both, so that a
+     * recycled thread state does not keep an older fit's depth. */
+    ts->recursion_limit = *fit_limit;
+    ts->recursion_remaining = *fit_limit - depth_base(*fit_limit, levels);
 #else
     /* 3.10 compares recursion_depth with the interpreter-wide limit: start
      * the goroutine's depth where the levels it can afford run out. */
+    ts->recursion_depth = depth_base(*fit_limit, levels);
+#endif
+}
+
+/* ts is current (GIL held) and about to run its goroutine again.  If
+ * sys.setrecursionlimit changed the limit since the fit (the goroutine
+ * was parked meanwhile), move the starting depth so the budget fits the
+ * stack again.  A stale base is fatal on 3.10/3.11: after the limit is
+ * lowered the goroutine is deeper than the new limit and the RecursionError
+ * it gets at its next call aborts the process ("Cannot recover from stack
+ * overflow"); after it is raised, deep recursion through C overflows
+ * the goroutine's stack (a segfault).  3.12+ budget the C stack on a
+ * counter of their own, which the limit does not move: nothing to do.
+ * A change made while the goroutine runs is seen at its next resume. */
+void
+gr_pystate_refit(PyThreadState *ts, size_t stack_bytes, int *fit_limit)
+{
+#if PY_VERSION_HEX < 0x030C0000
     int limit = Py_GetRecursionLimit();
-    if (limit > levels) {
-        ts->recursion_depth = limit - levels;
+    if (limit == *fit_limit) {
+        return;
     }
+    int levels = stack_levels(stack_bytes);
+    int delta = depth_base(limit, levels) - depth_base(*fit_limit, levels);
+#if PY_VERSION_HEX >= 0x030B0000
+    ts->recursion_remaining -= delta;      /* depth grows by delta */
+#else
+    ts->recursion_depth += delta;
+#endif
+    *fit_limit = limit;
+#else
+    (void)ts;
+    (void)stack_bytes;
+    (void)fit_limit;
 #endif
 }
 

@@ -84,6 +84,7 @@ struct gr_g {
     gr_g *schedlink;            /* global run queue / free list link */
     gr_g *allnext;              /* allg list, under sched.lock */
     PyThreadState *tstate;      /* its own thread state, pooled with it */
+    int fit_limit;              /* recursion limit its budget fits */
     PyObject *fn;               /* callable, args, kwargs until it runs */
     PyObject *args;
     PyObject *kwargs;
@@ -868,6 +869,7 @@ execute(gr_m *m, gr_g *g)
     atomic_fetch_add(&sched.nswitches, 1);
 
     gr_pystate_enter(g->tstate, m->tstate);
+    gr_pystate_refit(g->tstate, g->stack.size, &g->fit_limit);
     gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size);
     gr_ctx_switch(&m->g0ctx, &g->ctx);
     gr_switch_annotate_end(m->g0fake);
@@ -1265,7 +1267,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
                     ? PyDict_Copy(kwargs) : NULL;
     g->context = ctx;
-    gr_pystate_fit_stack(g->tstate, g->stack.size);
+    gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
     gr_ctx_make(&g->ctx, &g->stack, gentry, g);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);

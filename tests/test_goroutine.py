@@ -10,6 +10,8 @@ import pytest
 import goroutine
 from goroutine import chan, go, runtime
 
+from conftest import run_py
+
 
 def test_go_returns_none_at_once_and_runs_f_with_args_and_kwargs():
     out = chan(1)
@@ -262,6 +264,42 @@ def test_deep_recursion_in_a_goroutine_raises_recursion_error():
             out.send("RecursionError")
     go(f)
     assert out.recv() == "RecursionError"
+
+
+# A goroutine's recursion budget is fitted to its stack under the current
+# recursion limit.  Changing the limit while it is parked must not leave
+# the fit stale: on 3.10/3.11 a lowered limit used to abort the process
+# ("Cannot recover from stack overflow") when the goroutine resumed, and a
+# raised one let it recurse past its C stack (a segfault).
+# Hypothesis changes the limit around every example, which is how the
+# channel model tests found it.  Subprocesses: the failure is a crash.
+_LIMIT_SCRIPT = """
+import sys
+from goroutine import chan, go
+sys.setrecursionlimit({before})
+gate, out = chan(), chan(1)
+
+def through_c(n):
+    return list(map(lambda _: through_c(n + 1), [0]))
+
+def f():
+    gate.recv()                 # parked while the limit changes
+    try:
+        through_c(0)
+    except RecursionError:
+        out.send("RecursionError")
+go(f)
+go(lambda: None)                # another goroutine, to run and recycle
+sys.setrecursionlimit({after})
+gate.send(1)
+print(out.recv())
+"""
+
+
+@pytest.mark.parametrize("before,after", [(5000, 1000), (1000, 200000)])
+def test_recursion_limit_changed_while_a_goroutine_is_parked(before, after):
+    r = run_py(_LIMIT_SCRIPT.format(before=before, after=after))
+    assert (r.returncode, r.stdout) == (0, "RecursionError\n"), r.stderr
 
 
 def test_many_goroutines_parked_at_once():
