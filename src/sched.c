@@ -102,6 +102,7 @@ struct gr_m {
     void *g0fake;               /* ASan fake stack of g0 across a switch */
     char *g0lo;                 /* g0 stack bounds, for ASan */
     size_t g0size;
+    void *g0fiber;              /* TSan fiber of g0 (the thread itself) */
     PyThreadState *tstate;      /* the M's own thread state */
     gr_p *p;                    /* attached P, or NULL */
     gr_p *nextp;                /* P handed over while it slept */
@@ -868,7 +869,8 @@ execute(gr_m *m, gr_g *g)
     atomic_fetch_add(&sched.nswitches, 1);
 
     gr_pystate_enter(g->tstate, m->tstate);
-    gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size);
+    gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size,
+                             g->stack.tsan_fiber);
     gr_ctx_switch(&m->g0ctx, &g->ctx);
     gr_switch_annotate_end(m->g0fake);
     /* Back on g0 with the GIL and g's thread state: g parked, yielded or
@@ -907,6 +909,7 @@ execute(gr_m *m, gr_g *g)
         }
         break;
     case EXIT_DEAD:
+        gr_ctx_done(&g->stack);
         gfput(m->p, g);
         break;
     }
@@ -917,6 +920,7 @@ mstart(void *arg)
 {
     gr_m *m = arg;
     tls_m = m;
+    m->g0fiber = gr_switch_fiber_self();
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -991,7 +995,7 @@ gswitch_to_g0(gr_g *g, int kind)
     g->exitkind = kind;
     void *fake = NULL;
     gr_switch_annotate_begin(kind == EXIT_DEAD ? NULL : &fake,
-                             m->g0lo, m->g0size);
+                             m->g0lo, m->g0size, m->g0fiber);
     gr_ctx_switch(&g->ctx, &m->g0ctx);
     gr_switch_annotate_end(fake);
 }
@@ -1266,7 +1270,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
                     ? PyDict_Copy(kwargs) : NULL;
     g->context = ctx;
     gr_pystate_fit_stack(g->tstate, g->stack.size);
-    gr_ctx_make(&g->ctx, &g->stack, gentry, g);
+    gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);
     atomic_fetch_add(&sched.nactive, 1);
