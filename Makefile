@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-asan bench stress valgrind deps build clean
+.PHONY: all demo test test-all test-asan test-tsan bench stress valgrind deps build clean
 
 all: build
 
@@ -81,6 +81,42 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
+
+# ThreadSanitizer over the stress test and the concurrency suites.  Every
+# goroutine is a TSan fiber (gstack.c reports each stack switch), so races
+# between goroutines count even on one M.  CPython is not instrumented, so
+# the runtime is preloaded and only our C is checked; CPython's GIL is a
+# pthread mutex and condvar, which TSan intercepts, so accesses ordered by
+# the GIL are ordered for TSan too.  Reports go to build/tsan/log, one
+# file per process (the tests' subprocesses included): any file there
+# fails the run.  tools/tsan.supp holds the suppressions, each with its
+# reason.  setarch -R: on kernels with more ASLR entropy than gcc 12's TSan
+# expects (vm.mmap_rnd_bits > 28) it dies with "unexpected memory mapping";
+# harmless elsewhere.  Tests that need more live goroutines than TSan's
+# 8128 threads are skipped (conftest.beyond_tsan_thread_limit).
+TSAN_VENV  := .venv-tsan
+TSAN_PY    := $(TSAN_VENV)/bin/python
+TSAN_TESTS ?= test_stress.py test_chan.py test_select.py test_sync.py \
+              test_map.py test_time.py test_context.py test_goroutine.py \
+              test_errgroup.py test_async.py
+TSAN_LOG   := $(CURDIR)/build/tsan/log
+test-tsan: deps
+	@[ -x $(TSAN_PY) ] || $(PYTHON) -m venv $(TSAN_VENV)
+	$(TSAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis
+	$(TSAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	rm -rf build/tsan
+	GR_SANITIZE=thread $(TSAN_PY) setup.py -q build --build-base build/tsan
+	mkdir -p $(TSAN_LOG)
+	lib=$$(ls -d $(CURDIR)/build/tsan/lib.*); \
+	nm -D $$lib/goroutine/_core*.so | grep -q __tsan_switch_to_fiber || { echo "not a TSan build"; exit 1; }; \
+	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0" \
+	  GR_TEST_TSAN=1 setarch $$(uname -m) -R ../$(TSAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. $(TSAN_TESTS) $(PYTEST_ARGS); \
+	status=$$?; cd ..; \
+	if ls $(TSAN_LOG)/tsan.* >/dev/null 2>&1; then \
+	  cat $(TSAN_LOG)/tsan.*; echo "=== ThreadSanitizer reported: see above ($(TSAN_LOG))"; exit 1; \
+	fi; \
+	exit $$status
 
 # The stress tests for longer than the suite's default 3 s each.
 STRESS_SECONDS ?= 300

@@ -52,3 +52,13 @@ def wait_until(pred, timeout=5.0):
 if os.environ.get("GR_TEST_SANITIZED"):
     # make test-asan must exercise the sanitized build, never a plain one.
     assert "/build/asan/" in goroutine._core.__file__, goroutine._core.__file__
+
+TSAN = bool(os.environ.get("GR_TEST_TSAN"))
+if TSAN:
+    # make test-tsan, likewise.
+    assert "/build/tsan/" in goroutine._core.__file__, goroutine._core.__file__
+
+# Under ThreadSanitizer every live goroutine is a TSan fiber, which costs a
+# thread's worth of TSan state, and TSan dies beyond 8128 live threads.
+beyond_tsan_thread_limit = pytest.mark.skipif(
+    TSAN, reason="more live goroutines than TSan's 8128-thread limit")

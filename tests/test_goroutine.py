@@ -10,6 +10,8 @@ import pytest
 import goroutine
 from goroutine import chan, go, runtime
 
+from conftest import beyond_tsan_thread_limit
+
 
 def test_go_returns_none_at_once_and_runs_f_with_args_and_kwargs():
     out = chan(1)
@@ -264,6 +266,7 @@ def test_deep_recursion_in_a_goroutine_raises_recursion_error():
     assert out.recv() == "RecursionError"
 
 
+@beyond_tsan_thread_limit
 def test_many_goroutines_parked_at_once():
     n = 20000
     gate = chan()
