@@ -159,6 +159,8 @@ static struct {
     atomic_int nthreadblocked;  /* plain threads blocked in the runtime */
     atomic_bool started;
     atomic_bool exiting;
+    pthread_t sysmon;           /* joined by sched_shutdown */
+    pid_t sysmonpid;            /* the process it runs in (not a fork) */
     PyInterpreterState *interp;
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
@@ -1392,17 +1394,14 @@ sysmon(void *arg)
     return NULL;
 }
 
+/* Joinable, unlike the Ms: sched_shutdown waits for it. */
 static void
 sysmon_start(void)
 {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, sysmon, NULL) != 0) {
+    if (pthread_create(&sched.sysmon, NULL, sysmon, NULL) != 0) {
         Py_FatalError("goroutine: cannot start sysmon");
     }
-    pthread_attr_destroy(&attr);
+    sched.sysmonpid = getpid();
 }
 
 /* ---- deadlock ------------------------------------------------------- */
@@ -1756,11 +1755,25 @@ sched_stats(PyObject *module, PyObject *unused)
 }
 
 /* atexit: Ms stop at their next scheduling point and never touch Python
- * again; goroutines are abandoned, as in Go. */
+ * again; goroutines are abandoned, as in Go.  GIL held.
+ *
+ * sysmon must be gone before we return: it reads goroutines' thread
+ * states without the GIL (gr_pystate_attached), and finalization frees
+ * them.  Setting `exiting` is not enough -- sysmon may be in the middle of
+ * a pass -- so wait for it to leave its loop (at most one sleep of up to
+ * 10 ms).  TSan reported that read racing the free on 3.12.  A forked
+ * child has no sysmon (fork copies only the calling thread): joining the
+ * parent's would wait forever. */
 static PyObject *
 sched_shutdown(PyObject *module, PyObject *unused)
 {
-    atomic_store(&sched.exiting, true);
+    if (atomic_exchange(&sched.exiting, true) ||
+        !atomic_load(&sched.started) || sched.sysmonpid != getpid()) {
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(sched.sysmon, NULL);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
