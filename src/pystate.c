@@ -160,17 +160,22 @@ gr_pystate_recycle(PyThreadState *ts)
 void
 gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* Before the GIL, not after: a debug build's _PyThreadState_Swap
+     * (Py_DEBUG) aborts with "Invalid thread state for this thread" when
+     * the key names another thread state of the interpreter than the one
+     * being made current.  The key is thread-local (pthread_setspecific),
+     * so setting it needs no GIL. */
+    PyThread_tss_set(GILSTATE_KEY, ts);
+#endif
     PyEval_RestoreThread(ts);
+    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
     /* The M's own thread state was made on this OS thread: copy its ids
      * rather than asking the kernel (gettid) on every switch. */
     ts->thread_id = mts->thread_id;
 #if PY_VERSION_HEX >= 0x030B0000
     ts->native_thread_id = mts->native_thread_id;
 #endif
-#if PY_VERSION_HEX < 0x030C0000
-    PyThread_tss_set(GILSTATE_KEY, ts);
-#endif
-    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
 }
 
 /* Give the GIL back and make the M's own thread state the one
