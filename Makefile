@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-asan test-tsan bench stress valgrind deps build clean
+.PHONY: all demo test test-all test-asan test-tsan test-debug bench stress valgrind deps build clean
 
 all: build
 
@@ -117,6 +117,37 @@ test-tsan: deps
 	  cat $(TSAN_LOG)/tsan.*; echo "=== ThreadSanitizer reported: see above ($(TSAN_LOG))"; exit 1; \
 	fi; \
 	exit $$status
+
+# The whole suite on CPython's debug build: Debian's python3.11-dbg has
+# Py_DEBUG (the interpreter's own asserts, which check how pystate.c
+# handles thread states) and Py_REF_DEBUG (sys.gettotalrefcount, with
+# which test_leaks checks that reference counts stay flat).  A venv of its
+# own; the extension is built in place, where its suffix (cpython-311d)
+# keeps it apart from the release build and makes the debug interpreter
+# -- and only it -- pick it, in the interpreters the tests start too.
+DEBUG_PYTHON ?= python3.11-dbg
+DEBUG_VENV   := .venv-debug
+DEBUG_PY     := $(DEBUG_VENV)/bin/python
+test-debug: deps
+	@if ! command -v $(DEBUG_PYTHON) >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-dbg and python3.11-dev with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq python3-dbg python3.11-dev python3.11-venv >/dev/null; \
+	  else \
+	    echo "make test-debug needs CPython's debug build:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install python3-dbg python3.11-dev python3.11-venv"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@if [ ! -f $(DEBUG_VENV)/.installed ]; then \
+	  $(DEBUG_PYTHON) -m venv $(DEBUG_VENV) && \
+	  $(DEBUG_PY) -m pip install -q --upgrade pip setuptools wheel && \
+	  $(DEBUG_PY) -m pip install -q --no-build-isolation -e '.[test]' && \
+	  touch $(DEBUG_VENV)/.installed; \
+	fi
+	$(DEBUG_PY) setup.py -q build_ext --inplace
+	GR_TEST_DEBUG=1 $(DEBUG_PY) -m pytest $(PYTEST_ARGS)
 
 # The stress tests for longer than the suite's default 3 s each.
 STRESS_SECONDS ?= 300
