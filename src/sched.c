@@ -147,7 +147,9 @@ static struct {
     atomic_int npidle;
     atomic_int nmspinning;
     gr_p **allp;                /* every P ever made (gomaxprocs can grow) */
-    int nallp;
+    atomic_int nallp;           /* allp[0..nallp) are set: stored (under
+                                   lock) after the allp[i] it covers, read
+                                   without the lock by steal_work */
     atomic_int gomaxprocs;
     gr_g *gfree;                /* dead Gs for reuse, under lock */
     int ngfree;
@@ -662,7 +664,10 @@ stopm(gr_m *m)
 static gr_g *
 steal_work(gr_m *m, gr_p *p)
 {
-    int n = sched.nallp;
+    /* Acquire: pairs with the store in gomaxprocs, so every allp[i] below
+     * n is visible here (a plain read raced with that store, and on a
+     * weakly ordered CPU could see the new n but a NULL allp[i]). */
+    int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
     gr_g *batch[GR_RUNQ / 2];
     for (int round = 0; round < 4; round++) {
         unsigned start = gr_fastrand();
@@ -1199,7 +1204,7 @@ sched_start(void)
         sched.allp[i] = p;
         pidleput_locked(p);
     }
-    sched.nallp = n;
+    atomic_store(&sched.nallp, n);
     atomic_store(&sched.gomaxprocs, n);
     pthread_mutex_unlock(&sched.lock);
     atomic_store(&sched.started, true);
@@ -1556,12 +1561,12 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         n = 1024;
     }
     pthread_mutex_lock(&sched.lock);
-    for (int i = sched.nallp; i < n; i++) {
+    for (int i = atomic_load(&sched.nallp); i < n; i++) {
         gr_p *p = calloc(1, sizeof *p);
         p->id = i;
         sched.allp[i] = p;
         pidleput_locked(p);
-        sched.nallp = i + 1;
+        atomic_store_explicit(&sched.nallp, i + 1, memory_order_release);
     }
     /* Shrinking: idle Ps beyond n leave the idle list; busy ones are
      * dropped by their M in findrunnable. */
@@ -1576,7 +1581,7 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     /* Growing: Ps that a shrink dropped come back. */
-    for (int i = prev; i < n && i < sched.nallp; i++) {
+    for (int i = prev; i < n && i < atomic_load(&sched.nallp); i++) {
         gr_p *p = sched.allp[i];
         if (atomic_load(&p->m) == NULL) {
             bool listed = false;
