@@ -63,10 +63,11 @@ test-all: deps
 
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter
-# keeps its own allocations alive at exit (issue 9 covers leaks).  The
-# sanitized build has a build tree of its own (build/asan), rebuilt every
-# time, so it can never pick up plain objects; the tests import it from
-# there, run from tests/ so the source package does not shadow it.
+# keeps its own allocations alive at exit (make test-debug checks reference
+# leaks).  The sanitized build has a build tree of its own (build/asan),
+# rebuilt every time, so it can never pick up plain objects; the tests
+# import it from there, run from tests/ so the source package does not
+# shadow it.
 ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
