@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-asan bench stress valgrind deps build clean
+.PHONY: all demo test test-all test-asan test-tsan test-debug bench stress valgrind deps build clean
 
 all: build
 
@@ -63,10 +63,11 @@ test-all: deps
 
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter
-# keeps its own allocations alive at exit (issue 9 covers leaks).  The
-# sanitized build has a build tree of its own (build/asan), rebuilt every
-# time, so it can never pick up plain objects; the tests import it from
-# there, run from tests/ so the source package does not shadow it.
+# keeps its own allocations alive at exit (make test-debug checks reference
+# leaks).  The sanitized build has a build tree of its own (build/asan),
+# rebuilt every time, so it can never pick up plain objects; the tests
+# import it from there, run from tests/ so the source package does not
+# shadow it.
 ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
@@ -81,6 +82,73 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
+
+# ThreadSanitizer over the stress test and the concurrency suites.  Every
+# goroutine is a TSan fiber (gstack.c reports each stack switch), so races
+# between goroutines count even on one M.  CPython is not instrumented, so
+# the runtime is preloaded and only our C is checked; CPython's GIL is a
+# pthread mutex and condvar, which TSan intercepts, so accesses ordered by
+# the GIL are ordered for TSan too.  Reports go to build/tsan/log, one
+# file per process (the tests' subprocesses included): any file there
+# fails the run.  tools/tsan.supp holds the suppressions, each with its
+# reason.  setarch -R: on kernels with more ASLR entropy than gcc 12's TSan
+# expects (vm.mmap_rnd_bits > 28) it dies with "unexpected memory mapping";
+# harmless elsewhere.  Tests that need more live goroutines than TSan's
+# 8128 threads are skipped (conftest.beyond_tsan_thread_limit).
+TSAN_VENV  := .venv-tsan
+TSAN_PY    := $(TSAN_VENV)/bin/python
+TSAN_TESTS ?= test_stress.py test_chan.py test_select.py test_sync.py \
+              test_map.py test_time.py test_context.py test_goroutine.py \
+              test_errgroup.py test_async.py
+TSAN_LOG   := $(CURDIR)/build/tsan/log
+test-tsan: deps
+	@[ -x $(TSAN_PY) ] || $(PYTHON) -m venv $(TSAN_VENV)
+	$(TSAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis
+	$(TSAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	rm -rf build/tsan
+	GR_SANITIZE=thread $(TSAN_PY) setup.py -q build --build-base build/tsan
+	mkdir -p $(TSAN_LOG)
+	lib=$$(ls -d $(CURDIR)/build/tsan/lib.*); \
+	nm -D $$lib/goroutine/_core*.so | grep -q __tsan_switch_to_fiber || { echo "not a TSan build"; exit 1; }; \
+	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0" \
+	  GR_TEST_TSAN=1 setarch $$(uname -m) -R ../$(TSAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. $(TSAN_TESTS) $(PYTEST_ARGS); \
+	status=$$?; cd ..; \
+	if ls $(TSAN_LOG)/tsan.* >/dev/null 2>&1; then \
+	  cat $(TSAN_LOG)/tsan.*; echo "=== ThreadSanitizer reported: see above ($(TSAN_LOG))"; exit 1; \
+	fi; \
+	exit $$status
+
+# The whole suite on CPython's debug build: Debian's python3.11-dbg has
+# Py_DEBUG (the interpreter's own asserts, which check how pystate.c
+# handles thread states) and Py_REF_DEBUG (sys.gettotalrefcount, with
+# which test_leaks checks that reference counts stay flat).  A venv of its
+# own; the extension is built in place, where its suffix (cpython-311d)
+# keeps it apart from the release build and makes the debug interpreter
+# -- and only it -- pick it, in the interpreters the tests start too.
+DEBUG_PYTHON ?= python3.11-dbg
+DEBUG_VENV   := .venv-debug
+DEBUG_PY     := $(DEBUG_VENV)/bin/python
+test-debug: deps
+	@if ! command -v $(DEBUG_PYTHON) >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-dbg and python3.11-dev with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq python3-dbg python3.11-dev python3.11-venv >/dev/null; \
+	  else \
+	    echo "make test-debug needs CPython's debug build:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install python3-dbg python3.11-dev python3.11-venv"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@if [ ! -f $(DEBUG_VENV)/.installed ]; then \
+	  $(DEBUG_PYTHON) -m venv $(DEBUG_VENV) && \
+	  $(DEBUG_PY) -m pip install -q --upgrade pip setuptools wheel && \
+	  $(DEBUG_PY) -m pip install -q --no-build-isolation -e '.[test]' && \
+	  touch $(DEBUG_VENV)/.installed; \
+	fi
+	$(DEBUG_PY) setup.py -q build_ext --inplace
+	GR_TEST_DEBUG=1 $(DEBUG_PY) -m pytest $(PYTEST_ARGS)
 
 # The stress tests for longer than the suite's default 3 s each, and the
 # concurrent channel model tests with more generated programs.

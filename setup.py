@@ -2,6 +2,7 @@
 
 Environment knobs (the Makefile sets them; a plain `pip install .` needs none):
   GR_SANITIZE=address,undefined   build with those sanitizers (make test-asan)
+  GR_SANITIZE=thread              ThreadSanitizer build (make test-tsan)
   GR_WERROR=1                     turn warnings into errors (CI)
 """
 import glob
@@ -86,7 +87,9 @@ if os.environ.get("GR_WERROR", "") not in ("", "0"):
 sanitize = os.environ.get("GR_SANITIZE")
 if sanitize:
     cflags += ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-O1",
-               "-g", "-fno-sanitize-recover=undefined"]
+               "-g"]
+    if "undefined" in sanitize.split(","):
+        cflags.append("-fno-sanitize-recover=undefined")
     ldflags += ["-fsanitize=" + sanitize]
     macros.append(("GR_SANITIZE", "1"))
 else:

@@ -78,6 +78,18 @@ gr_chan_unlock(hchan *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+void
+gr_chan_lock_handoff_out(hchan *c)
+{
+    gr_lock_handoff_out(&c->lock);
+}
+
+void
+gr_chan_lock_handoff_in(hchan *c)
+{
+    gr_lock_handoff_in(&c->lock);
+}
+
 /* ---- queues (lock held) --------------------------------------------- */
 
 void
@@ -228,9 +240,12 @@ gr_chan_after_run(gr_chan_after *after)
 
 /* ---- blocking ------------------------------------------------------- */
 
+/* gr_park's unlock function: on g0, c's lock handed over by the
+ * parked goroutine. */
 static void
 unlock_chan(void *arg)
 {
+    gr_chan_lock_handoff_in((hchan *)arg);
     gr_chan_unlock((hchan *)arg);
 }
 
@@ -261,6 +276,7 @@ block_on(hchan *c, gr_sudog *sg, bool send, const char *reason)
         sg->w = &w;
         if (c != NULL) {
             gr_chan_enqueue(c, sg, send);
+            gr_chan_lock_handoff_out(c);
             gr_park(unlock_chan, c, reason);
         }
         else {

@@ -61,18 +61,30 @@ typedef struct {
     size_t size;            /* usable bytes */
     char *map;              /* mapping start (guard included), NULL if slab */
     void *asan_fake;        /* ASan fake-stack handle across a switch */
+    void *tsan_fiber;       /* TSan fiber of the goroutine on it, or NULL */
     unsigned valgrind_id;   /* VALGRIND_STACK_REGISTER id */
 } gr_stack;
 
 int gr_stack_alloc(gr_stack *st);
 void gr_stack_free(gr_stack *st);
-void gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg);
+void gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg,
+                 uint64_t goid);
+void gr_ctx_done(gr_stack *st);
 void gr_stack_check(gr_stack *st, uint64_t goid);
 size_t gr_stack_size(void);
 
-/* Fiber annotations for the sanitizers, around every gr_ctx_switch. */
-void gr_switch_annotate_begin(void **fake, const char *lo, size_t size);
+/* Fiber annotations for the sanitizers, around every gr_ctx_switch
+ * (no-ops in plain builds): ASan's fake stacks, TSan's fibers. */
+void gr_switch_annotate_begin(void **fake, const char *lo, size_t size,
+                              void *fiber);
 void gr_switch_annotate_end(void *fake);
+void *gr_switch_fiber_self(void);
+/* A mutex held by a parking goroutine and released by its gr_park
+ * unlock function on g0 changes hands across the switch: out on the
+ * goroutine right before gr_park, in at the start of the unlock
+ * function.  For TSan; no-ops otherwise. */
+void gr_lock_handoff_out(pthread_mutex_t *mu);
+void gr_lock_handoff_in(pthread_mutex_t *mu);
 
 /* ---- waiters (waiter.c) --------------------------------------------- */
 
@@ -224,6 +236,9 @@ int gr_chan_unwrap(PyObject *obj, hchan **c, int *dir);
 /* Lock, enqueue, dequeue and the one-shot operations selectgo needs. */
 void gr_chan_lock(hchan *c);
 void gr_chan_unlock(hchan *c);
+/* gr_lock_handoff_out/in for c's lock (select parks holding several). */
+void gr_chan_lock_handoff_out(hchan *c);
+void gr_chan_lock_handoff_in(hchan *c);
 typedef struct {
     gr_waiter *wake[2];         /* at most one waiter to wake after unlock */
     PyObject *decref;           /* a reference to drop after unlock */

@@ -47,6 +47,17 @@
 #ifdef GR_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#if defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define GR_TSAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define GR_TSAN 1
+#endif
+#ifdef GR_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -164,6 +175,7 @@ gr_stack_alloc(gr_stack *st)
     pthread_mutex_unlock(&pool_lock);
     if (r == 0) {
         st->asan_fake = NULL;
+        st->tsan_fiber = NULL;
         st->valgrind_id = 0;
 #ifdef GR_VALGRIND
         st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
@@ -218,20 +230,112 @@ gr_stack_check(gr_stack *st, uint64_t goid)
     }
 }
 
-/* A context that, when switched to, calls entry(arg) on `st`. */
+/* A context that, when switched to, calls entry(arg) on `st`: the start
+ * of goroutine `goid`.  Called by the goroutine's creator, GIL held.
+ *
+ * TSan: every goroutine is a fiber of its own from here until
+ * gr_ctx_done.  TSan keeps a shadow call stack per fiber, which must
+ * follow the real stack across gr_ctx_switch, and names the goroutine in
+ * reports.  Creating the fiber here, on the creator's thread, gives the
+ * edge "go() happens before the goroutine starts", as in Go's memory
+ * model. */
 void
-gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg)
+gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg,
+            uint64_t goid)
 {
     gr_ctx_init(ctx, st->lo, st->size, entry, arg);
+#ifdef GR_TSAN
+    st->tsan_fiber = __tsan_create_fiber(0);
+    char name[32];
+    snprintf(name, sizeof name, "goroutine %llu", (unsigned long long)goid);
+    __tsan_set_fiber_name(st->tsan_fiber, name);
+#else
+    (void)goid;
+#endif
 }
 
+/* The goroutine started on `st` by gr_ctx_make has finished and switched
+ * away for good; the stack may serve another one.  On g0. */
 void
-gr_switch_annotate_begin(void **fake, const char *lo, size_t size)
+gr_ctx_done(gr_stack *st)
+{
+#ifdef GR_TSAN
+    /* A dead goroutine's fiber is never switched to again; destroying it
+     * keeps TSan's live fibers equal to the live goroutines (pooled dead
+     * Gs would otherwise each keep a thread's worth of TSan state). */
+    __tsan_destroy_fiber(st->tsan_fiber);
+    st->tsan_fiber = NULL;
+#else
+    (void)st;
+#endif
+}
+
+/* TSan's fiber for the calling OS thread's own stack: an M's g0.  NULL
+ * in other builds. */
+void *
+gr_switch_fiber_self(void)
+{
+#ifdef GR_TSAN
+    return __tsan_get_current_fiber();
+#else
+    return NULL;
+#endif
+}
+
+/* Right before gr_ctx_switch to the stack [lo, lo + size) whose TSan
+ * fiber is `fiber`.  ASan: saves the current fake stack in *fake (NULL:
+ * the current stack is being left for good).  TSan: nothing instrumented
+ * may run between this and the switch, or it is charged to `fiber`. */
+void
+gr_switch_annotate_begin(void **fake, const char *lo, size_t size,
+                         void *fiber)
 {
 #ifdef GR_ASAN
     __sanitizer_start_switch_fiber(fake, lo, size);
 #else
     (void)fake; (void)lo; (void)size;
+#endif
+#ifdef GR_TSAN
+    /* Synchronizing (flags 0): the switch is a handoff within one OS
+     * thread, so everything before it happens before everything after
+     * it.  A goroutine resumed on another M is still ordered after its
+     * previous run only through the runtime's own synchronization (the
+     * run queues, the locks its waker took), which TSan checks on the
+     * g0 side. */
+    __tsan_switch_to_fiber(fiber, 0);
+#else
+    (void)fiber;
+#endif
+}
+
+/* Go's park runs the goroutine's unlock function on g0, after the switch:
+ * a lock the goroutine took is released by another TSan fiber, which TSan
+ * reports as "unlock of an unlocked mutex (or by a wrong thread)" and,
+ * worse, then drops the release, so later holders would not be ordered
+ * after this one.  So the parking goroutine hands each such lock to g0
+ * explicitly: out on the goroutine right before gr_park, in on g0 at the
+ * start of the unlock function.  That is what really happens -- the lock
+ * is held throughout and g0 releases it -- and TSan then sees one owner
+ * for every lock/unlock pair.  No-ops outside the TSan build. */
+void
+gr_lock_handoff_out(pthread_mutex_t *mu)
+{
+#ifdef GR_TSAN
+    __tsan_mutex_pre_unlock(mu, 0);
+    __tsan_mutex_post_unlock(mu, 0);
+#else
+    (void)mu;
+#endif
+}
+
+void
+gr_lock_handoff_in(pthread_mutex_t *mu)
+{
+#ifdef GR_TSAN
+    __tsan_mutex_pre_lock(mu, 0);
+    __tsan_mutex_post_lock(mu, 0, 0);
+#else
+    (void)mu;
 #endif
 }
 

@@ -52,6 +52,38 @@
 #define GILSTATE_KEY (&_PyRuntime.gilstate.autoTSSkey)
 #endif
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* ts->_status is one word of bit-fields.  Only the thread the thread state
+ * is attached to writes it (CPython on attach and detach, gr_pystate_leave
+ * here), but sysmon reads its `active` bit from another thread without the
+ * GIL.  Plain bit-field accesses there would be a data race (TSan reported
+ * it on 3.12/3.13), so every access from this file loads or stores the
+ * whole word with relaxed atomics: sysmon reads a stale-at-worst hint, and
+ * the owner's read-modify-write stays its own (no other thread writes the
+ * word while it is attached).  CPython's own stores are plain, but they are
+ * aligned word stores made by the owner thread. */
+typedef __typeof__(((PyThreadState *)NULL)->_status) status_bits;
+_Static_assert(sizeof(status_bits) == sizeof(uint32_t),
+               "PyThreadState._status is expected to be one 32-bit word");
+
+static status_bits
+status_load(PyThreadState *ts)
+{
+    uint32_t w = __atomic_load_n((uint32_t *)&ts->_status, __ATOMIC_RELAXED);
+    status_bits s;
+    memcpy(&s, &w, sizeof s);
+    return s;
+}
+
+static void
+status_store(PyThreadState *ts, status_bits s)
+{
+    uint32_t w;
+    memcpy(&w, &s, sizeof w);
+    __atomic_store_n((uint32_t *)&ts->_status, w, __ATOMIC_RELAXED);
+}
+#endif
+
 /* C stack spent per level of recursion that CPython counts.  Measured on
  * x86-64 by recursing through C (list(map(lambda: f()))) in a goroutine
  * with the fit disabled until the guard page faulted: about 550 bytes per
@@ -177,17 +209,22 @@ gr_pystate_recycle(PyThreadState *ts)
 void
 gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* Before the GIL, not after: a debug build's _PyThreadState_Swap
+     * (Py_DEBUG) aborts with "Invalid thread state for this thread" when
+     * the key names another thread state of the interpreter than the one
+     * being made current.  The key is thread-local (pthread_setspecific),
+     * so setting it needs no GIL. */
+    PyThread_tss_set(GILSTATE_KEY, ts);
+#endif
     PyEval_RestoreThread(ts);
+    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
     /* The M's own thread state was made on this OS thread: copy its ids
      * rather than asking the kernel (gettid) on every switch. */
     ts->thread_id = mts->thread_id;
 #if PY_VERSION_HEX >= 0x030B0000
     ts->native_thread_id = mts->native_thread_id;
 #endif
-#if PY_VERSION_HEX < 0x030C0000
-    PyThread_tss_set(GILSTATE_KEY, ts);
-#endif
-    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
 }
 
 /* Give the GIL back and make the M's own thread state the one
@@ -196,8 +233,12 @@ void
 gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    ts->_status.bound_gilstate = 0;
-    mts->_status.bound_gilstate = 1;
+    status_bits st = status_load(ts);
+    st.bound_gilstate = 0;
+    status_store(ts, st);
+    st = status_load(mts);
+    st.bound_gilstate = 1;
+    status_store(mts, st);
 #endif
     PyThread_tss_set(GILSTATE_KEY, mts);
     PyEval_SaveThread();
@@ -214,7 +255,7 @@ gr_pystate_attached(PyThreadState *ts)
 #if PY_VERSION_HEX >= 0x030C0000
     /* PyEval_SaveThread deactivates the thread state before dropping
      * the GIL; RestoreThread activates it after taking the GIL. */
-    return ts->_status.active;
+    return status_load(ts).active;
 #else
     return (PyThreadState *)_Py_atomic_load_relaxed(
         &_PyRuntime.gilstate.tstate_current) == ts;

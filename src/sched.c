@@ -103,6 +103,7 @@ struct gr_m {
     void *g0fake;               /* ASan fake stack of g0 across a switch */
     char *g0lo;                 /* g0 stack bounds, for ASan */
     size_t g0size;
+    void *g0fiber;              /* TSan fiber of g0 (the thread itself) */
     PyThreadState *tstate;      /* the M's own thread state */
     gr_p *p;                    /* attached P, or NULL */
     gr_p *nextp;                /* P handed over while it slept */
@@ -147,7 +148,9 @@ static struct {
     atomic_int npidle;
     atomic_int nmspinning;
     gr_p **allp;                /* every P ever made (gomaxprocs can grow) */
-    int nallp;
+    atomic_int nallp;           /* allp[0..nallp) are set: stored (under
+                                   lock) after the allp[i] it covers, read
+                                   without the lock by steal_work */
     atomic_int gomaxprocs;
     gr_g *gfree;                /* dead Gs for reuse, under lock */
     int ngfree;
@@ -159,6 +162,8 @@ static struct {
     atomic_int nthreadblocked;  /* plain threads blocked in the runtime */
     atomic_bool started;
     atomic_bool exiting;
+    pthread_t sysmon;           /* joined by sched_shutdown */
+    pid_t sysmonpid;            /* the process it runs in (not a fork) */
     PyInterpreterState *interp;
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
@@ -493,6 +498,29 @@ globrunqget_locked(gr_p *p, int max)
     return g;
 }
 
+/* p leaves the Ps in use (gomaxprocs shrank): move its runnable Gs,
+ * runnext first, to the global queue.  Nobody else looks at p's queue any
+ * more (steal_work and sysmon skip Ps at or beyond gomaxprocs), so left
+ * there they would never run.  sched.lock held; no G of p's is running. */
+static void
+runqdrain_locked(gr_p *p)
+{
+    gr_g *g;
+    int n = 0;
+    while ((g = runqget(p)) != NULL) {
+        g->schedlink = NULL;
+        if (sched.runqtail) {
+            sched.runqtail->schedlink = g;
+        }
+        else {
+            sched.runqhead = g;
+        }
+        sched.runqtail = g;
+        n++;
+    }
+    atomic_fetch_add(&sched.runqsize, n);
+}
+
 static void
 globrunqput(gr_g *g)
 {
@@ -638,6 +666,14 @@ take_nextp(gr_m *m)
 static void
 stopm(gr_m *m)
 {
+    if (m->spinning) {
+        /* Go throws "stopm spinning"; here an M that lost its P to a
+         * gomaxprocs shrink while spinning gets here.  A sleeping M looks
+         * for nothing: left counted in nmspinning, it would make wakep
+         * believe someone is looking and wake nobody, ever. */
+        m->spinning = false;
+        atomic_fetch_sub(&sched.nmspinning, 1);
+    }
     pthread_mutex_lock(&sched.lock);
     m->schedlink = sched.midle;
     sched.midle = m;
@@ -660,7 +696,10 @@ stopm(gr_m *m)
 static gr_g *
 steal_work(gr_m *m, gr_p *p)
 {
-    int n = sched.nallp;
+    /* Acquire: pairs with the store in gomaxprocs, so every allp[i] below
+     * n is visible here (a plain read raced with that store, and on a
+     * weakly ordered CPU could see the new n but a NULL allp[i]). */
+    int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
     gr_g *batch[GR_RUNQ / 2];
     for (int round = 0; round < 4; round++) {
         unsigned start = gr_fastrand();
@@ -724,8 +763,10 @@ findrunnable(gr_m *m)
             acquirep(m, p);
         }
         if (p->id >= atomic_load(&sched.gomaxprocs)) {
-            /* gomaxprocs shrank: park this P for good. */
+            /* gomaxprocs shrank: park this P for good, and its runnable
+             * Gs where the remaining Ps look. */
             pthread_mutex_lock(&sched.lock);
+            runqdrain_locked(p);
             m->p = NULL;
             atomic_store(&p->m, NULL);
             atomic_store(&p->status, P_IDLE);
@@ -870,7 +911,8 @@ execute(gr_m *m, gr_g *g)
 
     gr_pystate_enter(g->tstate, m->tstate);
     gr_pystate_refit(g->tstate, g->stack.size, &g->fit_limit);
-    gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size);
+    gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size,
+                             g->stack.tsan_fiber);
     gr_ctx_switch(&m->g0ctx, &g->ctx);
     gr_switch_annotate_end(m->g0fake);
     /* Back on g0 with the GIL and g's thread state: g parked, yielded or
@@ -909,6 +951,7 @@ execute(gr_m *m, gr_g *g)
         }
         break;
     case EXIT_DEAD:
+        gr_ctx_done(&g->stack);
         gfput(m->p, g);
         break;
     }
@@ -919,6 +962,7 @@ mstart(void *arg)
 {
     gr_m *m = arg;
     tls_m = m;
+    m->g0fiber = gr_switch_fiber_self();
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -993,7 +1037,7 @@ gswitch_to_g0(gr_g *g, int kind)
     g->exitkind = kind;
     void *fake = NULL;
     gr_switch_annotate_begin(kind == EXIT_DEAD ? NULL : &fake,
-                             m->g0lo, m->g0size);
+                             m->g0lo, m->g0size, m->g0fiber);
     gr_ctx_switch(&g->ctx, &m->g0ctx);
     gr_switch_annotate_end(fake);
 }
@@ -1195,7 +1239,7 @@ sched_start(void)
         sched.allp[i] = p;
         pidleput_locked(p);
     }
-    sched.nallp = n;
+    atomic_store(&sched.nallp, n);
     atomic_store(&sched.gomaxprocs, n);
     pthread_mutex_unlock(&sched.lock);
     atomic_store(&sched.started, true);
@@ -1268,7 +1312,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
                     ? PyDict_Copy(kwargs) : NULL;
     g->context = ctx;
     gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
-    gr_ctx_make(&g->ctx, &g->stack, gentry, g);
+    gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);
     atomic_fetch_add(&sched.nactive, 1);
@@ -1390,17 +1434,14 @@ sysmon(void *arg)
     return NULL;
 }
 
+/* Joinable, unlike the Ms: sched_shutdown waits for it. */
 static void
 sysmon_start(void)
 {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, sysmon, NULL) != 0) {
+    if (pthread_create(&sched.sysmon, NULL, sysmon, NULL) != 0) {
         Py_FatalError("goroutine: cannot start sysmon");
     }
-    pthread_attr_destroy(&attr);
+    sched.sysmonpid = getpid();
 }
 
 /* ---- deadlock ------------------------------------------------------- */
@@ -1555,18 +1596,19 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         n = 1024;
     }
     pthread_mutex_lock(&sched.lock);
-    for (int i = sched.nallp; i < n; i++) {
+    for (int i = atomic_load(&sched.nallp); i < n; i++) {
         gr_p *p = calloc(1, sizeof *p);
         p->id = i;
         sched.allp[i] = p;
         pidleput_locked(p);
-        sched.nallp = i + 1;
+        atomic_store_explicit(&sched.nallp, i + 1, memory_order_release);
     }
-    /* Shrinking: idle Ps beyond n leave the idle list; busy ones are
-     * dropped by their M in findrunnable. */
+    /* Shrinking: idle Ps beyond n leave the idle list (with whatever they
+     * still queue); busy ones are dropped by their M in findrunnable. */
     gr_p **pp = &sched.pidle;
     while (*pp != NULL) {
         if ((*pp)->id >= n) {
+            runqdrain_locked(*pp);
             *pp = (*pp)->link;
             atomic_fetch_sub(&sched.npidle, 1);
         }
@@ -1575,7 +1617,7 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     /* Growing: Ps that a shrink dropped come back. */
-    for (int i = prev; i < n && i < sched.nallp; i++) {
+    for (int i = prev; i < n && i < atomic_load(&sched.nallp); i++) {
         gr_p *p = sched.allp[i];
         if (atomic_load(&p->m) == NULL) {
             bool listed = false;
@@ -1754,11 +1796,25 @@ sched_stats(PyObject *module, PyObject *unused)
 }
 
 /* atexit: Ms stop at their next scheduling point and never touch Python
- * again; goroutines are abandoned, as in Go. */
+ * again; goroutines are abandoned, as in Go.  GIL held.
+ *
+ * sysmon must be gone before we return: it reads goroutines' thread
+ * states without the GIL (gr_pystate_attached), and finalization frees
+ * them.  Setting `exiting` is not enough -- sysmon may be in the middle of
+ * a pass -- so wait for it to leave its loop (at most one sleep of up to
+ * 10 ms).  TSan reported that read racing the free on 3.12.  A forked
+ * child has no sysmon (fork copies only the calling thread): joining the
+ * parent's would wait forever. */
 static PyObject *
 sched_shutdown(PyObject *module, PyObject *unused)
 {
-    atomic_store(&sched.exiting, true);
+    if (atomic_exchange(&sched.exiting, true) ||
+        !atomic_load(&sched.started) || sched.sysmonpid != getpid()) {
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(sched.sysmon, NULL);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 

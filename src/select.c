@@ -59,6 +59,18 @@ unlock_all(void *arg)
     }
 }
 
+/* gr_park's unlock function: on g0, the locks handed over by the parked
+ * goroutine (taken in lock order, as lock_all did). */
+static void
+park_unlock_all(void *arg)
+{
+    lockset *ls = arg;
+    for (int i = 0; i < ls->nlocks; i++) {
+        gr_chan_lock_handoff_in(ls->locks[i]);
+    }
+    unlock_all(ls);
+}
+
 typedef struct {
     lockset *ls;
     gr_sudog *sgs;
@@ -212,7 +224,10 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
     }
     select_cancel_arg ca = {&ls, sgs, npoll};
     if (g != NULL) {
-        gr_park(nd > 0 ? unlock_all : NULL, &ls, "select");
+        for (int i = nd; i-- > 0;) {
+            gr_chan_lock_handoff_out(locks[i]);
+        }
+        gr_park(nd > 0 ? park_unlock_all : NULL, &ls, "select");
     }
     else {
         unlock_all(&ls);

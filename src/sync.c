@@ -139,9 +139,12 @@ typedef struct {
     wnode *n;
 } qblock;
 
+/* gr_park's unlock function: on g0, mu handed over by the parked
+ * goroutine. */
 static void
 unlock_mu(void *arg)
 {
+    gr_lock_handoff_in((pthread_mutex_t *)arg);
     pthread_mutex_unlock((pthread_mutex_t *)arg);
 }
 
@@ -168,6 +171,7 @@ q_wait(pthread_mutex_t *mu, waitq *q, wnode *n, bool front,
     n->handoff = false;
     q_push(q, n, front);
     if (g != NULL) {
+        gr_lock_handoff_out(mu);
         gr_park(unlock_mu, mu, reason);
         return 0;
     }

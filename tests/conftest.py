@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 
@@ -52,3 +53,20 @@ def wait_until(pred, timeout=5.0):
 if os.environ.get("GR_TEST_SANITIZED"):
     # make test-asan must exercise the sanitized build, never a plain one.
     assert "/build/asan/" in goroutine._core.__file__, goroutine._core.__file__
+
+if os.environ.get("GR_TEST_DEBUG"):
+    # make test-debug: a Py_DEBUG interpreter running the module built
+    # against it (the 311d suffix), so reference counts are checked.
+    assert hasattr(sys, "gettotalrefcount"), sys.executable
+    assert sys.abiflags == "d" and goroutine._core.__file__.endswith(
+        sysconfig.get_config_var("EXT_SUFFIX")), goroutine._core.__file__
+
+TSAN = bool(os.environ.get("GR_TEST_TSAN"))
+if TSAN:
+    # make test-tsan, likewise.
+    assert "/build/tsan/" in goroutine._core.__file__, goroutine._core.__file__
+
+# Under ThreadSanitizer every live goroutine is a TSan fiber, which costs a
+# thread's worth of TSan state, and TSan dies beyond 8128 live threads.
+beyond_tsan_thread_limit = pytest.mark.skipif(
+    TSAN, reason="more live goroutines than TSan's 8128-thread limit")

@@ -7,6 +7,8 @@ import pytest
 
 from goroutine import Panic, chan, go, nilchan, select, default
 
+from conftest import beyond_tsan_thread_limit
+
 
 def test_unbuffered_send_blocks_until_received_and_hands_the_object_over():
     ch = chan()
@@ -259,6 +261,7 @@ def test_sieve_finds_the_first_primes():
         c.close()
 
 
+@beyond_tsan_thread_limit
 def test_daisy_chain_of_10000_goroutines():
     n = 10000
     leftmost = chan()

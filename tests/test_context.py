@@ -7,6 +7,8 @@ import pytest
 
 from goroutine import chan, context, default, go, runtime, select, sync, time
 
+from conftest import beyond_tsan_thread_limit
+
 
 def is_done(ctx):
     return select(ctx.done().recv, default)[0] == 0
@@ -152,6 +154,7 @@ def test_merge_is_done_when_either_is():
     cancel()
 
 
+@beyond_tsan_thread_limit
 def test_cancelling_10000_goroutines_selecting_on_done():
     ctx, cancel = context.with_cancel(context.background())
     n = 10000

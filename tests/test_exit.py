@@ -29,6 +29,30 @@ def test_exit_with_goroutines_parked_runnable_and_running_is_prompt_and_clean():
     assert "Fatal Python error" not in r.stderr
 
 
+def test_a_forked_child_exits_though_the_parent_runtime_is_running():
+    # Exit waits for sysmon to stop; a child made by fork has no sysmon
+    # (fork copies only the calling thread) and must not wait for one --
+    # least of all for whichever new thread reuses the dead one's stack
+    # and descriptor, as the child's own threads below may.
+    r = run_py("""
+        import os, threading, time
+        from goroutine import chan, go
+        c = chan()
+        go(c.send, 1)
+        c.recv()
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(4):
+                threading.Thread(target=time.sleep, args=(60,),
+                                 daemon=True).start()
+            raise SystemExit(7)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "7"
+
+
 def test_exit_status_of_the_main_program_is_kept():
     r = run_py("""
         import sys

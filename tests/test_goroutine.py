@@ -10,7 +10,7 @@ import pytest
 import goroutine
 from goroutine import chan, go, runtime
 
-from conftest import run_py
+from conftest import beyond_tsan_thread_limit, run_py
 
 
 def test_go_returns_none_at_once_and_runs_f_with_args_and_kwargs():
@@ -178,6 +178,31 @@ def test_gomaxprocs_reads_and_sets():
     assert runtime.gomaxprocs(prev) == 1
 
 
+def test_shrinking_gomaxprocs_strands_no_goroutine():
+    # Each spawner queues 20 goroutines on its P's local queue, then takes
+    # that P out of use.  The queued ones must still run: the dropped P's
+    # queue moves to the global one, and an M that loses its P while
+    # spinning stops counting as spinning (else no M is woken again).
+    prev = runtime.gomaxprocs()
+    try:
+        for _ in range(50):
+            runtime.gomaxprocs(2)
+            done = chan(100)
+
+            def spawner():
+                for _ in range(20):
+                    go(done.send, 1)
+                runtime.gomaxprocs(1)
+            for _ in range(4):
+                go(spawner)
+            timeout = goroutine.time.after(5)
+            for _ in range(80):
+                i, _ = goroutine.select(done.recv, timeout.recv)
+                assert i == 0, f"goroutines stranded: {runtime.stats()}"
+    finally:
+        runtime.gomaxprocs(prev)
+
+
 def test_num_cpu_matches_affinity():
     import os
     assert runtime.num_cpu() == len(os.sched_getaffinity(0))
@@ -302,6 +327,7 @@ def test_recursion_limit_changed_while_a_goroutine_is_parked(before, after):
     assert (r.returncode, r.stdout) == (0, "RecursionError\n"), r.stderr
 
 
+@beyond_tsan_thread_limit
 def test_many_goroutines_parked_at_once():
     n = 20000
     gate = chan()

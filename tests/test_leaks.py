@@ -1,6 +1,8 @@
 """Reference and memory leaks: run each concept's operations in a loop and
 check that object counts, a sentinel's refcount and traced memory stay
-flat."""
+flat; on a debug build of CPython (make test-debug), that the interpreter's
+total reference count stays flat too."""
+import asyncio
 import gc
 import sys
 import threading
@@ -8,8 +10,11 @@ import tracemalloc
 
 import pytest
 
-from goroutine import (Panic, chan, context, default, go, select, sync,
-                       time)
+import goroutine
+from goroutine import (Map, Panic, chan, context, default, errgroup, go,
+                       nilchan, runtime, select, sync, time)
+
+from conftest import _settle
 
 
 class Sentinel:
@@ -74,10 +79,160 @@ def workload_time(s):
     t.stop()
 
 
-@pytest.mark.parametrize("work", [workload_chan, workload_select,
-                                  workload_sync, workload_context,
-                                  workload_time],
-                         ids=lambda f: f.__name__)
+def workload_select_many(s):
+    # More cases than fit on the C stack: the heap path.
+    chans = [chan(1) for _ in range(12)]
+    chans[5].send(s)
+    select(*[c.recv for c in chans])
+    go(chans[9].send, s)
+    select(*[c.recv_ for c in chans])
+    select(*[(c.send, s) for c in chans], default)
+
+
+def workload_map(s):
+    m = Map({1: s, "k": s}, x=s)
+    m[2] = s
+    m[(1, "a")] = s
+    m[2.0] = s
+    m[float("nan")] = s
+    m.get(1)
+    m.get("missing", s)
+    m.setdefault(3, s)
+    m.setdefault(3, s)
+    m.load(1)
+    m.store(4, s)
+    m.load_or_store(4, s)
+    m.load_or_store(5, s)
+    m.swap(5, s)
+    m.compare_and_swap(5, s, s)
+    m.compare_and_delete(5, s)
+    m.load_and_delete(4)
+    m.incr("n")
+    m.incr("n", 2)
+    list(m.items())
+    list(m.values())
+    c = m.copy()
+    c.update(m)
+    c.update({7: s}, y=s)
+    c.update([(8, s)])
+    assert m != c
+    m.pop(1)
+    m.pop("missing", s)
+    del m[2]
+    m.stats()
+    c.clear()
+
+
+def workload_goroutine(s):
+    done = chan(3)
+    go(lambda a, b=None: done.send((a, b)), s, b=s)
+
+    def exits():
+        try:
+            runtime.goexit()
+        finally:
+            done.send(s)
+    go(exits)
+    seen = chan(1)
+    hook = goroutine.excepthook
+    goroutine.excepthook = lambda info: seen.send(info.exc_value)
+    try:
+        go(lambda: done.send(s) or [][0])
+        seen.recv()
+    finally:
+        goroutine.excepthook = hook
+    for _ in range(3):
+        done.recv()
+    block = chan()
+    go(block.recv)
+    runtime.stack()
+    runtime.stats()
+    block.send(s)
+
+
+_loop = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def loop():
+    """One event loop for every workload_async call: a loop per call
+    (asyncio.run) would cost more than the workload."""
+    global _loop
+    _loop = asyncio.new_event_loop()
+    yield
+    _loop.close()
+
+
+def workload_async(s):
+    async def main():
+        c = chan(1)
+        await c.send_async(s)
+        await c.recv_async()
+        go(c.send, s)
+        await c.recv_async_()
+        t = asyncio.ensure_future(c.recv_async())
+        await asyncio.sleep(0)
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+        m = sync.Mutex()
+        await m.lock_async()
+        m.unlock()
+    _loop.run_until_complete(main())
+
+
+def _raises(exc, f, *args):
+    try:
+        f(*args)
+    except exc:
+        return
+    raise AssertionError(f"{f} did not raise {exc.__name__}")
+
+
+def workload_errors(s):
+    """Go's panics and bad input: every error path gives its references
+    back."""
+    c = chan(1)
+    c.close()
+    _raises(Panic, c.send, s)
+    _raises(Panic, c.close)
+    _raises(Panic, nilchan.close)
+    _raises(Panic, select, (c.send, s))
+    _raises(ValueError, chan, -1)
+    _raises(TypeError, select, s)
+    _raises(TypeError, select, (c.recv, s))
+    _raises(TypeError, select, default, default)
+    _raises(TypeError, go, s)
+    _raises(TypeError, chan(1).recv_only().send, s)
+    _raises(Panic, sync.WaitGroup().done)
+    _raises(Panic, sync.Mutex().unlock)
+    _raises(Panic, sync.RWMutex().runlock)
+    _raises(TypeError, time.sleep, s)
+    _raises(ValueError, time.Ticker, 0)
+    m = Map()
+    _raises(TypeError, m.__setitem__, [1], s)
+    _raises(KeyError, m.__getitem__, 1)
+    _raises(ValueError, Map, [(1, s, s)])
+    _raises(TypeError, context.with_cancel, None)
+
+    def boom():
+        raise ValueError(s)
+    once = sync.Once()
+    _raises(ValueError, once.do, boom)
+    once.do(boom)
+    g = errgroup.Group()
+    g.go(boom)
+    _raises(ValueError, g.wait)
+
+
+WORKLOADS = [workload_chan, workload_select, workload_select_many,
+             workload_sync, workload_context, workload_time, workload_map,
+             workload_goroutine, workload_async, workload_errors]
+
+
+@pytest.mark.parametrize("work", WORKLOADS, ids=lambda f: f.__name__)
 def test_no_reference_or_memory_growth(work):
     s = Sentinel()
     for _ in range(300):
@@ -98,6 +253,50 @@ def test_no_reference_or_memory_growth(work):
     assert sys.getrefcount(s) == refs0
     assert len(gc.get_objects()) - objs0 < 100
     assert mem1 - mem0 < 64 * 1024, f"{mem1 - mem0} bytes kept"
+
+
+def _total_refcount_deltas(work, s, rounds=4, per_round=200):
+    """sys.gettotalrefcount() growth over `rounds` rounds of `per_round`
+    calls of work(s), after a warm-up (free lists, pooled goroutines and
+    thread states, interned strings)."""
+    for _ in range(50):
+        work(s)
+    baseline = runtime.num_goroutine()
+    deltas = []
+    for _ in range(rounds):
+        _settle(baseline)
+        time.sleep(0.02)        # timer stops are processed asynchronously
+        gc.collect()
+        before = sys.gettotalrefcount()
+        for _ in range(per_round):
+            work(s)
+        _settle(baseline)
+        time.sleep(0.02)
+        gc.collect()
+        deltas.append(sys.gettotalrefcount() - before)
+    return deltas
+
+
+needs_refcount_debug = pytest.mark.skipif(
+    not hasattr(sys, "gettotalrefcount"),
+    reason="sys.gettotalrefcount needs a debug build of CPython "
+           "(make test-debug)")
+
+
+@needs_refcount_debug
+@pytest.mark.parametrize("work", WORKLOADS, ids=lambda f: f.__name__)
+def test_total_reference_count_stays_flat(work):
+    # One reference leaked per call is +200 in every round; caches and the
+    # measurement itself move the count by a few (measured: 0-31).
+    deltas = _total_refcount_deltas(work, Sentinel())
+    assert min(deltas) < 50, f"total refcount grew by {deltas} per round"
+
+
+@needs_refcount_debug
+def test_total_refcount_check_sees_one_reference_kept_per_call():
+    kept = []
+    deltas = _total_refcount_deltas(kept.append, Sentinel())
+    assert min(deltas) >= 200, deltas
 
 
 def test_values_in_a_dropped_channel_are_released():

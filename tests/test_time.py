@@ -6,6 +6,8 @@ import pytest
 
 from goroutine import chan, default, go, runtime, select, time
 
+from conftest import beyond_tsan_thread_limit
+
 
 def elapsed(f):
     t0 = _t.monotonic()
@@ -49,6 +51,7 @@ def test_sleep_in_a_goroutine_parks_only_the_goroutine():
         runtime.gomaxprocs(prev)
 
 
+@beyond_tsan_thread_limit
 def test_ten_thousand_sleeping_goroutines_cost_no_threads():
     n = 10000
     done = chan(n)
