@@ -186,6 +186,8 @@ uint64_t gr_sched_epoch(void);
 /* Timers that can still fire (timer.c keeps the count). */
 extern atomic_long gr_timers_pending;
 long gr_timer_pending(void);
+/* At exit: wait until the timer thread is done delivering under the GIL. */
+void gr_timer_fence(void);
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 

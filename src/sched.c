@@ -1808,12 +1808,14 @@ sched_stats(PyObject *module, PyObject *unused)
 static PyObject *
 sched_shutdown(PyObject *module, PyObject *unused)
 {
-    if (atomic_exchange(&sched.exiting, true) ||
-        !atomic_load(&sched.started) || sched.sysmonpid != getpid()) {
+    if (atomic_exchange(&sched.exiting, true)) {
         Py_RETURN_NONE;
     }
     Py_BEGIN_ALLOW_THREADS
-    pthread_join(sched.sysmon, NULL);
+    gr_timer_fence();
+    if (atomic_load(&sched.started) && sched.sysmonpid == getpid()) {
+        pthread_join(sched.sysmon, NULL);
+    }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

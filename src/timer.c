@@ -52,9 +52,9 @@
 
 #include <math.h>
 #include <uv.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sys/timerfd.h>
-#include <unistd.h>
 #endif
 
 enum { TK_SLEEP = 1, TK_PY = 2 };
@@ -85,7 +85,10 @@ static struct {
     uv_poll_t tpoll;            /* Linux: watches tfd */
     atomic_bool started;
     pthread_t thread;
-} L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX};
+    pid_t pid;                  /* the process the loop thread runs in */
+    pthread_mutex_t fire;       /* held while delivering under the GIL */
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX,
+       .fire = PTHREAD_MUTEX_INITIALIZER};
 
 static void rec_unref(gr_timer_rec *rec);
 
@@ -221,6 +224,7 @@ run_timers(void)
      * never while the process is exiting: Python must not be touched. */
     PyGILState_STATE gs = PyGILState_UNLOCKED;
     bool gil = false;
+    pthread_mutex_lock(&L.fire);    /* see gr_timer_fence */
     while (due != NULL) {
         gr_timer_rec *rec = due;
         due = rec->fnext;
@@ -246,6 +250,7 @@ run_timers(void)
     if (gil) {
         PyGILState_Release(gs);
     }
+    pthread_mutex_unlock(&L.fire);
 
 #ifdef __linux__
     /* A timerfd keeps nanoseconds: libuv's timers round to milliseconds,
@@ -336,10 +341,27 @@ loop_start(void)
                             "goroutine: cannot start the timer thread");
             return -1;
         }
+        L.pid = getpid();
         atomic_store(&L.started, true);
     }
     pthread_mutex_unlock(&L.lock);
     return 0;
+}
+
+/* At exit, after gr_sched_exiting() became true, GIL released: wait until
+ * the loop thread is not delivering, so it has either finished with
+ * Python or will see `exiting` and never take the GIL again.  Without
+ * this it could check `exiting`, lose the CPU, and call
+ * PyGILState_Ensure in the middle of finalization (a crash in
+ * PyThreadState_New, seen in a core dump).  A forked child has no loop
+ * thread, and the parent's may have held the lock at the fork. */
+void
+gr_timer_fence(void)
+{
+    if (atomic_load(&L.started) && L.pid == getpid()) {
+        pthread_mutex_lock(&L.fire);
+        pthread_mutex_unlock(&L.fire);
+    }
 }
 
 /* Add rec to the heap (it takes the heap's reference, already counted in
