@@ -498,29 +498,6 @@ globrunqget_locked(gr_p *p, int max)
     return g;
 }
 
-/* p leaves the Ps in use (gomaxprocs shrank): move its runnable Gs,
- * runnext first, to the global queue.  Nobody else looks at p's queue any
- * more (steal_work and sysmon skip Ps at or beyond gomaxprocs), so left
- * there they would never run.  sched.lock held; no G of p's is running. */
-static void
-runqdrain_locked(gr_p *p)
-{
-    gr_g *g;
-    int n = 0;
-    while ((g = runqget(p)) != NULL) {
-        g->schedlink = NULL;
-        if (sched.runqtail) {
-            sched.runqtail->schedlink = g;
-        }
-        else {
-            sched.runqhead = g;
-        }
-        sched.runqtail = g;
-        n++;
-    }
-    atomic_fetch_add(&sched.runqsize, n);
-}
-
 static void
 globrunqput(gr_g *g)
 {
@@ -666,14 +643,6 @@ take_nextp(gr_m *m)
 static void
 stopm(gr_m *m)
 {
-    if (m->spinning) {
-        /* Go throws "stopm spinning"; here an M that lost its P to a
-         * gomaxprocs shrink while spinning gets here.  A sleeping M looks
-         * for nothing: left counted in nmspinning, it would make wakep
-         * believe someone is looking and wake nobody, ever. */
-        m->spinning = false;
-        atomic_fetch_sub(&sched.nmspinning, 1);
-    }
     pthread_mutex_lock(&sched.lock);
     m->schedlink = sched.midle;
     sched.midle = m;
@@ -763,10 +732,8 @@ findrunnable(gr_m *m)
             acquirep(m, p);
         }
         if (p->id >= atomic_load(&sched.gomaxprocs)) {
-            /* gomaxprocs shrank: park this P for good, and its runnable
-             * Gs where the remaining Ps look. */
+            /* gomaxprocs shrank: park this P for good. */
             pthread_mutex_lock(&sched.lock);
-            runqdrain_locked(p);
             m->p = NULL;
             atomic_store(&p->m, NULL);
             atomic_store(&p->status, P_IDLE);
@@ -1603,12 +1570,11 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         pidleput_locked(p);
         atomic_store_explicit(&sched.nallp, i + 1, memory_order_release);
     }
-    /* Shrinking: idle Ps beyond n leave the idle list (with whatever they
-     * still queue); busy ones are dropped by their M in findrunnable. */
+    /* Shrinking: idle Ps beyond n leave the idle list; busy ones are
+     * dropped by their M in findrunnable. */
     gr_p **pp = &sched.pidle;
     while (*pp != NULL) {
         if ((*pp)->id >= n) {
-            runqdrain_locked(*pp);
             *pp = (*pp)->link;
             atomic_fetch_sub(&sched.npidle, 1);
         }

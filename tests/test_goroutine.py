@@ -178,31 +178,6 @@ def test_gomaxprocs_reads_and_sets():
     assert runtime.gomaxprocs(prev) == 1
 
 
-def test_shrinking_gomaxprocs_strands_no_goroutine():
-    # Each spawner queues 20 goroutines on its P's local queue, then takes
-    # that P out of use.  The queued ones must still run: the dropped P's
-    # queue moves to the global one, and an M that loses its P while
-    # spinning stops counting as spinning (else no M is woken again).
-    prev = runtime.gomaxprocs()
-    try:
-        for _ in range(50):
-            runtime.gomaxprocs(2)
-            done = chan(100)
-
-            def spawner():
-                for _ in range(20):
-                    go(done.send, 1)
-                runtime.gomaxprocs(1)
-            for _ in range(4):
-                go(spawner)
-            timeout = goroutine.time.after(5)
-            for _ in range(80):
-                i, _ = goroutine.select(done.recv, timeout.recv)
-                assert i == 0, f"goroutines stranded: {runtime.stats()}"
-    finally:
-        runtime.gomaxprocs(prev)
-
-
 def test_num_cpu_matches_affinity():
     import os
     assert runtime.num_cpu() == len(os.sched_getaffinity(0))
