@@ -2149,7 +2149,12 @@ update_from(hmap *h, upbatch *ub, PyObject *arg)
         return -1;
     }
     Py_ssize_t n = PyList_GET_SIZE(items);
-    if (h->count == 0) {
+    /* count under the lock: a GIL-free update() of another thread may be
+     * inserting right now (TSan reported the unlocked read). */
+    map_lock(h);
+    bool empty = h->count == 0;
+    map_unlock(h);
+    if (empty) {
         ub->hint = n;
     }
     int r = 0;
@@ -2260,7 +2265,10 @@ map_init(hmap *h, PyObject *args, PyObject *kw)
 static Py_ssize_t
 map_len(hmap *h)
 {
-    return h->count;
+    map_lock(h);            /* a GIL-free update() may be inserting */
+    Py_ssize_t n = h->count;
+    map_unlock(h);
+    return n;
 }
 
 static PyObject *
