@@ -16,10 +16,20 @@
  *
  * Invariants and ownership:
  *   - p->status: P_IDLE (on sched.pidle, or being handed over), P_SCHED
- *     (its M is in the scheduler), P_RUNG (its M runs a G).  Only sysmon
- *     moves P_RUNG -> P_IDLE (retake, CAS); the M moves P_RUNG -> P_SCHED
- *     by CAS when its G comes back, and learns from a failed CAS that it
- *     lost the P.
+ *     (its M is in the scheduler), P_RUNG (its M runs a G), P_DEAD (out
+ *     of use: id >= gomaxprocs, on no list, owned by nobody, queues
+ *     empty).  Only sysmon and gomaxprocs move P_RUNG -> P_IDLE (retake,
+ *     CAS); the M moves P_RUNG -> P_SCHED by CAS when its G comes back,
+ *     and learns from a failed CAS that it lost the P.
+ *   - gomaxprocs (Go's procresize): P_DEAD is entered and left only under
+ *     sched.lock, and gomaxprocs only changes under sched.lock, so at every
+ *     moment a P is either in circulation (owned, listed or handed over,
+ *     exactly one of them) or dead, never both.  A shrink kills the idle
+ *     Ps beyond n and retakes the ones whose G is off the GIL; every other
+ *     P beyond n is killed by whoever next gives it up (pidleput_locked,
+ *     or findrunnable's check).  Killing moves the P's queued Gs to the
+ *     global queue.  A grow relists only dead Ps: a P in flight to an M
+ *     is still in circulation and stays with that M.
  *   - Run queue puts (runqput) are owner-only, as in Go: either the M in
  *     the scheduler holding the P, or code on a G that holds the GIL and
  *     sees p->m == its M.  An M that receives a P retaken from another M
@@ -71,7 +81,7 @@
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
-enum { P_IDLE, P_SCHED, P_RUNG };
+enum { P_IDLE, P_SCHED, P_RUNG, P_DEAD };
 enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
 
 struct gr_g {
@@ -514,6 +524,43 @@ globrunqput(gr_g *g)
     pthread_mutex_unlock(&sched.lock);
 }
 
+/* p goes out of use (gomaxprocs shrank below its id): move its runnable
+ * Gs, runnext first, to the global queue (Go's procresize does the same
+ * for a destroyed P), its dead Gs to the global free list, and mark it
+ * P_DEAD.  sched.lock held; the caller owns p (or took it off the idle
+ * list), so nobody puts to its queue; stealers still may take from it,
+ * which runqget's CAS allows.  Returns how many Gs moved. */
+static int
+pdestroy_locked(gr_p *p)
+{
+    int moved = 0;
+    gr_g *g;
+    while ((g = runqget(p)) != NULL) {
+        g->schedlink = NULL;
+        if (sched.runqtail) {
+            sched.runqtail->schedlink = g;
+        }
+        else {
+            sched.runqhead = g;
+        }
+        sched.runqtail = g;
+        moved++;
+    }
+    atomic_fetch_add(&sched.runqsize, moved);
+    while (p->gfree != NULL) {
+        g = p->gfree;
+        p->gfree = g->schedlink;
+        g->schedlink = sched.gfree;
+        sched.gfree = g;
+        sched.ngfree++;
+    }
+    p->ngfree = 0;
+    atomic_store(&p->curg, NULL);
+    atomic_store(&p->m, NULL);
+    atomic_store(&p->status, P_DEAD);
+    return moved;
+}
+
 /* ---- Ms and Ps ------------------------------------------------------ */
 
 static void *mstart(void *arg);
@@ -530,10 +577,15 @@ pidleget_locked(void)
     return p;
 }
 
-/* sched.lock held.  p must have no owner. */
+/* sched.lock held.  The caller gives p up (it owned it or had it handed
+ * over).  A P beyond gomaxprocs is not listed but killed. */
 static void
 pidleput_locked(gr_p *p)
 {
+    if (p->id >= atomic_load(&sched.gomaxprocs)) {
+        pdestroy_locked(p);
+        return;
+    }
     atomic_store(&p->m, NULL);
     atomic_store(&p->status, P_IDLE);
     p->link = sched.pidle;
@@ -643,6 +695,14 @@ take_nextp(gr_m *m)
 static void
 stopm(gr_m *m)
 {
+    if (m->spinning) {
+        /* It lost its P while spinning (a shrink killed it): it stops
+         * looking for work, or wakep would believe someone still looks
+         * and wake nobody for good.  Go throws "stopm spinning"; here the
+         * shrink path reaches it legitimately. */
+        m->spinning = false;
+        atomic_fetch_sub(&sched.nmspinning, 1);
+    }
     pthread_mutex_lock(&sched.lock);
     m->schedlink = sched.midle;
     sched.midle = m;
@@ -732,13 +792,19 @@ findrunnable(gr_m *m)
             acquirep(m, p);
         }
         if (p->id >= atomic_load(&sched.gomaxprocs)) {
-            /* gomaxprocs shrank: park this P for good. */
+            /* gomaxprocs shrank: kill this P, its Gs go to the global
+             * queue.  Checked again under the lock: a grow may have come
+             * in between, and then the P stays in use. */
             pthread_mutex_lock(&sched.lock);
-            m->p = NULL;
-            atomic_store(&p->m, NULL);
-            atomic_store(&p->status, P_IDLE);
+            bool dead = p->id >= atomic_load(&sched.gomaxprocs);
+            if (dead) {
+                m->p = NULL;
+                pdestroy_locked(p);
+            }
             pthread_mutex_unlock(&sched.lock);
-            continue;
+            if (dead) {
+                continue;
+            }
         }
         gr_g *g;
         if (atomic_load(&p->schedtick) % GR_GLOBAL_TICK == 0 &&
@@ -891,7 +957,10 @@ execute(gr_m *m, gr_g *g)
     p = m->p;
     if (p != NULL) {
         int expect = P_RUNG;
-        if (atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
+        /* p->m first: once retaken (and perhaps killed and relisted by
+         * gomaxprocs), p may be P_RUNG again under another M. */
+        if (atomic_load(&p->m) == m &&
+            atomic_compare_exchange_strong(&p->status, &expect, P_SCHED)) {
             atomic_store(&p->curg, NULL);
         }
         else {
@@ -1199,15 +1268,26 @@ sched_start(void)
         PyErr_NoMemory();
         return -1;
     }
+    for (int i = 0; i < n; i++) {
+        sched.allp[i] = calloc(1, sizeof(gr_p));
+        if (sched.allp[i] == NULL) {
+            while (i-- > 0) {
+                free(sched.allp[i]);
+            }
+            free(sched.allp);
+            sched.allp = NULL;
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     pthread_mutex_lock(&sched.lock);
+    atomic_store(&sched.gomaxprocs, n);
     for (int i = n - 1; i >= 0; i--) {
-        gr_p *p = calloc(1, sizeof *p);
+        gr_p *p = sched.allp[i];
         p->id = i;
-        sched.allp[i] = p;
         pidleput_locked(p);
     }
     atomic_store(&sched.nallp, n);
-    atomic_store(&sched.gomaxprocs, n);
     pthread_mutex_unlock(&sched.lock);
     atomic_store(&sched.started, true);
     sysmon_start();
@@ -1351,13 +1431,18 @@ sysmon(void *arg)
         usleep((useconds_t)delay_us);
         int64_t now = nanotime();
         bool busy = false;
-        int n = atomic_load(&sched.gomaxprocs);
+        int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
         for (int i = 0; i < n; i++) {
             gr_p *p = sched.allp[i];
             if (atomic_load(&p->status) != P_RUNG) {
                 continue;
             }
             busy = true;
+            /* A P a shrink left running (its M was in the scheduler then)
+             * dies as soon as it has queued Gs: they must not wait for
+             * its G to park.  Retaken and handed to an M, which kills it
+             * in findrunnable. */
+            bool beyond = i >= atomic_load(&sched.gomaxprocs);
             unsigned t = atomic_load(&p->schedtick);
             gr_g *g = atomic_load(&p->curg);
             /* G structs are pooled, never freed: reading a stale one's
@@ -1375,7 +1460,8 @@ sysmon(void *arg)
              * interval. */
             bool was = p->sysmondetached;
             p->sysmondetached = detached;
-            if (!(detached && was) && now - p->sysmonwhen < GR_RETAKE_NS) {
+            if (!beyond && !(detached && was) &&
+                now - p->sysmonwhen < GR_RETAKE_NS) {
                 continue;
             }
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
@@ -1562,40 +1648,69 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (n > 1024) {
         n = 1024;
     }
-    pthread_mutex_lock(&sched.lock);
-    for (int i = atomic_load(&sched.nallp); i < n; i++) {
-        gr_p *p = calloc(1, sizeof *p);
-        p->id = i;
-        sched.allp[i] = p;
-        pidleput_locked(p);
-        atomic_store_explicit(&sched.nallp, i + 1, memory_order_release);
-    }
-    /* Shrinking: idle Ps beyond n leave the idle list; busy ones are
-     * dropped by their M in findrunnable. */
-    gr_p **pp = &sched.pidle;
-    while (*pp != NULL) {
-        if ((*pp)->id >= n) {
-            *pp = (*pp)->link;
-            atomic_fetch_sub(&sched.npidle, 1);
-        }
-        else {
-            pp = &(*pp)->link;
-        }
-    }
-    /* Growing: Ps that a shrink dropped come back. */
-    for (int i = prev; i < n && i < atomic_load(&sched.nallp); i++) {
-        gr_p *p = sched.allp[i];
-        if (atomic_load(&p->m) == NULL) {
-            bool listed = false;
-            for (gr_p *q = sched.pidle; q; q = q->link) {
-                listed |= q == p;
+    /* New Ps are allocated before the lock (and before anything changes),
+     * so running out of memory leaves the runtime as it was. */
+    int have = atomic_load(&sched.nallp);
+    gr_p *fresh[1024];
+    int nfresh = 0;
+    for (int i = have; i < n; i++) {
+        fresh[nfresh] = calloc(1, sizeof(gr_p));
+        if (fresh[nfresh] == NULL) {
+            while (nfresh-- > 0) {
+                free(fresh[nfresh]);
             }
-            if (!listed) {
+            return PyErr_NoMemory();
+        }
+        fresh[nfresh]->id = i;
+        atomic_store(&fresh[nfresh]->status, P_DEAD);
+        nfresh++;
+    }
+    /* Go's procresize.  The world is not stopped as Go stops it: an M in
+     * the scheduler holds its P without the GIL, and waiting for it with
+     * the GIL could deadlock against a GIL barrier.  Instead every P
+     * beyond n dies at a point where it has exactly one owner (see the
+     * header): here if it is idle or its G is off the GIL (we hold the
+     * GIL, so no G is inside a runqput), else when its M next gives it
+     * up.  Ps revived by a grow are exactly the dead ones. */
+    pthread_mutex_lock(&sched.lock);
+    prev = atomic_load(&sched.gomaxprocs);
+    for (int i = 0; i < nfresh; i++) {
+        sched.allp[have + i] = fresh[i];
+        atomic_store_explicit(&sched.nallp, have + i + 1,
+                              memory_order_release);
+    }
+    atomic_store(&sched.gomaxprocs, (int)n);
+    if (n > prev) {
+        for (int i = prev; i < n; i++) {
+            gr_p *p = sched.allp[i];
+            if (atomic_load(&p->status) == P_DEAD) {
                 pidleput_locked(p);
             }
         }
     }
-    atomic_store(&sched.gomaxprocs, (int)n);
+    else if (n < prev) {
+        gr_p **pp = &sched.pidle;
+        while (*pp != NULL) {
+            gr_p *p = *pp;
+            if (p->id >= n) {
+                *pp = p->link;
+                atomic_fetch_sub(&sched.npidle, 1);
+                pdestroy_locked(p);
+            }
+            else {
+                pp = &p->link;
+            }
+        }
+        for (int i = (int)n; i < prev; i++) {
+            gr_p *p = sched.allp[i];
+            int expect = P_RUNG;
+            if (atomic_compare_exchange_strong(&p->status, &expect, P_IDLE)) {
+                /* Retaken like sysmon does; its M learns it at its
+                 * G's return (execute's CAS fails). */
+                pdestroy_locked(p);
+            }
+        }
+    }
     pthread_mutex_unlock(&sched.lock);
     wakep();
     return PyLong_FromLong(prev);
