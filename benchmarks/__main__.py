@@ -50,6 +50,17 @@ def build_go(tmp):
     return exe
 
 
+def _child_env():
+    """The checkout goes on PYTHONPATH AFTER what is there already, and the
+    child runs outside the checkout: a goroutine package the caller put
+    first (the sanitizer builds' build tree) is the one measured, never
+    the source tree's, which has no _core unless built in place."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(
+        ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []) + [str(HERE.parent)])
+    return e
+
+
 def measure(name, impl, n, go_exe, timeout):
     if impl == "go":
         cmd = [go_exe, "-w", name, "-n", str(n)]
@@ -57,7 +68,8 @@ def measure(name, impl, n, go_exe, timeout):
         cmd = [sys.executable, "-m", "benchmarks._one", name, impl, str(n)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True,
-                           timeout=timeout, cwd=HERE.parent)
+                           timeout=timeout, cwd=tempfile.gettempdir(),
+                           env=_child_env())
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
     if r.returncode != 0:

@@ -41,6 +41,21 @@ def run_py(code, *, timeout=30, env=None, input=None):
                           env=e, input=input)
 
 
+def source_tree_env():
+    """Environment for a subprocess that runs code from the source tree
+    (the README, examples/, benchmarks/) against the goroutine package
+    this test imports: its directory first on PYTHONPATH, the checkout
+    after it.  Run it with cwd outside the checkout (sys.path[0] is the
+    cwd for -c and -m), or the source package, which has no _core when
+    only a separate build (make test-asan) was made, would shadow it."""
+    pkg_parent = os.path.dirname(os.path.dirname(goroutine.__file__))
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(
+        [pkg_parent, str(ROOT_DIR)]
+        + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    return e
+
+
 def wait_until(pred, timeout=5.0):
     deadline = time.monotonic() + timeout
     while not pred():

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+from conftest import source_tree_env
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -18,7 +20,7 @@ def test_quick_run_writes_rows_for_goroutine_and_the_standard_peers(tmp_path):
          "--only", "pingpong,spawn,mutex_8,timers,ctx_timeout,blocking_socket",
          "--impl", "goroutine,threading,asyncio,with_cancel",
          "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=source_tree_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     rows = {(x["workload"], x["impl"]): x for x in data["results"]}
