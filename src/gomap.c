@@ -151,6 +151,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 
 /* Short keys are built and compared as words whose byte order is the
  * canonical bytes' (see ckey); every platform we build for is
@@ -421,11 +422,20 @@ static uint64_t
 fastrand(void)
 {
     if (rand_state == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t c = __atomic_add_fetch(&rand_counter, 1, __ATOMIC_RELAXED);
-        rand_state = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30),
-                         (uintptr_t)&rand_state ^ H1) ^ (c * H0) ^ 1;
+        /* Seeded from the OS's random source (as Go seeds fastrand), so
+         * map seeds (hash0) cannot be guessed from the time and an
+         * address.  Only if getrandom fails (no entropy yet, ENOSYS) does
+         * the clock stand in. */
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t c = __atomic_add_fetch(&rand_counter, 1,
+                                            __ATOMIC_RELAXED);
+            r = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30),
+                    (uintptr_t)&rand_state ^ H1) ^ (c * H0);
+        }
+        rand_state = r | 1;
     }
     rand_state += H3;
     return mix(rand_state, rand_state ^ H4);
@@ -2963,7 +2973,7 @@ map_items(hmap *h, PyObject *unused)
 static Py_ssize_t
 view_len(mapviewobject *v)
 {
-    return v->map->count;
+    return map_len(v->map);     /* under the map lock, as len(map) */
 }
 
 static PyObject *
@@ -3143,15 +3153,26 @@ int
 gr_gomap_exec(PyObject *module)
 {
     if (gmap_types.Map == NULL) {
-        gmap_types.Map = (PyTypeObject *)PyType_FromSpec(&map_spec);
-        gmap_types.Iter = (PyTypeObject *)PyType_FromSpec(&iter_spec);
-        gmap_types.Keys = (PyTypeObject *)PyType_FromSpec(&keys_spec);
-        gmap_types.Values = (PyTypeObject *)PyType_FromSpec(&values_spec);
-        gmap_types.Items = (PyTypeObject *)PyType_FromSpec(&items_spec);
-        if (!gmap_types.Map || !gmap_types.Iter || !gmap_types.Keys ||
-            !gmap_types.Values || !gmap_types.Items) {
-            return -1;
+        /* All five or none: published only when every one was made, so
+         * an import that failed halfway leaves no half-set the next import
+         * would trust (it checks Map alone). */
+        PyType_Spec *specs[5] = {&iter_spec, &keys_spec, &values_spec,
+                                 &items_spec, &map_spec};
+        PyTypeObject *made[5] = {NULL};
+        for (int i = 0; i < 5; i++) {
+            made[i] = (PyTypeObject *)PyType_FromSpec(specs[i]);
+            if (made[i] == NULL) {
+                while (i-- > 0) {
+                    Py_DECREF(made[i]);
+                }
+                return -1;
+            }
         }
+        gmap_types.Iter = made[0];
+        gmap_types.Keys = made[1];
+        gmap_types.Values = made[2];
+        gmap_types.Items = made[3];
+        gmap_types.Map = made[4];
     }
     return PyModule_AddObjectRef(module, "Map", (PyObject *)gmap_types.Map);
 }

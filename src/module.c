@@ -18,37 +18,38 @@ gr_panic(const char *msg)
     return NULL;
 }
 
+/* All three classes or none: they are published only once every one was
+ * made, so an import that failed halfway (out of memory) leaves nothing
+ * that the next import would trust as complete. */
 static int
 globals_init(void)
 {
     if (gr_globals.Panic != NULL) {
         return 0;
     }
-    gr_globals.Panic = PyErr_NewExceptionWithDoc(
+    PyObject *panic = PyErr_NewExceptionWithDoc(
         "goroutine.Panic",
         "Panic(arg): a Go panic.  Raised by panic(v) and by every Go runtime\n"
         "panic; str(exc) is Go's message and .arg the value given to panic.",
         PyExc_Exception, NULL);
-    if (gr_globals.Panic == NULL) {
-        return -1;
-    }
-    gr_globals.Deadlock = PyErr_NewExceptionWithDoc(
+    PyObject *deadlock = panic == NULL ? NULL : PyErr_NewExceptionWithDoc(
         "goroutine.Deadlock",
         "Deadlock: all goroutines are asleep - deadlock!  Raised in every\n"
         "thread blocked in a runtime operation that nothing can wake.",
         PyExc_RuntimeError, NULL);
-    if (gr_globals.Deadlock == NULL) {
-        Py_CLEAR(gr_globals.Panic);
-        return -1;
-    }
-    gr_globals.Goexit = PyErr_NewExceptionWithDoc(
+    PyObject *goexit = deadlock == NULL ? NULL : PyErr_NewExceptionWithDoc(
         "goroutine.Goexit",
         "Goexit: raised by runtime.goexit() to end the calling goroutine\n"
         "after its deferred calls ran.  recover() does not stop it.",
         PyExc_BaseException, NULL);
-    if (gr_globals.Goexit == NULL) {
+    if (goexit == NULL) {
+        Py_XDECREF(panic);
+        Py_XDECREF(deadlock);
         return -1;
     }
+    gr_globals.Deadlock = deadlock;
+    gr_globals.Goexit = goexit;
+    gr_globals.Panic = panic;      /* last: it marks the set complete */
     return 0;
 }
 

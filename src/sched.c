@@ -1328,6 +1328,16 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         Py_DECREF(fargs);
         return -1;
     }
+    /* Copied before a G is taken: a failure leaves nothing to undo. */
+    PyObject *kwcopy = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        kwcopy = PyDict_Copy(kwargs);
+        if (kwcopy == NULL) {
+            Py_DECREF(fargs);
+            Py_DECREF(ctx);
+            return -1;
+        }
+    }
     gr_p *ownp = reacquire_p();
     gr_g *g = gfget(ownp);
     if (g == NULL) {
@@ -1336,6 +1346,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
             free(g);
             Py_DECREF(fargs);
             Py_DECREF(ctx);
+            Py_XDECREF(kwcopy);
             PyErr_NoMemory();
             return -1;
         }
@@ -1345,6 +1356,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
             free(g);
             Py_DECREF(fargs);
             Py_DECREF(ctx);
+            Py_XDECREF(kwcopy);
             return -1;
         }
         pthread_mutex_lock(&sched.lock);
@@ -1355,8 +1367,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
     g->fn = Py_NewRef(fn);
     g->args = fargs;
-    g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
-                    ? PyDict_Copy(kwargs) : NULL;
+    g->kwargs = kwcopy;
     g->context = ctx;
     gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
     gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);

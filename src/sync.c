@@ -46,6 +46,7 @@ typedef struct wnode {
     bool queued;                /* on the queue (under mu) */
     bool handoff;               /* granted by the waker (mutex ownership,
                                    semaphore units, rw grant) */
+    struct wnode *wakenext;     /* on a wakelist (under mu, after q_take) */
 } wnode;
 
 typedef struct {
@@ -182,43 +183,38 @@ q_wait(pthread_mutex_t *mu, waitq *q, wnode *n, bool front,
     return r;
 }
 
-/* A small list of waiters to wake once mu is released. */
+/* Waiters to wake once mu is released, chained through their own nodes
+ * (as closechan chains its sudogs): adding needs no memory, so a waiter
+ * that was already taken off its queue can never be lost to a failed
+ * allocation.  A node stays valid until its waiter is woken (it lives in
+ * the waiter's frame), so wl_wake reads the link before waking. */
 typedef struct {
-    gr_waiter *one;             /* the common case: a single waiter */
-    gr_waiter **many;
-    Py_ssize_t n, cap;
+    wnode *head, *tail;
 } wakelist;
 
-static int
-wl_add(wakelist *wl, gr_waiter *w)
+static void
+wl_add(wakelist *wl, wnode *n)
 {
-    if (wl->one == NULL && wl->n == 0) {
-        wl->one = w;
-        return 0;
+    n->wakenext = NULL;
+    if (wl->tail != NULL) {
+        wl->tail->wakenext = n;
     }
-    if (wl->n == wl->cap) {
-        Py_ssize_t cap = wl->cap ? wl->cap * 2 : 16;
-        gr_waiter **m = PyMem_RawRealloc(wl->many, sizeof *m * (size_t)cap);
-        if (m == NULL) {
-            return -1;
-        }
-        wl->many = m;
-        wl->cap = cap;
+    else {
+        wl->head = n;
     }
-    wl->many[wl->n++] = w;
-    return 0;
+    wl->tail = n;
 }
 
 static void
 wl_wake(wakelist *wl)
 {
-    if (wl->one) {
-        gr_waiter_wake(wl->one);
+    wnode *n = wl->head;
+    while (n != NULL) {
+        wnode *next = n->wakenext;
+        gr_waiter_wake(n->w);
+        n = next;
     }
-    for (Py_ssize_t i = 0; i < wl->n; i++) {
-        gr_waiter_wake(wl->many[i]);
-    }
-    PyMem_RawFree(wl->many);
+    wl->head = wl->tail = NULL;
 }
 
 /* ---- Mutex ---------------------------------------------------------- */
@@ -389,7 +385,7 @@ rw_grant_writer(rwmutexobject *rw, wakelist *wl)
         if (q_take(&rw->wq, n)) {
             rw->writer = true;
             n->handoff = true;
-            wl_add(wl, n->w);
+            wl_add(wl, n);
         }
     }
 }
@@ -432,7 +428,7 @@ rw_lock(rwmutexobject *rw, PyObject *unused)
                (r = q_first(&rw->rq)) != NULL) {
             if (q_take(&rw->rq, r)) {
                 rw->readers++;
-                wl_add(&wl, r->w);
+                wl_add(&wl, r);
             }
         }
         pthread_mutex_unlock(&rw->mu);
@@ -469,9 +465,7 @@ rw_unlock(rwmutexobject *rw, PyObject *unused)
     while ((n = q_first(&rw->rq)) != NULL) {
         if (q_take(&rw->rq, n)) {
             rw->readers++;
-            if (wl_add(&wl, n->w) < 0) {
-                break;
-            }
+            wl_add(&wl, n);
         }
     }
     /* ...and if there were none, the next writer. */
@@ -479,6 +473,15 @@ rw_unlock(rwmutexobject *rw, PyObject *unused)
     pthread_mutex_unlock(&rw->mu);
     wl_wake(&wl);
     Py_RETURN_NONE;
+}
+
+/* __exit__(exc_type, exc, tb): METH_FASTCALL's signature, then unlock.
+ * (Registering rw_unlock itself called a two-argument function through a
+ * three-argument pointer: undefined behaviour, trapped by CFI builds.) */
+static PyObject *
+rw_exit(rwmutexobject *rw, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rw_unlock(rw, NULL);
 }
 
 /* ---- WaitGroup ------------------------------------------------------ */
@@ -506,7 +509,7 @@ wg_add_impl(wgobject *wg, int64_t delta)
         wnode *n;
         while ((n = q_first(&wg->q)) != NULL) {
             if (q_take(&wg->q, n)) {
-                wl_add(&wl, n->w);
+                wl_add(&wl, n);
             }
         }
     }
@@ -650,7 +653,7 @@ cond_broadcast(condobject *c, PyObject *unused)
     wnode *n;
     while ((n = q_first(&c->q)) != NULL) {
         if (q_take(&c->q, n)) {
-            wl_add(&wl, n->w);
+            wl_add(&wl, n);
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -749,7 +752,7 @@ sema_release(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
     while ((w = q_first(&s->q)) != NULL && s->size - s->cur >= w->weight) {
         if (q_take(&s->q, w)) {
             s->cur += w->weight;
-            wl_add(&wl, w->w);
+            wl_add(&wl, w);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -900,7 +903,7 @@ static PyMethodDef rw_methods[] = {
     M("try_rlock", rw_try_rlock, METH_NOARGS, "try_rlock($self, /)\n--\n\n"
       "Lock for reading if possible now; return whether it did."),
     M("__enter__", rw_lock, METH_NOARGS, NULL),
-    M("__exit__", rw_unlock, METH_FASTCALL, NULL),
+    M("__exit__", rw_exit, METH_FASTCALL, NULL),
     {NULL, NULL, 0, NULL},
 };
 

@@ -341,3 +341,21 @@ def test_operations_and_gil_free_updates_on_one_map_wait_for_each_other():
 
 def test_map_is_generic_for_typing():
     assert Map[str, int] is not None
+
+
+def test_view_len_reads_the_count_under_the_map_lock():
+    # len() of a keys/values/items view while another thread's update()
+    # inserts without the GIL: the view reads the count under the map lock,
+    # as len(map) does (make test-tsan reports the unlocked read), and the
+    # count it sees only grows.
+    m = Map()
+    batch = [(i, i) for i in range(200000)]
+    views = (m.keys(), m.values(), m.items())
+    seen = []
+    t = threading.Thread(target=m.update, args=(batch,))
+    t.start()
+    while t.is_alive():
+        seen.append(min(len(v) for v in views))
+    t.join()
+    assert seen == sorted(seen)
+    assert [len(v) for v in views] == [200000] * 3

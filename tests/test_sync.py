@@ -278,3 +278,54 @@ def test_thread_blocked_on_mutex_wakes_on_unlock_from_goroutine():
     go(m.unlock)
     t.join(5)
     assert got == [1]
+
+
+# Waking a list of waiters must not allocate: every waiter it wakes was
+# already taken off its queue (and counted: readers, the semaphore's units),
+# so a failed allocation there lost them for good.  _testcapi.set_nomemory
+# makes every allocation fail for the duration of the one waking call.
+NOMEM_WAKE = r"""
+import sys, time as T
+import _testcapi
+from goroutine import go, chan, runtime, select, sync, time
+
+N = 8
+def parked_at_least(n):
+    deadline = T.monotonic() + 10
+    while runtime.stats()["parked"] < n:
+        if T.monotonic() > deadline:
+            sys.exit("waiters never parked")
+        T.sleep(0.001)
+
+def check(name, wake, block):
+    got = chan(N)
+    base = runtime.stats()["parked"]
+    for i in range(N):
+        go(lambda i=i: (block(), got.send(i)))
+    parked_at_least(base + N)
+    _testcapi.set_nomemory(0)
+    try:
+        wake()
+    finally:
+        _testcapi.remove_mem_hooks()
+    for k in range(N):
+        j, _ = select(got.recv, time.after(10).recv)
+        if j != 0:
+            print(name, "lost", N - k, "wakeups"); sys.exit(1)
+
+rw = sync.RWMutex(); rw.lock()
+check("RWMutex.unlock", rw.unlock, lambda: (rw.rlock(), rw.runlock()))
+wg = sync.WaitGroup(); wg.add(1)
+check("WaitGroup.done", wg.done, wg.wait)
+mu = sync.Mutex(); c = sync.Cond(mu)
+def cwait():
+    mu.lock(); c.wait(); mu.unlock()
+check("Cond.broadcast", c.broadcast, cwait)
+print("ok")
+"""
+
+
+def test_waking_many_waiters_allocates_nothing_so_none_is_lost():
+    from conftest import run_py
+    r = run_py(NOMEM_WAKE, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
