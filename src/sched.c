@@ -1712,7 +1712,7 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 pp = &p->link;
             }
         }
-        for (int i = (int)n; i < prev; i++) {
+        for (int i = (int)n; i < atomic_load(&sched.nallp); i++) {
             gr_p *p = sched.allp[i];
             int expect = P_RUNG;
             if (atomic_compare_exchange_strong(&p->status, &expect, P_IDLE)) {
