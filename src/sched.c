@@ -153,7 +153,9 @@ static struct {
                                    without the lock by steal_work */
     atomic_int gomaxprocs;
     gr_g *gfree;                /* dead Gs for reuse, under lock */
-    int ngfree;
+    int ngfree;                 /* <= GR_GFREE_GLOBAL */
+    gr_g *gfreebare;            /* dead Gs without stack or thread state */
+    int ngfreebare;
     gr_g *allg;                 /* every G made, under lock */
     atomic_ullong goidgen;
     atomic_llong nactive;       /* runnable + running Gs */
@@ -195,6 +197,25 @@ uint64_t
 gr_g_id(gr_g *g)
 {
     return g->goid;
+}
+
+/* For gstack.c's fault handler, on the faulting M: plain reads. */
+gr_g *
+gr_m_curg(void *m)
+{
+    return ((gr_m *)m)->curg;
+}
+
+gr_stack *
+gr_g_stack(gr_g *g)
+{
+    return &g->stack;
+}
+
+PyThreadState *
+gr_g_tstate(gr_g *g)
+{
+    return g->tstate;
 }
 
 /* The P that code running on a goroutine may use as its owner (runqput,
@@ -860,7 +881,7 @@ stoplockedm(gr_m *m)
 
 /* ---- running a G ---------------------------------------------------- */
 
-static void gfput(gr_p *p, gr_g *g);
+static void gfput(gr_m *m, gr_p *p, gr_g *g);
 
 /* Switch from g0 to g; returns when g comes back.  No GIL on entry or
  * exit. */
@@ -884,7 +905,7 @@ execute(gr_m *m, gr_g *g)
     gr_switch_annotate_end(m->g0fake);
     /* Back on g0 with the GIL and g's thread state: g parked, yielded or
      * finished. */
-    gr_stack_check(&g->stack, g->goid);
+    gr_stack_check(&g->stack, g->goid, g->tstate);
     m->curg = NULL;
     /* m->p may differ from p: sysmon may have retaken p, and the G may
      * then have taken an idle P (reacquire_p). */
@@ -919,7 +940,7 @@ execute(gr_m *m, gr_g *g)
         break;
     case EXIT_DEAD:
         gr_ctx_done(&g->stack);
-        gfput(m->p, g);
+        gfput(m, m->p, g);
         break;
     }
 }
@@ -930,6 +951,9 @@ mstart(void *arg)
     gr_m *m = arg;
     tls_m = m;
     m->g0fiber = gr_switch_fiber_self();
+    /* An alternate signal stack, so that a goroutine's stack overflow is
+     * reported (gstack.c) rather than a bare SIGSEGV. */
+    gr_stack_thread_init(m);
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -1114,13 +1138,27 @@ report_exception(gr_g *g)
 
 /* Dead Gs keep their stack and thread state for the next go() (Go's
  * gfput/gfget): a per-P list first, owner only like the run queue, then
- * the global one in batches.  sched.lock must not be held. */
+ * the global one in batches.  sched.lock must not be held.
+ *
+ * Bounded, so that a burst gives its memory back (Go frees the stacks of
+ * dead Gs beyond its pools the same way): at most GR_GFREE_GLOBAL dead
+ * Gs keep a stack and a thread state on the global list.  The excess is
+ * stripped -- its stack goes back to gstack.c's pool, which trims all but
+ * a few hundred, and its thread state is cleared and deleted -- and the
+ * bare G struct (a few hundred bytes) goes to sched.gfreebare, to be
+ * equipped again by newproc.  G structs themselves are never freed, as in
+ * Go: nothing must ever find a dangling G. */
 #define GR_GFREE_LOCAL 64
+#define GR_GFREE_GLOBAL 1024
+
+static void gfstrip(gr_m *m, gr_g *list);
 
 static void
-gfput(gr_p *p, gr_g *g)
+gfput(gr_m *m, gr_p *p, gr_g *g)
 {
     g->m = NULL;
+    gr_g *first = g, *last = g;
+    int n = 1;
     if (p != NULL) {
         g->schedlink = p->gfree;
         p->gfree = g;
@@ -1128,28 +1166,69 @@ gfput(gr_p *p, gr_g *g)
             return;
         }
         /* Move half to the global list. */
-        gr_g *first = p->gfree, *last = first;
-        int n = 1;
+        first = p->gfree;
+        last = first;
         while (n < GR_GFREE_LOCAL / 2) {
             last = last->schedlink;
             n++;
         }
         p->gfree = last->schedlink;
         p->ngfree -= n;
-        pthread_mutex_lock(&sched.lock);
-        last->schedlink = sched.gfree;
-        sched.gfree = first;
-        sched.ngfree += n;
-        pthread_mutex_unlock(&sched.lock);
-        return;
+    }
+    gr_g *excess = NULL;
+    pthread_mutex_lock(&sched.lock);
+    last->schedlink = sched.gfree;
+    sched.gfree = first;
+    sched.ngfree += n;
+    while (sched.ngfree > GR_GFREE_GLOBAL) {
+        gr_g *x = sched.gfree;
+        sched.gfree = x->schedlink;
+        sched.ngfree--;
+        x->schedlink = excess;
+        excess = x;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    if (excess != NULL) {
+        gfstrip(m, excess);
+    }
+}
+
+/* Give back the stacks and thread states of a list of dead Gs, then put
+ * the bare Gs on sched.gfreebare.  On an M's g0, no GIL: the thread
+ * states are deleted under the GIL taken with the M's own thread state.
+ * During exit nothing may take the GIL, so the Gs are kept whole. */
+static void
+gfstrip(gr_m *m, gr_g *list)
+{
+    bool gil = m != NULL && !atomic_load(&sched.exiting);
+    if (gil) {
+        PyEval_RestoreThread(m->tstate);
+    }
+    gr_g *last = NULL;
+    int n = 0;
+    for (gr_g *g = list; g != NULL; g = g->schedlink) {
+        if (gil) {
+            PyThreadState_Clear(g->tstate);
+            PyThreadState_Delete(g->tstate);
+            g->tstate = NULL;
+        }
+        gr_stack_free(&g->stack);
+        g->stack.lo = NULL;
+        last = g;
+        n++;
+    }
+    if (gil) {
+        PyEval_SaveThread();
     }
     pthread_mutex_lock(&sched.lock);
-    g->schedlink = sched.gfree;
-    sched.gfree = g;
-    sched.ngfree++;
+    last->schedlink = sched.gfreebare;
+    sched.gfreebare = list;
+    sched.ngfreebare += n;
     pthread_mutex_unlock(&sched.lock);
 }
 
+/* A dead G for newproc: an equipped one if any, else a bare one (stack.lo
+ * NULL, tstate maybe NULL), else NULL. */
 static gr_g *
 gfget(gr_p *p)
 {
@@ -1165,8 +1244,23 @@ gfget(gr_p *p)
         sched.gfree = g->schedlink;
         sched.ngfree--;
     }
+    else if ((g = sched.gfreebare) != NULL) {
+        sched.gfreebare = g->schedlink;
+        sched.ngfreebare--;
+    }
     pthread_mutex_unlock(&sched.lock);
     return g;
+}
+
+/* Put back a bare G that newproc could not equip. */
+static void
+gfputbare(gr_g *g)
+{
+    pthread_mutex_lock(&sched.lock);
+    g->schedlink = sched.gfreebare;
+    sched.gfreebare = g;
+    sched.ngfreebare++;
+    pthread_mutex_unlock(&sched.lock);
 }
 
 static void sysmon_start(void);
@@ -1252,25 +1346,33 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     gr_g *g = gfget(ownp);
     if (g == NULL) {
         g = calloc(1, sizeof *g);
-        if (g == NULL || gr_stack_alloc(&g->stack) < 0) {
-            free(g);
+        if (g == NULL) {
             Py_DECREF(fargs);
             Py_DECREF(ctx);
             PyErr_NoMemory();
             return -1;
         }
-        g->tstate = gr_pystate_new();
-        if (g->tstate == NULL) {
-            gr_stack_free(&g->stack);
-            free(g);
-            Py_DECREF(fargs);
-            Py_DECREF(ctx);
-            return -1;
-        }
+        atomic_store(&g->status, G_DEAD);
         pthread_mutex_lock(&sched.lock);
         g->allnext = sched.allg;
         sched.allg = g;
         pthread_mutex_unlock(&sched.lock);
+    }
+    if (g->stack.lo == NULL && gr_stack_alloc(&g->stack) < 0) {
+        g->stack.lo = NULL;
+        gfputbare(g);
+        Py_DECREF(fargs);
+        Py_DECREF(ctx);
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (g->tstate == NULL && (g->tstate = gr_pystate_new()) == NULL) {
+        gr_stack_free(&g->stack);
+        g->stack.lo = NULL;
+        gfputbare(g);
+        Py_DECREF(fargs);
+        Py_DECREF(ctx);
+        return -1;
     }
     g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
     g->fn = Py_NewRef(fn);
@@ -1278,7 +1380,8 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
                     ? PyDict_Copy(kwargs) : NULL;
     g->context = ctx;
-    gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
+    gr_pystate_fit_stack(g->tstate, g->stack.lo, g->stack.size,
+                         &g->fit_limit);
     gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);
@@ -1823,5 +1926,10 @@ static PyMethodDef sched_methods[] = {
 int
 gr_sched_exec(PyObject *module)
 {
+    const char *err = gr_stack_config_error();
+    if (err != NULL) {
+        PyErr_SetString(PyExc_ValueError, err);
+        return -1;
+    }
     return PyModule_AddFunctions(module, sched_methods);
 }
