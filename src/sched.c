@@ -69,6 +69,9 @@
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
+#define GR_GFREE_LOCAL 64           /* dead Gs kept per P (Go's 64) */
+#define GR_GFREE_GLOBAL 1024        /* ... and globally, equipped */
+#define GR_SCAVENGE_NS 1000000000   /* idle M strips the excess after */
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG };
@@ -166,6 +169,8 @@ static struct {
     atomic_bool exiting;
     pthread_t sysmon;           /* joined by sched_shutdown */
     pid_t sysmonpid;            /* the process it runs in (not a fork) */
+    atomic_ullong sysmonseq;    /* odd while sysmon is in a pass (it may
+                                   hold a G pointer then: gfscavenge) */
     PyInterpreterState *interp;
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
@@ -661,6 +666,9 @@ take_nextp(gr_m *m)
 }
 
 /* Sleep until handed a P.  No GIL, no P. */
+static bool gfsurplus(void);
+static void gfscavenge(gr_m *m);
+
 static void
 stopm(gr_m *m)
 {
@@ -670,12 +678,20 @@ stopm(gr_m *m)
     sched.nmidle++;
     pthread_mutex_unlock(&sched.lock);
     for (;;) {
-        gr_sema_wait(&m->park, -1);
+        /* An M idle for GR_SCAVENGE_NS while dead Gs beyond the bound
+         * hold memory gives it back (gfscavenge): a burst's memory returns
+         * about a second after it ends, and a steady go() loop that keeps
+         * the Ms busy reuses the Gs instead. */
+        bool posted = gr_sema_wait(&m->park, gfsurplus() ? GR_SCAVENGE_NS
+                                                          : -1);
         if (atomic_load(&sched.exiting)) {
             continue;       /* abandoned at exit: never touch Python */
         }
         if (m->nextp != NULL) {
             break;
+        }
+        if (!posted) {
+            gfscavenge(m);
         }
     }
     take_nextp(m);
@@ -881,7 +897,7 @@ stoplockedm(gr_m *m)
 
 /* ---- running a G ---------------------------------------------------- */
 
-static void gfput(gr_m *m, gr_p *p, gr_g *g);
+static void gfput(gr_p *p, gr_g *g);
 
 /* Switch from g0 to g; returns when g comes back.  No GIL on entry or
  * exit. */
@@ -940,7 +956,7 @@ execute(gr_m *m, gr_g *g)
         break;
     case EXIT_DEAD:
         gr_ctx_done(&g->stack);
-        gfput(m, m->p, g);
+        gfput(m->p, g);
         break;
     }
 }
@@ -1140,21 +1156,17 @@ report_exception(gr_g *g)
  * gfput/gfget): a per-P list first, owner only like the run queue, then
  * the global one in batches.  sched.lock must not be held.
  *
- * Bounded, so that a burst gives its memory back (Go frees the stacks of
- * dead Gs beyond its pools the same way): at most GR_GFREE_GLOBAL dead
- * Gs keep a stack and a thread state on the global list.  The excess is
- * stripped -- its stack goes back to gstack.c's pool, which trims all but
- * a few hundred, and its thread state is cleared and deleted -- and the
- * bare G struct (a few hundred bytes) goes to sched.gfreebare, to be
- * equipped again by newproc.  G structs themselves are never freed, as in
- * Go: nothing must ever find a dangling G. */
-#define GR_GFREE_LOCAL 64
-#define GR_GFREE_GLOBAL 1024
-
-static void gfstrip(gr_m *m, gr_g *list);
-
+ * Bounded, so that a burst gives its memory back.  Go frees the stacks of
+ * all dead Gs at every GC; we have no GC cycle, so an M that has been idle
+ * for GR_SCAVENGE_NS (stopm) strips the dead Gs beyond GR_GFREE_GLOBAL
+ * (gfscavenge): the stack goes back to gstack.c's pool, which trims all
+ * but a few hundred, the thread state is cleared and deleted, and the bare
+ * G struct goes to sched.gfreebare, to be equipped again by newproc.
+ * Stripping at every death instead cost a steady go() loop 3x
+ * (docs/design.md).  G structs themselves are never freed, as in Go:
+ * nothing must ever find a dangling G. */
 static void
-gfput(gr_m *m, gr_p *p, gr_g *g)
+gfput(gr_p *p, gr_g *g)
 {
     g->m = NULL;
     gr_g *first = g, *last = g;
@@ -1175,37 +1187,57 @@ gfput(gr_m *m, gr_p *p, gr_g *g)
         p->gfree = last->schedlink;
         p->ngfree -= n;
     }
-    gr_g *excess = NULL;
     pthread_mutex_lock(&sched.lock);
     last->schedlink = sched.gfree;
     sched.gfree = first;
     sched.ngfree += n;
+    pthread_mutex_unlock(&sched.lock);
+}
+
+static bool
+gfsurplus(void)
+{
+    pthread_mutex_lock(&sched.lock);
+    bool r = sched.ngfree > GR_GFREE_GLOBAL;
+    pthread_mutex_unlock(&sched.lock);
+    return r;
+}
+
+/* Strip the dead Gs beyond GR_GFREE_GLOBAL.  On an idle M's g0, no GIL,
+ * no P.  The Gs are dead and on no list but ours, so only sysmon can
+ * still hold one of their pointers: a pass that read p->curg before the
+ * G finished.  Its thread state is deleted only after such a pass is over
+ * (sysmonseq is odd during a pass). */
+static void
+gfscavenge(gr_m *m)
+{
+    gr_g *list = NULL, *last = NULL;
+    int n = 0;
+    pthread_mutex_lock(&sched.lock);
     while (sched.ngfree > GR_GFREE_GLOBAL) {
         gr_g *x = sched.gfree;
         sched.gfree = x->schedlink;
         sched.ngfree--;
-        x->schedlink = excess;
-        excess = x;
+        x->schedlink = list;
+        list = x;
+        if (last == NULL) {
+            last = x;
+        }
+        n++;
     }
     pthread_mutex_unlock(&sched.lock);
-    if (excess != NULL) {
-        gfstrip(m, excess);
+    if (list == NULL) {
+        return;
     }
-}
-
-/* Give back the stacks and thread states of a list of dead Gs, then put
- * the bare Gs on sched.gfreebare.  On an M's g0, no GIL: the thread
- * states are deleted under the GIL taken with the M's own thread state.
- * During exit nothing may take the GIL, so the Gs are kept whole. */
-static void
-gfstrip(gr_m *m, gr_g *list)
-{
-    bool gil = m != NULL && !atomic_load(&sched.exiting);
+    unsigned long long seq = atomic_load(&sched.sysmonseq);
+    while ((seq & 1) && atomic_load(&sched.sysmonseq) == seq &&
+           !atomic_load(&sched.exiting)) {
+        sched_yield();
+    }
+    bool gil = !atomic_load(&sched.exiting);
     if (gil) {
         PyEval_RestoreThread(m->tstate);
     }
-    gr_g *last = NULL;
-    int n = 0;
     for (gr_g *g = list; g != NULL; g = g->schedlink) {
         if (gil) {
             PyThreadState_Clear(g->tstate);
@@ -1214,8 +1246,6 @@ gfstrip(gr_m *m, gr_g *list)
         }
         gr_stack_free(&g->stack);
         g->stack.lo = NULL;
-        last = g;
-        n++;
     }
     if (gil) {
         PyEval_SaveThread();
@@ -1452,6 +1482,7 @@ sysmon(void *arg)
     int idle = 0;
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
+        atomic_fetch_add(&sched.sysmonseq, 1);     /* odd: in a pass */
         int64_t now = nanotime();
         bool busy = false;
         int n = atomic_load(&sched.gomaxprocs);
@@ -1493,6 +1524,7 @@ sysmon(void *arg)
                 startm(p, false, true);
             }
         }
+        atomic_fetch_add(&sched.sysmonseq, 1);     /* even: between */
         if (busy) {
             idle = 0;
             delay_us = GR_SYSMON_BUSY_US;
