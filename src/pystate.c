@@ -120,13 +120,21 @@ gr_pystate_new(void)
 static int
 stack_levels(size_t stack_bytes)
 {
+    int levels = stack_bytes <= STACK_RESERVE + STACK_PER_LEVEL ? 1
+        : (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
     if (stack_bytes >= gr_stack_full_size()) {
-        return INT_MAX;         /* a thread's budget: no lowering */
+#if PY_VERSION_HEX >= 0x030C0000
+        levels = INT_MAX;       /* a thread's C budget: no lowering */
+#else
+        /* At least a thread's budget under the default limit; a limit
+         * raised past what the stack holds at STACK_PER_LEVEL still stops
+         * at RecursionError (a thread would crash there). */
+        if (levels < 1000) {
+            levels = 1000;
+        }
+#endif
     }
-    if (stack_bytes <= STACK_RESERVE + STACK_PER_LEVEL) {
-        return 1;
-    }
-    return (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+    return levels;
 }
 
 #if PY_VERSION_HEX < 0x030C0000
