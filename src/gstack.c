@@ -127,6 +127,7 @@ static size_t nvmaguarded;       /* stacks with a guard VMA of their own */
 static size_t nvmaguard_max;     /* max_map_count / 8, read at run time */
 static int mark_ok = -1;         /* MADV_GUARD_INSTALL works: -1 unknown;
                                     relaxed atomics (read unlocked) */
+static char *slab_last;          /* the current slab's start */
 static char *slab_next;          /* next unused slot in the current slab */
 static size_t slab_left;         /* slots left in it */
 static size_t nstacks;           /* slots ever carved (stats) */
@@ -300,20 +301,36 @@ stack_map(gr_stack *st)
             n = 1;
         }
         size_t len = n * slot_size;
-        char *raw = map_anon(NULL, len + GR_SLOT_ALIGN, PROT_READ | PROT_WRITE,
-                             0);
-        if (raw == MAP_FAILED) {
-            return -1;
+        char *slab = NULL;
+        if (slab_last != NULL && (uintptr_t)slab_last > len) {
+            /* Right below the previous slab (mmap allocates top-down):
+             * already aligned, and the two merge into one VMA. */
+            char *hint = slab_last - len;
+            char *m = map_anon(hint, len, PROT_READ | PROT_WRITE, 0);
+            if (m == hint) {
+                slab = m;
+            }
+            else if (m != MAP_FAILED) {
+                munmap(m, len);
+            }
         }
-        char *slab = (char *)(((uintptr_t)raw + GR_SLOT_ALIGN - 1)
-                              & ~(uintptr_t)(GR_SLOT_ALIGN - 1));
-        if (slab > raw) {
-            munmap(raw, (size_t)(slab - raw));
+        if (slab == NULL) {
+            char *raw = map_anon(NULL, len + GR_SLOT_ALIGN,
+                                 PROT_READ | PROT_WRITE, 0);
+            if (raw == MAP_FAILED) {
+                return -1;
+            }
+            slab = (char *)(((uintptr_t)raw + GR_SLOT_ALIGN - 1)
+                            & ~(uintptr_t)(GR_SLOT_ALIGN - 1));
+            if (slab > raw) {
+                munmap(raw, (size_t)(slab - raw));
+            }
+            size_t tail = (size_t)(raw + len + GR_SLOT_ALIGN - (slab + len));
+            if (tail > 0) {
+                munmap(slab + len, tail);
+            }
         }
-        size_t tail = (size_t)(raw + len + GR_SLOT_ALIGN - (slab + len));
-        if (tail > 0) {
-            munmap(slab + len, tail);
-        }
+        slab_last = slab;
         slab_next = slab;
         slab_left = n;
     }
