@@ -75,8 +75,6 @@ void gr_stack_check(gr_stack *st, uint64_t goid, PyThreadState *ts);
 size_t gr_stack_size(void);
 size_t gr_stack_full_size(void);
 const char *gr_stack_config_error(void);
-void gr_stack_stats(size_t *carved, size_t *pooled, size_t *hot,
-                    size_t *vmaguarded, int *marks);
 void gr_stack_thread_init(void *m);
 void gr_stack_overflow_report(uint64_t goid, PyThreadState *ts);
 
