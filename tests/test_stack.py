@@ -267,7 +267,7 @@ def burst():
 def settle(base, peak):
     # Idle Ms give the surplus back about a second after the burst: poll
     # for it, with a bound that only catches "never".
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 20
     while True:
         gc.collect()
         now = status()
@@ -300,10 +300,13 @@ def test_burst_gives_memory_back():
     assert grown > n * 4, (base, peak)          # the burst did cost memory
     # Most of it comes back: at most a few thousand goroutines' worth stay
     # (the bounded free lists and hot stack pool) -- generous on purpose.
+    # Under ASan, freed heap sits in its quarantine and the stacks' shadow
+    # memory keeps its page tables: only part of it can come back.
+    keep = 0.75 if SANITIZED else 1 / 3
     for a in (after, after2):
-        assert a["VmRSS"] - base["VmRSS"] < grown / 3, (base, peak, a)
+        assert a["VmRSS"] - base["VmRSS"] < grown * keep, (base, peak, a)
         assert a["VmPTE"] - base["VmPTE"] < \
-            (peak["VmPTE"] - base["VmPTE"]) / 3, (base, peak, a)
+            (peak["VmPTE"] - base["VmPTE"]) * keep, (base, peak, a)
 
 
 @pytest.mark.timeout(600)
