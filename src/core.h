@@ -63,6 +63,7 @@ typedef struct {
     void *asan_fake;        /* ASan fake-stack handle across a switch */
     void *tsan_fiber;       /* TSan fiber of the goroutine on it, or NULL */
     unsigned valgrind_id;   /* VALGRIND_STACK_REGISTER id */
+    int guard;              /* what guards it (gstack.c GUARD_*) */
 } gr_stack;
 
 int gr_stack_alloc(gr_stack *st);
@@ -70,8 +71,12 @@ void gr_stack_free(gr_stack *st);
 void gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg,
                  uint64_t goid);
 void gr_ctx_done(gr_stack *st);
-void gr_stack_check(gr_stack *st, uint64_t goid);
+void gr_stack_check(gr_stack *st, uint64_t goid, PyThreadState *ts);
 size_t gr_stack_size(void);
+size_t gr_stack_full_size(void);
+const char *gr_stack_config_error(void);
+void gr_stack_thread_init(void *m);
+void gr_stack_overflow_report(uint64_t goid, PyThreadState *ts);
 
 /* Fiber annotations for the sanitizers, around every gr_ctx_switch
  * (no-ops in plain builds): ASan's fake stacks, TSan's fibers. */
@@ -155,6 +160,10 @@ int gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
 /* The goroutine running on this OS thread, or NULL on a plain thread. */
 gr_g *gr_getg(void);
 uint64_t gr_g_id(gr_g *g);
+/* For the fault handler (sched.c; async-signal-safe reads). */
+gr_g *gr_m_curg(void *m);
+gr_stack *gr_g_stack(gr_g *g);
+PyThreadState *gr_g_tstate(gr_g *g);
 /* Park the current goroutine.  The GIL is held on entry and exit (possibly
  * on another OS thread).  unlockf(arg) runs on g0 after the goroutine's
  * stack and thread state are fully off the CPU: release the lock that
@@ -195,8 +204,9 @@ PyThreadState *gr_pystate_new(void);
 void gr_pystate_recycle(PyThreadState *ts);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
-void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes,
+void gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size,
                           int *fit_limit);
+void gr_pystate_dump(int fd, PyThreadState *ts);
 void gr_pystate_refit(PyThreadState *ts, size_t stack_bytes, int *fit_limit);
 bool gr_pystate_attached(PyThreadState *ts);
 

@@ -31,9 +31,12 @@
 #include "core.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #if defined(__has_feature)
@@ -64,54 +67,200 @@
 #define GR_VALGRIND 1
 #endif
 
-/* 1 MiB of virtual stack, of which only touched pages are resident: with
- * it, 3.10 and 3.11 (where every Python call can cost C stack) keep
- * CPython's default recursion limit of 1000 inside goroutines, and the
- * C recursion budget of 3.12+ is fitted to it.  Override with
- * GOROUTINE_STACK_KB (64..65536). */
-#define GR_STACK_DEFAULT (1024u * 1024u)
+/* Sizes, with why (measurements in docs/design.md, "Goroutine stacks").
+ *
+ * GR_STACK_FULL: CPython's default recursion budgets (the recursion limit
+ * of 1000 on 3.10/3.11, the C recursion limit of 3.12/3.13) are what the
+ * main thread runs with on its 8 MiB stack, and what threading.Thread runs
+ * with on the pthread default (RLIMIT_STACK, 8 MiB here).  A goroutine
+ * stack at least this large keeps that budget unchanged, so whatever a
+ * thread survives a goroutine survives.  Smaller stacks (GOROUTINE_STACK_KB)
+ * get a budget scaled down in pystate.c.
+ *
+ * GR_SLOT_ALIGN: every slot starts on a 2 MiB boundary and spans whole
+ * 2 MiB units, so replacing a slot's mapping (trim) frees its page-table
+ * pages too, not just its pages.
+ *
+ * GR_MARGIN_MIN: never-touched address space below every stack.  Its top
+ * GR_GUARD bytes are a guard region (MADV_GUARD_INSTALL, Linux 6.13+: a
+ * guard that costs no VMA), or, without it, the stack's own PROT_NONE VMA
+ * for the first max_map_count/8 stacks; the rest is untouched margin, so
+ * an overflow that skips the guard still lands on nobody's memory. */
+#define GR_STACK_FULL (8u * 1024u * 1024u)
+#define GR_STACK_MIN_KB 256u
+#define GR_STACK_MAX_KB (1024u * 1024u)
+#define GR_SLOT_ALIGN (2u * 1024u * 1024u)
+#define GR_MARGIN_MIN (1024u * 1024u)
+#define GR_GUARD (64u * 1024u)
+#define GR_SLAB_BYTES ((size_t)1 << 30)
 #define GR_REDZONE 256u
 #define GR_REDZONE_BYTE 0xA5
-#define GR_GUARDED_STACKS 4096
-#define GR_SLAB_STACKS 32
 #define GR_POOL_HOT 256
+#define GR_ALTSTACK (256u * 1024u)
 
-typedef struct freestack {
-    struct freestack *next;
-    gr_stack st;
-} freestack;
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+enum { GUARD_NONE, GUARD_MARK, GUARD_VMA };
+
+/* A pooled stack: the slot is kept (slab address space is never given
+ * back, it costs nothing once trimmed), only its record lives here, out of
+ * line, so that a trimmed stack has no resident page at all. */
+typedef struct {
+    char *lo;
+    unsigned valgrind_id;
+    unsigned char guard;        /* GUARD_*: what guards it right now */
+    bool trimmed;               /* pages and page tables given back */
+} poolent;
+
+typedef struct {
+    poolent *v;
+    size_t len, cap;
+} poolvec;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static freestack *pool;          /* free stacks, LIFO */
-static size_t pool_len;
-static size_t nguarded;          /* guarded mappings made so far */
-static char *slab_next;          /* next unused stack in the current slab */
-static size_t slab_left;         /* stacks left in it */
+static poolvec pool_guarded;     /* guarded (or guardable) stacks, LIFO */
+static poolvec pool_bare;        /* slab stacks that can have no guard */
+static size_t pool_hot;          /* pooled stacks not trimmed */
+static size_t nvmaguarded;       /* stacks with a guard VMA of their own */
+static size_t nvmaguard_max;     /* max_map_count / 8, read at run time */
+static int mark_ok = -1;         /* MADV_GUARD_INSTALL works: -1 unknown;
+                                    relaxed atomics (read unlocked) */
+static char *slab_last;          /* the current slab's start */
+static char *slab_next;          /* next unused slot in the current slab */
+static size_t slab_left;         /* slots left in it */
 static size_t stack_size;        /* usable bytes, set once */
+static size_t slot_size;         /* margin + stack, GR_SLOT_ALIGN units */
 static size_t page_size;
+static const char *size_error;   /* GOROUTINE_STACK_KB was bad */
+
+/* The default: as large as a thread's stack (RLIMIT_STACK, which glibc
+ * uses for pthread stacks), at least GR_STACK_FULL. */
+static size_t
+thread_stack_size(void)
+{
+    struct rlimit rl;
+    size_t sz = GR_STACK_FULL;
+    if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+            && rl.rlim_cur > sz) {
+        sz = rl.rlim_cur;
+    }
+    if (sz > (size_t)GR_STACK_MAX_KB * 1024u) {
+        sz = (size_t)GR_STACK_MAX_KB * 1024u;
+    }
+    return sz;
+}
 
 size_t
 gr_stack_size(void)
 {
     if (stack_size == 0) {
         page_size = (size_t)sysconf(_SC_PAGESIZE);
-        size_t sz = GR_STACK_DEFAULT;
+        size_t sz = thread_stack_size();
         const char *env = getenv("GOROUTINE_STACK_KB");
-        if (env != NULL) {
-            long kb = strtol(env, NULL, 10);
-            if (kb >= 64 && kb <= 65536) {
+        if (env != NULL && *env != '\0') {
+            char *end;
+            errno = 0;
+            long long kb = strtoll(env, &end, 10);
+            if (errno != 0 || *end != '\0' || kb < GR_STACK_MIN_KB
+                    || kb > GR_STACK_MAX_KB) {
+                size_error = "GOROUTINE_STACK_KB must be an integer from "
+                             "256 to 1048576 (KiB)";
+            }
+            else {
                 sz = (size_t)kb * 1024u;
             }
         }
-        stack_size = (sz + page_size - 1) & ~(page_size - 1);
+        sz = (sz + page_size - 1) & ~(page_size - 1);
+        slot_size = (sz + GR_MARGIN_MIN + GR_SLOT_ALIGN - 1)
+                    & ~(size_t)(GR_SLOT_ALIGN - 1);
+        stack_size = sz;
     }
     return stack_size;
 }
 
+/* NULL, or why GOROUTINE_STACK_KB was rejected (module init raises). */
+const char *
+gr_stack_config_error(void)
+{
+    gr_stack_size();
+    return size_error;
+}
+
+/* The size a goroutine stack needs to keep a thread's recursion budget. */
+size_t
+gr_stack_full_size(void)
+{
+    return GR_STACK_FULL;
+}
+
+static size_t
+read_max_map_count(void)
+{
+    size_t n = 65530;
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        if (r > 0) {
+            buf[r] = '\0';
+            long long v = strtoll(buf, NULL, 10);
+            if (v > 0) {
+                n = (size_t)v;
+            }
+        }
+        close(fd);
+    }
+    return n;
+}
+
+/* Only unguarded stacks have a red zone: a guarded one faults at the
+ * first byte below it, and writing the red zone would cost a resident page
+ * and a page-table page at the far end of every stack (measured: 8 KiB of
+ * the 20 per parked goroutine). */
 static void
 redzone_fill(gr_stack *st)
 {
-    memset(st->lo, GR_REDZONE_BYTE, GR_REDZONE);
+    if (st->guard == GUARD_NONE) {
+        memset(st->lo, GR_REDZONE_BYTE, GR_REDZONE);
+    }
+}
+
+static char *
+slot_of(const char *lo)
+{
+    return (char *)lo - (slot_size - stack_size);
+}
+
+/* Fresh anonymous memory that never gets a huge page (a 2 MiB page behind
+ * a stack would make every parked goroutine cost 2 MiB). */
+static void *
+map_anon(void *addr, size_t len, int prot, int fixed)
+{
+    void *m = mmap(addr, len, prot,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed,
+                   -1, 0);
+    if (m != MAP_FAILED) {
+        (void)madvise(m, len, MADV_NOHUGEPAGE);
+    }
+    return m;
+}
+
+/* Guard [lo - GR_GUARD, lo) with guard markers.  pool_lock not needed. */
+static bool
+guard_mark(char *lo)
+{
+    if (__atomic_load_n(&mark_ok, __ATOMIC_RELAXED) == 0) {
+        return false;
+    }
+    if (madvise(lo - GR_GUARD, GR_GUARD, MADV_GUARD_INSTALL) == 0) {
+        __atomic_store_n(&mark_ok, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    /* EINVAL: the kernel predates guard regions. */
+    __atomic_store_n(&mark_ok, 0, __ATOMIC_RELAXED);
+    return false;
 }
 
 /* Fresh memory for one stack; pool_lock held. */
@@ -119,55 +268,123 @@ static int
 stack_map(gr_stack *st)
 {
     size_t size = gr_stack_size();
-    if (nguarded < GR_GUARDED_STACKS) {
-        size_t total = size + page_size;
-        char *map = mmap(NULL, total, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (nvmaguard_max == 0) {
+        nvmaguard_max = read_max_map_count() / 8;
+        /* Tests exercise the path for kernels without guard regions. */
+        const char *e = getenv("GR_TEST_NO_GUARD_REGIONS");
+        if (e != NULL && *e != '\0') {
+            __atomic_store_n(&mark_ok, 0, __ATOMIC_RELAXED);
+        }
+    }
+    if (__atomic_load_n(&mark_ok, __ATOMIC_RELAXED) == 0
+            && nvmaguarded < nvmaguard_max) {
+        /* No guard markers: a slot of its own, PROT_NONE below the
+         * stack (two VMAs). */
+        char *map = map_anon(NULL, slot_size, PROT_NONE, 0);
         if (map == MAP_FAILED) {
             return -1;
         }
-        if (mprotect(map, page_size, PROT_NONE) != 0) {
-            munmap(map, total);
+        char *lo = map + (slot_size - size);
+        if (mprotect(lo, size, PROT_READ | PROT_WRITE) != 0) {
+            munmap(map, slot_size);
             return -1;
         }
-        nguarded++;
+        nvmaguarded++;
         st->map = map;
-        st->lo = map + page_size;
+        st->lo = lo;
         st->size = size;
+        st->guard = GUARD_VMA;
         return 0;
     }
     if (slab_left == 0) {
-        char *slab = mmap(NULL, size * GR_SLAB_STACKS,
-                          PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (slab == MAP_FAILED) {
-            return -1;
+        /* Slabs of about 1 GiB, one VMA each (adjacent slabs usually
+         * merge into one), aligned to GR_SLOT_ALIGN. */
+        size_t n = GR_SLAB_BYTES / slot_size;
+        if (n == 0) {
+            n = 1;
         }
+        size_t len = n * slot_size;
+        char *slab = NULL;
+        if (slab_last != NULL && (uintptr_t)slab_last > len) {
+            /* Right below the previous slab (mmap allocates top-down):
+             * already aligned, and the two merge into one VMA. */
+            char *hint = slab_last - len;
+            char *m = map_anon(hint, len, PROT_READ | PROT_WRITE, 0);
+            if (m == hint) {
+                slab = m;
+            }
+            else if (m != MAP_FAILED) {
+                munmap(m, len);
+            }
+        }
+        if (slab == NULL) {
+            char *raw = map_anon(NULL, len + GR_SLOT_ALIGN,
+                                 PROT_READ | PROT_WRITE, 0);
+            if (raw == MAP_FAILED) {
+                return -1;
+            }
+            slab = (char *)(((uintptr_t)raw + GR_SLOT_ALIGN - 1)
+                            & ~(uintptr_t)(GR_SLOT_ALIGN - 1));
+            if (slab > raw) {
+                munmap(raw, (size_t)(slab - raw));
+            }
+            size_t tail = (size_t)(raw + len + GR_SLOT_ALIGN - (slab + len));
+            if (tail > 0) {
+                munmap(slab + len, tail);
+            }
+        }
+        slab_last = slab;
         slab_next = slab;
-        slab_left = GR_SLAB_STACKS;
+        slab_left = n;
     }
     st->map = NULL;
-    st->lo = slab_next;
+    st->lo = slab_next + (slot_size - size);
     st->size = size;
-    slab_next += size;
+    st->guard = GUARD_NONE;
+    slab_next += slot_size;
     slab_left--;
     return 0;
 }
 
+static int
+poolvec_push(poolvec *pv, poolent e)
+{
+    if (pv->len == pv->cap) {
+        size_t cap = pv->cap ? pv->cap * 2 : 256;
+        poolent *v = realloc(pv->v, cap * sizeof *v);
+        if (v == NULL) {
+            return -1;
+        }
+        pv->v = v;
+        pv->cap = cap;
+    }
+    pv->v[pv->len++] = e;
+    return 0;
+}
+
 /* Get a stack.  Any thread, GIL or not.  Returns 0, or -1 when out of
- * memory (errno set). */
+ * memory (errno set).  Guarded stacks are preferred. */
 int
 gr_stack_alloc(gr_stack *st)
 {
     pthread_mutex_lock(&pool_lock);
-    freestack *fs = pool;
-    if (fs != NULL) {
-        pool = fs->next;
-        pool_len--;
+    poolvec *pv = pool_guarded.len > 0 ? &pool_guarded
+                : pool_bare.len > 0 ? &pool_bare : NULL;
+    if (pv != NULL) {
+        poolent e = pv->v[--pv->len];
+        if (!e.trimmed) {
+            pool_hot--;
+        }
         pthread_mutex_unlock(&pool_lock);
-        /* The record lives in the stack's own top bytes: copy it out
-         * before the first frame overwrites it. */
-        *st = fs->st;
+        memset(st, 0, sizeof *st);
+        st->lo = e.lo;
+        st->size = gr_stack_size();
+        st->map = e.guard == GUARD_VMA ? slot_of(e.lo) : NULL;
+        st->guard = e.guard;
+        st->valgrind_id = e.valgrind_id;
+        if (st->guard == GUARD_NONE && guard_mark(st->lo)) {
+            st->guard = GUARD_MARK;      /* trimmed: markers went too */
+        }
         redzone_fill(st);
         return 0;
     }
@@ -180,41 +397,229 @@ gr_stack_alloc(gr_stack *st)
 #ifdef GR_VALGRIND
         st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
 #endif
+        if (st->guard == GUARD_NONE && guard_mark(st->lo)) {
+            st->guard = GUARD_MARK;
+        }
         redzone_fill(st);
     }
     return r;
 }
 
+/* Give a pooled stack's pages and page tables back: a fresh mapping over
+ * the old one (MAP_FIXED replaces it atomically; madvise(MADV_DONTNEED)
+ * would keep the page tables, 4 KiB or more per stack).  A slab slot is
+ * replaced whole, guard markers included, so the slot's own page-table
+ * pages go too; the markers come back when the stack is reused.  Returns
+ * the guard the stack has afterwards. */
+static unsigned char
+stack_trim(char *lo, unsigned char guard)
+{
+    if (guard == GUARD_VMA) {
+        if (map_anon(lo, stack_size, PROT_READ | PROT_WRITE, MAP_FIXED)
+                == MAP_FAILED) {
+            (void)madvise(lo, stack_size, MADV_DONTNEED);
+        }
+        return GUARD_VMA;
+    }
+    char *slot = slot_of(lo);
+    if (map_anon(slot, slot_size, PROT_READ | PROT_WRITE, MAP_FIXED)
+            == MAP_FAILED) {
+        (void)madvise(lo, stack_size, MADV_DONTNEED);
+        return guard;
+    }
+    return GUARD_NONE;
+}
+
 /* Return a stack to the pool.  The goroutine that ran on it must be off
- * it for good.  Any thread. */
+ * it for good.  Any thread, GIL or not.  Beyond GR_POOL_HOT pooled
+ * stacks, the stack is trimmed first (Go frees idle stacks the same way). */
 void
 gr_stack_free(gr_stack *st)
 {
     pthread_mutex_lock(&pool_lock);
-    bool trim = pool_len >= GR_POOL_HOT;
-    pthread_mutex_unlock(&pool_lock);
-    if (trim) {
-        /* Keep the top page: the free-list record lives there. */
-        madvise(st->lo, st->size - page_size, MADV_DONTNEED);
+    bool trim = pool_hot >= GR_POOL_HOT;
+    if (!trim) {
+        pool_hot++;     /* reserve the slot now: frees race for it */
     }
-    freestack *fs = (freestack *)(st->lo + st->size - sizeof(freestack));
-    fs->st = *st;
-    pthread_mutex_lock(&pool_lock);
-    fs->next = pool;
-    pool = fs;
-    pool_len++;
     pthread_mutex_unlock(&pool_lock);
+    poolent e = {
+        .lo = st->lo,
+        .valgrind_id = st->valgrind_id,
+        .guard = (unsigned char)st->guard,
+        .trimmed = trim,
+    };
+    if (trim) {
+        e.guard = stack_trim(st->lo, e.guard);
+    }
+    pthread_mutex_lock(&pool_lock);
+    bool guarded = e.guard != GUARD_NONE
+                   || __atomic_load_n(&mark_ok, __ATOMIC_RELAXED) == 1;
+    if (poolvec_push(guarded ? &pool_guarded : &pool_bare, e) < 0) {
+        /* No memory for the record: the stack's address space is lost,
+         * but it holds no page once trimmed. */
+        if (!trim) {
+            pool_hot--;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+}
+
+/* ---- stack overflow: the fatal error ---------------------------------
+ *
+ * A goroutine that overflows its stack faults in its guard region (or, on
+ * the margin of an unguarded slab stack, is caught by the red zone at the
+ * next switch).  SIGSEGV is taken on the M's alternate signal stack; a
+ * fault between the bottom of the goroutine's slot and the top of its red
+ * zone is reported like Go's "goroutine stack exceeds limit", with the
+ * goroutine's Python traceback, and the process aborts.  Any other fault
+ * goes to the handler that was there before (faulthandler's, the
+ * sanitizers', or the default).  Only async-signal-safe calls in the
+ * handler: write(), and CPython's faulthandler dump (gr_pystate_dump). */
+
+static struct sigaction old_segv, old_bus;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+/* Each M's alternate signal stack starts with this header, so that the
+ * handler finds its M without thread-local storage (a module's TLS block
+ * can be allocated lazily, which is not async-signal-safe). */
+#define GR_ALT_MAGIC 0x676f726f75746e65ull
+typedef struct {
+    uint64_t magic;
+    void *m;
+} altheader;
+
+static void
+write_str(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) {
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void
+write_u64(uint64_t v)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    write_str(p);
+}
+
+void
+gr_stack_overflow_report(uint64_t goid, PyThreadState *ts)
+{
+    write_str("fatal error: goroutine ");
+    write_u64(goid);
+    write_str(": stack overflow (stack exceeds the ");
+    write_u64(stack_size);
+    write_str("-byte limit)\n\nPython traceback of goroutine ");
+    write_u64(goid);
+    write_str(" (most recent call first):\n");
+    if (ts != NULL) {
+        gr_pystate_dump(2, ts);
+    }
+    write_str("\nRecursion through C code with large frames can use more "
+              "stack than the recursion limit allows for; raise "
+              "GOROUTINE_STACK_KB or recurse less.\n");
+}
+
+static void
+chain(int sig, siginfo_t *si, void *uctx)
+{
+    struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
+    if (old->sa_flags & SA_SIGINFO) {
+        old->sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
+        /* Returning re-runs the faulting instruction, which now gets the
+         * default action (a core dump, as without us). */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        return;
+    }
+    old->sa_handler(sig);
+}
+
+static void
+fault_handler(int sig, siginfo_t *si, void *uctx)
+{
+    int saved = errno;
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)
+            && ss.ss_sp != NULL) {
+        altheader *h = ss.ss_sp;
+        gr_g *g = h->magic == GR_ALT_MAGIC ? gr_m_curg(h->m) : NULL;
+        gr_stack *st = g != NULL ? gr_g_stack(g) : NULL;
+        char *addr = si->si_addr;
+        if (st != NULL && st->lo != NULL && addr >= slot_of(st->lo)
+                && addr < st->lo + GR_REDZONE) {
+            gr_stack_overflow_report(gr_g_id(g), gr_g_tstate(g));
+            abort();
+        }
+    }
+    errno = saved;
+    chain(sig, si, uctx);
+}
+
+static void
+fault_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fault_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+/* On every new M, before it runs a goroutine: give this thread an
+ * alternate signal stack that names `m`, and make sure the handler is
+ * installed (once per process). */
+void
+gr_stack_thread_init(void *m)
+{
+    pthread_once(&fault_once, fault_install);
+    char *alt = map_anon(NULL, GR_ALTSTACK, PROT_READ | PROT_WRITE, 0);
+    if (alt == MAP_FAILED) {
+        return;         /* overflows still trap, just without the report */
+    }
+    altheader *h = (altheader *)alt;
+    h->magic = GR_ALT_MAGIC;
+    h->m = m;
+    stack_t ss = {.ss_sp = alt, .ss_size = GR_ALTSTACK, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        munmap(alt, GR_ALTSTACK);
+    }
 }
 
 /* A red zone that is not intact means the goroutine wrote below its
  * stack: nothing that runs afterwards can be trusted, so stop loudly.
- * Runs on g0 after every switch away from a goroutine. */
+ * Runs on g0 after every switch away from a goroutine, whose thread state
+ * is still current. */
 void
-gr_stack_check(gr_stack *st, uint64_t goid)
+gr_stack_check(gr_stack *st, uint64_t goid, PyThreadState *ts)
 {
     /* The stack grows down, so an overflow crosses the top of the red
      * zone first: its highest cache line is the one to check, cheaply, at
      * every switch. */
+    if (st->guard != GUARD_NONE) {
+        return;
+    }
     const uint64_t *top = (const uint64_t *)(st->lo + GR_REDZONE - 64);
     const uint64_t pat = 0x0101010101010101ull * GR_REDZONE_BYTE;
     uint64_t diff = 0;
@@ -222,11 +627,8 @@ gr_stack_check(gr_stack *st, uint64_t goid)
         diff |= top[i] ^ pat;
     }
     if (diff != 0) {
-        char msg[96];
-        snprintf(msg, sizeof msg,
-                 "goroutine: stack overflow in goroutine %llu",
-                 (unsigned long long)goid);
-        Py_FatalError(msg);
+        gr_stack_overflow_report(goid, ts);
+        abort();
     }
 }
 

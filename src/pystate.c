@@ -41,6 +41,13 @@
 #define Py_BUILD_CORE 1
 #include "core.h"
 #include "internal/pycore_runtime.h"
+#if PY_VERSION_HEX >= 0x030B0000
+#include "internal/pycore_frame.h"
+#else
+#include "frameobject.h"
+#endif
+#include <limits.h>
+#include <unistd.h>
 
 #if PY_VERSION_HEX >= 0x030E0000
 #error "goroutine: CPython 3.14+ is not supported yet (see docs/design.md)"
@@ -84,20 +91,21 @@ status_store(PyThreadState *ts, status_bits s)
 }
 #endif
 
-/* C stack spent per level of recursion that CPython counts.  Measured on
- * x86-64 by recursing through C (list(map(lambda: f()))) in a goroutine
- * with the fit disabled until the guard page faulted: about 550 bytes per
- * counted level on 3.10, 300 on 3.11, 250 on 3.13 (3.12 stopped at its
- * own C limit first).  The constants keep a 2-3x margin. */
-#if PY_VERSION_HEX >= 0x030C0000
-#define STACK_PER_LEVEL 600
-#elif PY_VERSION_HEX >= 0x030B0000
-#define STACK_PER_LEVEL 900
-#else
-#define STACK_PER_LEVEL 1000
-#endif
-/* Bytes kept free for the runtime's own frames and C code at the leaf. */
-#define STACK_RESERVE (48 * 1024)
+/* Recursion budgets.  A goroutine stack of at least gr_stack_full_size()
+ * (8 MiB: the main thread's and threading.Thread's stack here) keeps the
+ * budget a thread has on this version, unchanged: CPython's defaults are
+ * what it considers safe on such a stack, and a goroutine is then exactly
+ * as safe as a thread.  A smaller stack (GOROUTINE_STACK_KB) gets
+ * (size - STACK_RESERVE) / STACK_PER_LEVEL levels.  Measured on x86-64
+ * (the frame address read through ctypes at two depths): recursion
+ * through sorted(key=...) costs 5.0 KiB of C stack per step on 3.11 and
+ * 5.2 KiB on 3.13, which CPython counts as 3 levels (3.11) or about 4
+ * (3.13 C levels): up to 1.7 KiB per counted level, the worst we know;
+ * 3 KiB keeps a 1.8x margin. */
+#define STACK_PER_LEVEL 3072
+/* Bytes kept free for the runtime's own frames, the parser and C code at
+ * the leaf (compile() of 40 nested brackets needs ~50 KiB on 3.10). */
+#define STACK_RESERVE (96 * 1024)
 
 PyThreadState *
 gr_pystate_new(void)
@@ -112,7 +120,21 @@ gr_pystate_new(void)
 static int
 stack_levels(size_t stack_bytes)
 {
-    return (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+    int levels = stack_bytes <= STACK_RESERVE + STACK_PER_LEVEL ? 1
+        : (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
+    if (stack_bytes >= gr_stack_full_size()) {
+#if PY_VERSION_HEX >= 0x030C0000
+        levels = INT_MAX;       /* a thread's C budget: no lowering */
+#else
+        /* At least a thread's budget under the default limit; a limit
+         * raised past what the stack holds at STACK_PER_LEVEL still stops
+         * at RecursionError (a thread would crash there). */
+        if (levels < 1000) {
+            levels = 1000;
+        }
+#endif
+    }
+    return levels;
 }
 
 #if PY_VERSION_HEX < 0x030C0000
@@ -126,18 +148,27 @@ depth_base(int limit, int levels)
 }
 #endif
 
-/* Fit a fresh (or recycled) thread state's recursion budget to a stack
- * of stack_bytes; *fit_limit records the recursion limit it was fitted
- * under, for gr_pystate_refit. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define C_LIMIT Py_C_RECURSION_LIMIT
+#elif PY_VERSION_HEX >= 0x030C0000
+#define C_LIMIT C_RECURSION_LIMIT
+#endif
+
+/* Fit a fresh (or recycled) thread state's recursion budget to the stack
+ * [lo, lo + size); *fit_limit records the recursion limit it was fitted
+ * under, for gr_pystate_refit.  3.10-3.13 cannot know frame sizes, so the
+ * budget is a count of levels (see STACK_PER_LEVEL); `lo` is for 3.14+,
+ * which checks the real stack pointer against bounds set from it. */
 void
-gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes, int *fit_limit)
+gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size, int *fit_limit)
 {
-    int levels = stack_levels(stack_bytes);
+    (void)lo;
+    int levels = stack_levels(size);
     *fit_limit = Py_GetRecursionLimit();
 #if PY_VERSION_HEX >= 0x030C0000
-    if (ts->c_recursion_remaining > levels) {
-        ts->c_recursion_remaining = levels;
-    }
+    /* A thread starts with C_LIMIT; set it outright so that a recycled
+     * thread state never keeps an older fit. */
+    ts->c_recursion_remaining = levels < C_LIMIT ? levels : C_LIMIT;
 #elif PY_VERSION_HEX >= 0x030B0000
     /* 3.11's _Py_CheckRecursiveCall resets a thread state's own limit to
      * the interpreter's, so lower the budget by starting deeper instead:
@@ -260,4 +291,147 @@ gr_pystate_attached(PyThreadState *ts)
     return (PyThreadState *)_Py_atomic_load_relaxed(
         &_PyRuntime.gilstate.tstate_current) == ts;
 #endif
+}
+
+/* ---- the stack-overflow report ----------------------------------------
+ *
+ * Write ts's Python traceback to fd, most recent call first, as
+ * faulthandler does, from a signal handler on the faulting thread: no
+ * allocation, no locks, no Python calls, only reads of frames and code
+ * objects and write().  (faulthandler's own _Py_DumpTraceback is not
+ * exported on 3.10 and 3.13.)  The frames may be inconsistent if the fault
+ * hit mid-update; this is the last thing the process does. */
+
+static void
+dump_bytes(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w <= 0) {
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void
+dump_cstr(int fd, const char *s)
+{
+    dump_bytes(fd, s, strlen(s));
+}
+
+static void
+dump_int(int fd, long v)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    bool neg = v < 0;
+    unsigned long u = neg ? 0ul - (unsigned long)v : (unsigned long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (neg) {
+        *--p = '-';
+    }
+    dump_bytes(fd, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* At most 200 characters of a str; non-ASCII as \xNN, \uNNNN. */
+static void
+dump_str(int fd, PyObject *o)
+{
+    if (o == NULL || !PyUnicode_Check(o)) {
+        dump_cstr(fd, "???");
+        return;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    int kind = PyUnicode_KIND(o);
+    const void *data = PyUnicode_DATA(o);
+    Py_ssize_t lim = n < 200 ? n : 200;
+    for (Py_ssize_t i = 0; i < lim; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= ' ' && c < 0x7f) {
+            char ch = (char)c;
+            dump_bytes(fd, &ch, 1);
+        }
+        else {
+            static const char hex[] = "0123456789abcdef";
+            char buf[12];
+            int k = 0, digits = c < 0x100 ? 2 : c < 0x10000 ? 4 : 8;
+            buf[k++] = '\\';
+            buf[k++] = digits == 2 ? 'x' : digits == 4 ? 'u' : 'U';
+            for (int d = digits - 1; d >= 0; d--) {
+                buf[k++] = hex[(c >> (4 * d)) & 0xf];
+            }
+            dump_bytes(fd, buf, (size_t)k);
+        }
+    }
+    if (lim < n) {
+        dump_cstr(fd, "...");
+    }
+}
+
+static void
+dump_frame(int fd, PyCodeObject *code, int addr)
+{
+    dump_cstr(fd, "  File \"");
+    dump_str(fd, code->co_filename);
+    dump_cstr(fd, "\", line ");
+    dump_int(fd, addr >= 0 ? PyCode_Addr2Line(code, addr) : -1);
+    dump_cstr(fd, " in ");
+    dump_str(fd, code->co_name);
+    dump_cstr(fd, "\n");
+}
+
+#define DUMP_MAX_FRAMES 100
+
+void
+gr_pystate_dump(int fd, PyThreadState *ts)
+{
+    int depth = 0;
+#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = ts->current_frame;
+#else
+    _PyInterpreterFrame *f = ts->cframe != NULL ? ts->cframe->current_frame
+                                                : NULL;
+#endif
+    for (; f != NULL; f = f->previous) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK) {
+            continue;       /* a shim frame: C called into Python here */
+        }
+#endif
+        if (_PyFrame_IsIncomplete(f)) {
+            continue;
+        }
+#if PY_VERSION_HEX >= 0x030D0000
+        if (f->f_executable == NULL || !PyCode_Check(f->f_executable)) {
+            continue;
+        }
+        PyCodeObject *code = (PyCodeObject *)f->f_executable;
+#else
+        PyCodeObject *code = f->f_code;
+#endif
+        if (depth++ >= DUMP_MAX_FRAMES) {
+            dump_cstr(fd, "  ...\n");
+            break;
+        }
+        dump_frame(fd, code,
+                   _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+    }
+#else
+    for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
+        if (depth++ >= DUMP_MAX_FRAMES) {
+            dump_cstr(fd, "  ...\n");
+            break;
+        }
+        dump_frame(fd, f->f_code, f->f_lasti * (int)sizeof(_Py_CODEUNIT));
+    }
+#endif
+    if (depth == 0) {
+        dump_cstr(fd, "  <no Python frame>\n");
+    }
 }

@@ -79,6 +79,9 @@
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
+#define GR_GFREE_LOCAL 64           /* dead Gs kept per P (Go's 64) */
+#define GR_GFREE_GLOBAL 1024        /* ... and globally, equipped */
+#define GR_SCAVENGE_NS 1000000000   /* idle M strips the excess after */
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG, P_DEAD };
@@ -163,7 +166,9 @@ static struct {
                                    without the lock by steal_work */
     atomic_int gomaxprocs;
     gr_g *gfree;                /* dead Gs for reuse, under lock */
-    int ngfree;
+    int ngfree;                 /* <= GR_GFREE_GLOBAL */
+    gr_g *gfreebare;            /* dead Gs without stack or thread state */
+    int ngfreebare;
     gr_g *allg;                 /* every G made, under lock */
     atomic_ullong goidgen;
     atomic_llong nactive;       /* runnable + running Gs */
@@ -174,6 +179,8 @@ static struct {
     atomic_bool exiting;
     pthread_t sysmon;           /* joined by sched_shutdown */
     pid_t sysmonpid;            /* the process it runs in (not a fork) */
+    atomic_ullong sysmonseq;    /* odd while sysmon is in a pass (it may
+                                   hold a G pointer then: gfscavenge) */
     PyInterpreterState *interp;
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
@@ -205,6 +212,25 @@ uint64_t
 gr_g_id(gr_g *g)
 {
     return g->goid;
+}
+
+/* For gstack.c's fault handler, on the faulting M: plain reads. */
+gr_g *
+gr_m_curg(void *m)
+{
+    return ((gr_m *)m)->curg;
+}
+
+gr_stack *
+gr_g_stack(gr_g *g)
+{
+    return &g->stack;
+}
+
+PyThreadState *
+gr_g_tstate(gr_g *g)
+{
+    return g->tstate;
 }
 
 /* The P that code running on a goroutine may use as its owner (runqput,
@@ -692,6 +718,9 @@ take_nextp(gr_m *m)
 }
 
 /* Sleep until handed a P.  No GIL, no P. */
+static bool gfsurplus(void);
+static void gfscavenge(gr_m *m);
+
 static void
 stopm(gr_m *m)
 {
@@ -709,12 +738,20 @@ stopm(gr_m *m)
     sched.nmidle++;
     pthread_mutex_unlock(&sched.lock);
     for (;;) {
-        gr_sema_wait(&m->park, -1);
+        /* An M idle for GR_SCAVENGE_NS while dead Gs beyond the bound
+         * hold memory gives it back (gfscavenge): a burst's memory returns
+         * about a second after it ends, and a steady go() loop that keeps
+         * the Ms busy reuses the Gs instead. */
+        bool posted = gr_sema_wait(&m->park, gfsurplus() ? GR_SCAVENGE_NS
+                                                          : -1);
         if (atomic_load(&sched.exiting)) {
             continue;       /* abandoned at exit: never touch Python */
         }
         if (m->nextp != NULL) {
             break;
+        }
+        if (!posted) {
+            gfscavenge(m);
         }
     }
     take_nextp(m);
@@ -950,7 +987,7 @@ execute(gr_m *m, gr_g *g)
     gr_switch_annotate_end(m->g0fake);
     /* Back on g0 with the GIL and g's thread state: g parked, yielded or
      * finished. */
-    gr_stack_check(&g->stack, g->goid);
+    gr_stack_check(&g->stack, g->goid, g->tstate);
     m->curg = NULL;
     /* m->p may differ from p: sysmon may have retaken p, and the G may
      * then have taken an idle P (reacquire_p). */
@@ -999,6 +1036,9 @@ mstart(void *arg)
     gr_m *m = arg;
     tls_m = m;
     m->g0fiber = gr_switch_fiber_self();
+    /* An alternate signal stack, so that a goroutine's stack overflow is
+     * reported (gstack.c) rather than a bare SIGSEGV. */
+    gr_stack_thread_init(m);
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -1183,13 +1223,23 @@ report_exception(gr_g *g)
 
 /* Dead Gs keep their stack and thread state for the next go() (Go's
  * gfput/gfget): a per-P list first, owner only like the run queue, then
- * the global one in batches.  sched.lock must not be held. */
-#define GR_GFREE_LOCAL 64
-
+ * the global one in batches.  sched.lock must not be held.
+ *
+ * Bounded, so that a burst gives its memory back.  Go frees the stacks of
+ * all dead Gs at every GC; we have no GC cycle, so an M that has been idle
+ * for GR_SCAVENGE_NS (stopm) strips the dead Gs beyond GR_GFREE_GLOBAL
+ * (gfscavenge): the stack goes back to gstack.c's pool, which trims all
+ * but a few hundred, the thread state is cleared and deleted, and the bare
+ * G struct goes to sched.gfreebare, to be equipped again by newproc.
+ * Stripping at every death instead cost a steady go() loop 3x
+ * (docs/design.md).  G structs themselves are never freed, as in Go:
+ * nothing must ever find a dangling G. */
 static void
 gfput(gr_p *p, gr_g *g)
 {
     g->m = NULL;
+    gr_g *first = g, *last = g;
+    int n = 1;
     if (p != NULL) {
         g->schedlink = p->gfree;
         p->gfree = g;
@@ -1197,28 +1247,87 @@ gfput(gr_p *p, gr_g *g)
             return;
         }
         /* Move half to the global list. */
-        gr_g *first = p->gfree, *last = first;
-        int n = 1;
+        first = p->gfree;
+        last = first;
         while (n < GR_GFREE_LOCAL / 2) {
             last = last->schedlink;
             n++;
         }
         p->gfree = last->schedlink;
         p->ngfree -= n;
-        pthread_mutex_lock(&sched.lock);
-        last->schedlink = sched.gfree;
-        sched.gfree = first;
-        sched.ngfree += n;
-        pthread_mutex_unlock(&sched.lock);
-        return;
     }
     pthread_mutex_lock(&sched.lock);
-    g->schedlink = sched.gfree;
-    sched.gfree = g;
-    sched.ngfree++;
+    last->schedlink = sched.gfree;
+    sched.gfree = first;
+    sched.ngfree += n;
     pthread_mutex_unlock(&sched.lock);
 }
 
+static bool
+gfsurplus(void)
+{
+    pthread_mutex_lock(&sched.lock);
+    bool r = sched.ngfree > GR_GFREE_GLOBAL;
+    pthread_mutex_unlock(&sched.lock);
+    return r;
+}
+
+/* Strip the dead Gs beyond GR_GFREE_GLOBAL.  On an idle M's g0, no GIL,
+ * no P.  The Gs are dead and on no list but ours, so only sysmon can
+ * still hold one of their pointers: a pass that read p->curg before the
+ * G finished.  Its thread state is deleted only after such a pass is over
+ * (sysmonseq is odd during a pass). */
+static void
+gfscavenge(gr_m *m)
+{
+    gr_g *list = NULL, *last = NULL;
+    int n = 0;
+    pthread_mutex_lock(&sched.lock);
+    while (sched.ngfree > GR_GFREE_GLOBAL) {
+        gr_g *x = sched.gfree;
+        sched.gfree = x->schedlink;
+        sched.ngfree--;
+        x->schedlink = list;
+        list = x;
+        if (last == NULL) {
+            last = x;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    if (list == NULL) {
+        return;
+    }
+    unsigned long long seq = atomic_load(&sched.sysmonseq);
+    while ((seq & 1) && atomic_load(&sched.sysmonseq) == seq &&
+           !atomic_load(&sched.exiting)) {
+        sched_yield();
+    }
+    bool gil = !atomic_load(&sched.exiting);
+    if (gil) {
+        PyEval_RestoreThread(m->tstate);
+    }
+    for (gr_g *g = list; g != NULL; g = g->schedlink) {
+        if (gil) {
+            PyThreadState_Clear(g->tstate);
+            PyThreadState_Delete(g->tstate);
+            g->tstate = NULL;
+        }
+        gr_stack_free(&g->stack);
+        g->stack.lo = NULL;
+    }
+    if (gil) {
+        PyEval_SaveThread();
+    }
+    pthread_mutex_lock(&sched.lock);
+    last->schedlink = sched.gfreebare;
+    sched.gfreebare = list;
+    sched.ngfreebare += n;
+    pthread_mutex_unlock(&sched.lock);
+}
+
+/* A dead G for newproc: an equipped one if any, else a bare one (stack.lo
+ * NULL, tstate maybe NULL), else NULL. */
 static gr_g *
 gfget(gr_p *p)
 {
@@ -1234,8 +1343,23 @@ gfget(gr_p *p)
         sched.gfree = g->schedlink;
         sched.ngfree--;
     }
+    else if ((g = sched.gfreebare) != NULL) {
+        sched.gfreebare = g->schedlink;
+        sched.ngfreebare--;
+    }
     pthread_mutex_unlock(&sched.lock);
     return g;
+}
+
+/* Put back a bare G that newproc could not equip. */
+static void
+gfputbare(gr_g *g)
+{
+    pthread_mutex_lock(&sched.lock);
+    g->schedlink = sched.gfreebare;
+    sched.gfreebare = g;
+    sched.ngfreebare++;
+    pthread_mutex_unlock(&sched.lock);
 }
 
 static void sysmon_start(void);
@@ -1342,34 +1466,44 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     gr_g *g = gfget(ownp);
     if (g == NULL) {
         g = calloc(1, sizeof *g);
-        if (g == NULL || gr_stack_alloc(&g->stack) < 0) {
-            free(g);
+        if (g == NULL) {
             Py_DECREF(fargs);
             Py_DECREF(ctx);
             Py_XDECREF(kwcopy);
             PyErr_NoMemory();
             return -1;
         }
-        g->tstate = gr_pystate_new();
-        if (g->tstate == NULL) {
-            gr_stack_free(&g->stack);
-            free(g);
-            Py_DECREF(fargs);
-            Py_DECREF(ctx);
-            Py_XDECREF(kwcopy);
-            return -1;
-        }
+        atomic_store(&g->status, G_DEAD);
         pthread_mutex_lock(&sched.lock);
         g->allnext = sched.allg;
         sched.allg = g;
         pthread_mutex_unlock(&sched.lock);
+    }
+    if (g->stack.lo == NULL && gr_stack_alloc(&g->stack) < 0) {
+        g->stack.lo = NULL;
+        gfputbare(g);
+        Py_DECREF(fargs);
+        Py_DECREF(ctx);
+        Py_XDECREF(kwcopy);
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (g->tstate == NULL && (g->tstate = gr_pystate_new()) == NULL) {
+        gr_stack_free(&g->stack);
+        g->stack.lo = NULL;
+        gfputbare(g);
+        Py_DECREF(fargs);
+        Py_DECREF(ctx);
+        Py_XDECREF(kwcopy);
+        return -1;
     }
     g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
     g->fn = Py_NewRef(fn);
     g->args = fargs;
     g->kwargs = kwcopy;
     g->context = ctx;
-    gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
+    gr_pystate_fit_stack(g->tstate, g->stack.lo, g->stack.size,
+                         &g->fit_limit);
     gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);
@@ -1440,6 +1574,7 @@ sysmon(void *arg)
     int idle = 0;
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
+        atomic_fetch_add(&sched.sysmonseq, 1);     /* odd: in a pass */
         int64_t now = nanotime();
         bool busy = false;
         int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
@@ -1487,6 +1622,7 @@ sysmon(void *arg)
                 startm(p, false, true);
             }
         }
+        atomic_fetch_add(&sched.sysmonseq, 1);     /* even: between */
         if (busy) {
             idle = 0;
             delay_us = GR_SYSMON_BUSY_US;
@@ -1949,5 +2085,10 @@ static PyMethodDef sched_methods[] = {
 int
 gr_sched_exec(PyObject *module)
 {
+    const char *err = gr_stack_config_error();
+    if (err != NULL) {
+        PyErr_SetString(PyExc_ValueError, err);
+        return -1;
+    }
     return PyModule_AddFunctions(module, sched_methods);
 }
