@@ -195,7 +195,7 @@ PyThreadState *gr_pystate_new(void);
 void gr_pystate_recycle(PyThreadState *ts);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
-void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes,
+void gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size,
                           int *fit_limit);
 void gr_pystate_refit(PyThreadState *ts, size_t stack_bytes, int *fit_limit);
 bool gr_pystate_attached(PyThreadState *ts);

@@ -1278,7 +1278,8 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
                     ? PyDict_Copy(kwargs) : NULL;
     g->context = ctx;
-    gr_pystate_fit_stack(g->tstate, g->stack.size, &g->fit_limit);
+    gr_pystate_fit_stack(g->tstate, g->stack.lo, g->stack.size,
+                         &g->fit_limit);
     gr_ctx_make(&g->ctx, &g->stack, gentry, g, g->goid);
     atomic_fetch_add(&sched.ncreated, 1);
     atomic_fetch_add(&sched.ngoroutines, 1);
