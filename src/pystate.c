@@ -54,6 +54,9 @@
 #include "internal/pycore_pythonrun.h"  /* _PyOS_STACK_MARGIN_BYTES */
 #endif
 
+#ifdef Py_GIL_DISABLED
+#error "goroutine does not support free-threaded CPython: see docs/design.md"
+#endif
 #if PY_VERSION_HEX >= 0x03100000
 #error "goroutine: CPython 3.16+ is not supported yet: pystate.c must be checked against its thread states first"
 #endif
