@@ -31,8 +31,9 @@ STACK_KB = 1024
 OLD_BUDGET = pytest.mark.xfail(
     sys.version_info < (3, 14), strict=False,
     reason="issue 21: on <=3.13 a goroutine's recursion budget is a count "
-           "fitted to its stack, and this recursion costs more stack per "
-           "level than the fit assumes")
+           "fitted to its stack with a fixed cost per level (3.12/3.13: "
+           "far below a thread's C budget; sorted(key=...) costs more "
+           "stack per level than the fit assumes)")
 
 _SCRIPT = r"""
 import json, sys, threading, time
@@ -261,6 +262,9 @@ def test_python_recursion_depth_is_a_threads(kind):
     _about_a_threads_depth(kind)
 
 
+# 3.13 measured: 1648 levels of C recursion in a goroutine against 9984 on
+# a thread (its C counter, fitted at 600 bytes a level).
+@OLD_BUDGET
 @pytest.mark.parametrize("kind", PYTHON_AND_C + C_ONLY)
 def test_c_recursion_depth_is_a_threads(kind):
     _about_a_threads_depth(kind)
