@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-asan test-tsan test-debug bench stress valgrind deps build clean
+.PHONY: all demo test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
 
 all: build
 
@@ -60,6 +60,17 @@ test-all: deps
 	if [ -z "$$ran" ]; then echo "no Python 3.10-3.13 found"; exit 1; fi; \
 	if [ -n "$$failed" ]; then echo "=== FAILED on:$$failed"; exit 1; fi; \
 	echo "=== all passed"
+
+# The whole suite on CPython 3.14 and 3.15 (NEXT_VERSIONS).  Debian's
+# python3.14/3.15 need a newer libc than Debian 12, so they live in a
+# Debian sid root made once with debootstrap and kept outside the checkout
+# (GR_SID_ROOT, default ~/.cache/goroutine/sid-root); the checkout is
+# copied into it and built there, a venv per version.  Root only.
+# NEXT_TARGET=test-asan (or test-tsan) runs that target there instead.
+NEXT_VERSIONS ?= 3.14 3.15
+NEXT_TARGET   ?= test
+test-next:
+	GR_NEXT_MAKE_TARGET=$(NEXT_TARGET) PYTEST_ARGS="$(PYTEST_ARGS)" tools/test_next.sh $(NEXT_VERSIONS)
 
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter

@@ -26,7 +26,7 @@ if sysconfig.get_config_var("Py_GIL_DISABLED"):
     fail("goroutine does not support free-threaded CPython (%s) yet: its "
          "goroutines carry thread states between OS threads, which the "
          "free-threaded allocator forbids. Use a regular (GIL) build of "
-         "CPython 3.10-3.13." % sys.version.split()[0])
+         "CPython 3.10-3.15." % sys.version.split()[0])
 
 
 def pkg_config(*args):

@@ -11,6 +11,16 @@ import sys as _sys
 import traceback as _traceback
 from typing import NamedTuple as _NamedTuple, Optional as _Optional
 
+if "t" in getattr(_sys, "abiflags", ""):
+    # A free-threaded CPython build (3.13t, 3.14t; "t" in its ABI flags),
+    # even with PYTHON_GIL=1: the runtime relies on the GIL and on the GIL
+    # build's thread states (docs/design.md, "Free-threaded CPython: what
+    # would change").
+    raise ImportError(
+        "goroutine does not support free-threaded CPython (%s) yet: its "
+        "runtime relies on the GIL. Use a regular (GIL) build of CPython "
+        "3.10-3.15." % _sys.version.split()[0])
+
 from goroutine import _core
 from goroutine._core import (Deadlock, Goexit, Map, Panic, chan, default,
                              go, nilchan, select)

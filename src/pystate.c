@@ -21,19 +21,27 @@
  * function after leave).
  *
  * What CPython does not fix up for us, per version:
- *   - the PyGILState TSS key (which thread state PyGILState_Ensure finds
- *     for this OS thread).  It must be the goroutine's while it runs, or a
- *     ctypes callback inside a goroutine takes the GIL for the M's own
- *     thread state and deadlocks.  3.10/3.11 keep the key in
- *     _PyRuntime.gilstate.autoTSSkey; 3.12+ in _PyRuntime.autoTSSkey, and
- *     3.12+ rebinds it by itself on activation when the thread state's
- *     bound_gilstate bit is clear, so there we only clear the bit on leave.
+ *   - which thread state PyGILState_Ensure finds for this OS thread.  It
+ *     must be the goroutine's while it runs, or a ctypes callback inside a
+ *     goroutine takes the GIL for the M's own thread state and deadlocks.
+ *     3.10/3.11 keep it under the TSS key _PyRuntime.gilstate.autoTSSkey,
+ *     3.12-3.14 under _PyRuntime.autoTSSkey, and 3.12+ rebind it by
+ *     themselves on activation when the thread state's bound_gilstate bit
+ *     is clear, so there we only clear the bit on leave and point the key
+ *     back at the M's thread state.  3.15 keeps it in a C thread-local
+ *     (_Py_tss_gilstate) that is neither in the headers nor exported, so
+ *     it cannot be pointed back: see gr_pystate_leave.
  *   - thread_id / native_thread_id, which say where a thread state runs
  *     (faulthandler, sys._current_frames): set on every enter.
- *   - recursion budgets, fitted to the goroutine's C stack: 3.12+ count C
- *     recursion per thread state (c_recursion_remaining); 3.10/3.11 count
- *     Python calls, each of which can cost C stack, so their limit is
- *     lowered per goroutine.
+ *   - recursion budgets, fitted to the goroutine's C stack.  3.14+ check
+ *     C recursion against the machine stack pointer, with bounds kept per
+ *     thread state and filled lazily from the OS thread's stack -- the M's,
+ *     not the goroutine's: we set them to the goroutine's stack when the
+ *     thread state is bound to it (3.15 has an API for it,
+ *     PyUnstable_ThreadState_SetStackProtection; on 3.14 we write the
+ *     fields it writes).  3.12/3.13 count C recursion per thread state
+ *     (c_recursion_remaining); 3.10/3.11 count Python calls, each of which
+ *     can cost C stack, so their limit is lowered per goroutine.
  *
  * All functions here run with the GIL held except gr_pystate_enter, which
  * takes it.
@@ -41,19 +49,30 @@
 #define Py_BUILD_CORE 1
 #include "core.h"
 #include "internal/pycore_runtime.h"
-#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030E0000
+#include "internal/pycore_interpframe.h"   /* frames for the overflow report */
+#elif PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
 #else
 #include "frameobject.h"
 #endif
 #include <limits.h>
 #include <unistd.h>
-
 #if PY_VERSION_HEX >= 0x030E0000
-#error "goroutine: CPython 3.14+ is not supported yet (see docs/design.md)"
+#include "internal/pycore_tstate.h"     /* _PyThreadStateImpl */
+#include "internal/pycore_pythonrun.h"  /* _PyOS_STACK_MARGIN_BYTES */
 #endif
 
-#if PY_VERSION_HEX >= 0x030C0000
+#ifdef Py_GIL_DISABLED
+#error "goroutine does not support free-threaded CPython: see docs/design.md"
+#endif
+#if PY_VERSION_HEX >= 0x03100000
+#error "goroutine: CPython 3.16+ is not supported yet: pystate.c must be checked against its thread states first"
+#endif
+
+#if PY_VERSION_HEX >= 0x030F0000
+/* No key: the gilstate is a C thread-local of CPython's (gr_pystate_leave). */
+#elif PY_VERSION_HEX >= 0x030C0000
 #define GILSTATE_KEY (&_PyRuntime.autoTSSkey)
 #else
 #define GILSTATE_KEY (&_PyRuntime.gilstate.autoTSSkey)
@@ -117,6 +136,7 @@ gr_pystate_new(void)
     return ts;
 }
 
+#if PY_VERSION_HEX < 0x030E0000
 static int
 stack_levels(size_t stack_bytes)
 {
@@ -136,6 +156,7 @@ stack_levels(size_t stack_bytes)
     }
     return levels;
 }
+#endif
 
 #if PY_VERSION_HEX < 0x030C0000
 /* 3.10/3.11 count Python-level depth against the interpreter-wide limit,
@@ -154,22 +175,61 @@ depth_base(int limit, int levels)
 #define C_LIMIT C_RECURSION_LIMIT
 #endif
 
-/* Fit a fresh (or recycled) thread state's recursion budget to the stack
- * [lo, lo + size); *fit_limit records the recursion limit it was fitted
- * under, for gr_pystate_refit.  3.10-3.13 cannot know frame sizes, so the
- * budget is a count of levels (see STACK_PER_LEVEL); `lo` is for 3.14+,
- * which checks the real stack pointer against bounds set from it. */
-void
-gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size, int *fit_limit)
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14+: the stack bounds CPython checks C recursion against, for a
+ * goroutine stack [lo, lo + size).  The lowest STACK_FLOOR bytes are left
+ * below CPython's hard limit for the red zone (gstack.c) and for C that
+ * runs past the last check at the leaf: our own park/switch path, libc.
+ * CPython itself raises RecursionError below its soft limit, two margins
+ * (2 x 16 KiB on 64-bit release builds) above the floor, and gives up
+ * ("Unrecoverable stack overflow") below the hard limit, one margin above
+ * it -- the same layout it gives an OS thread, whose floor is its guard
+ * page. */
+#define STACK_FLOOR (16 * 1024)
+
+static void
+set_stack_bounds(PyThreadState *ts, char *lo, size_t size)
 {
-    (void)lo;
-    int levels = stack_levels(size);
+    uintptr_t base = (uintptr_t)lo + STACK_FLOOR;
+    uintptr_t top = (uintptr_t)lo + size;
+#if PY_VERSION_HEX >= 0x030F0000
+    if (PyUnstable_ThreadState_SetStackProtection(
+            ts, (void *)base, (size_t)(top - base)) == 0) {
+        return;
+    }
+    /* Refused: smaller than CPython's minimum (48 KiB on a release build;
+     * GOROUTINE_STACK_KB allows 64).  Such a stack still gets bounds, set
+     * as below, rather than the M's. */
+    PyErr_Clear();
+#endif
+    _PyThreadStateImpl *impl = (_PyThreadStateImpl *)ts;
+    impl->c_stack_top = top;
+    impl->c_stack_hard_limit = base + _PyOS_STACK_MARGIN_BYTES;
+    impl->c_stack_soft_limit = base + 2 * _PyOS_STACK_MARGIN_BYTES;
+}
+#endif
+
+/* Fit a fresh (or recycled) thread state's recursion budget to its
+ * goroutine's stack [lo, lo + stack_bytes); *fit_limit records the
+ * recursion limit it was fitted under, for gr_pystate_refit. */
+void
+gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t stack_bytes,
+                     int *fit_limit)
+{
     *fit_limit = Py_GetRecursionLimit();
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Python-to-Python calls cost no C stack from 3.11 and are counted
+     * against sys.getrecursionlimit() as on any thread. */
+    set_stack_bounds(ts, lo, stack_bytes);
+#elif PY_VERSION_HEX >= 0x030C0000
+    (void)lo;
+    int levels = stack_levels(stack_bytes);
     /* A thread starts with C_LIMIT; set it outright so that a recycled
      * thread state never keeps an older fit. */
     ts->c_recursion_remaining = levels < C_LIMIT ? levels : C_LIMIT;
 #elif PY_VERSION_HEX >= 0x030B0000
+    (void)lo;
+    int levels = stack_levels(stack_bytes);
     /* 3.11's _Py_CheckRecursiveCall resets a thread state's own limit to
      * the interpreter's, so lower the budget by starting deeper instead:
      * depth = recursion_limit - recursion_remaining.  Set both, so that a
@@ -177,6 +237,8 @@ gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size, int *fit_limit)
     ts->recursion_limit = *fit_limit;
     ts->recursion_remaining = *fit_limit - depth_base(*fit_limit, levels);
 #else
+    (void)lo;
+    int levels = stack_levels(stack_bytes);
     /* 3.10 compares recursion_depth with the interpreter-wide limit: start
      * the goroutine's depth where the levels it can afford run out. */
     ts->recursion_depth = depth_base(*fit_limit, levels);
@@ -230,6 +292,13 @@ gr_pystate_recycle(PyThreadState *ts)
 #endif
     Py_CLEAR(ts->async_gen_firstiter);
     Py_CLEAR(ts->async_gen_finalizer);
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14 keeps asyncio's running loop and task in the thread state
+     * (asyncio._set_running_loop without a reset must not leak into the
+     * next goroutine). */
+    Py_CLEAR(((_PyThreadStateImpl *)ts)->asyncio_running_loop);
+    Py_CLEAR(((_PyThreadStateImpl *)ts)->asyncio_running_task);
+#endif
 #if PY_VERSION_HEX < 0x030B0000
     ts->recursion_depth = 0;
 #endif
@@ -249,7 +318,8 @@ gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
     PyThread_tss_set(GILSTATE_KEY, ts);
 #endif
     PyEval_RestoreThread(ts);
-    /* 3.12+: PyEval_RestoreThread bound the key to ts (bit was clear). */
+    /* 3.12+: PyEval_RestoreThread bound the gilstate to ts (bit was
+     * clear). */
     /* The M's own thread state was made on this OS thread: copy its ids
      * rather than asking the kernel (gettid) on every switch. */
     ts->thread_id = mts->thread_id;
@@ -259,7 +329,17 @@ gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
 }
 
 /* Give the GIL back and make the M's own thread state the one
- * PyGILState finds on this OS thread again.  GIL held, ts current. */
+ * PyGILState finds on this OS thread again.  GIL held, ts current.
+ *
+ * 3.15: the gilstate is a C thread-local we cannot reach, so it keeps
+ * naming ts until this OS thread next attaches a thread state: mts's bit
+ * stays clear, so CPython binds it (or the next goroutine's) on that
+ * attach.  Meanwhile nothing on the M asks for it: g0 runs no Python and
+ * calls no PyGILState_*, and every way back into Python here is an
+ * attach.  The one effect is CPython's: the next attach on this thread
+ * clears the bound_gilstate bit of the stale ts (under the GIL; the bit
+ * is already clear unless ts sits in a GIL-releasing call on another M,
+ * which then just rebinds it when it reattaches). */
 void
 gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
 {
@@ -267,11 +347,17 @@ gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
     status_bits st = status_load(ts);
     st.bound_gilstate = 0;
     status_store(ts, st);
+#endif
+#ifdef GILSTATE_KEY
+#if PY_VERSION_HEX >= 0x030C0000
     st = status_load(mts);
     st.bound_gilstate = 1;
     status_store(mts, st);
 #endif
     PyThread_tss_set(GILSTATE_KEY, mts);
+#else
+    (void)mts;
+#endif
     PyEval_SaveThread();
 }
 
@@ -407,7 +493,14 @@ gr_pystate_dump(int fd, PyThreadState *ts)
         if (_PyFrame_IsIncomplete(f)) {
             continue;
         }
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030E0000
+        /* f_executable is a tagged stack reference from 3.14 */
+        PyObject *exe = PyStackRef_AsPyObjectBorrow(f->f_executable);
+        if (exe == NULL || !PyCode_Check(exe)) {
+            continue;
+        }
+        PyCodeObject *code = (PyCodeObject *)exe;
+#elif PY_VERSION_HEX >= 0x030D0000
         if (f->f_executable == NULL || !PyCode_Check(f->f_executable)) {
             continue;
         }
