@@ -485,7 +485,9 @@ gr_pystate_dump(int fd, PyThreadState *ts)
                                                 : NULL;
 #endif
     for (; f != NULL; f = f->previous) {
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+        /* (3.14+: _PyFrame_IsIncomplete covers shim frames, and 3.15 has
+         * no FRAME_OWNED_BY_CSTACK) */
         if (f->owner == FRAME_OWNED_BY_CSTACK) {
             continue;       /* a shim frame: C called into Python here */
         }
