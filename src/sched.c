@@ -115,6 +115,8 @@ struct gr_m {
     gr_g *lockedg;              /* the G locked to this M, if any */
     bool lockedresume;          /* lockedg yielded: run it again directly
                                    (it is on no queue) */
+    unsigned long ident;        /* its thread ident, set by mstart */
+    gr_m *alllink;              /* allm list, under sched.lock */
 };
 
 struct gr_p {
@@ -141,6 +143,7 @@ static struct {
     gr_g *runqtail;
     atomic_int runqsize;
     gr_m *midle;                /* idle Ms, under lock */
+    gr_m *allm;                 /* every M that started, under lock */
     int nmidle;
     int mcount;                 /* Ms made */
     int maxmcount;
@@ -944,6 +947,11 @@ mstart(void *arg)
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
     }
+    m->ident = PyThread_get_thread_ident();
+    pthread_mutex_lock(&sched.lock);
+    m->alllink = sched.allm;
+    sched.allm = m;
+    pthread_mutex_unlock(&sched.lock);
     take_nextp(m);
     for (;;) {
         gr_g *g;
@@ -1468,11 +1476,124 @@ gr_sched_epoch(void)
     return atomic_load(&sched.epoch);
 }
 
+/* Is ident the thread of one of our Ms?  Goroutines that call
+ * threading.current_thread() leave a _DummyThread for their M in
+ * threading's registry; those threads are the runtime, not "another
+ * thread".  Takes sched.lock (no Python inside). */
+static bool
+is_m_ident(unsigned long ident)
+{
+    bool found = false;
+    pthread_mutex_lock(&sched.lock);
+    for (gr_m *m = sched.allm; m != NULL && !found; m = m->alllink) {
+        found = m->ident == ident;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    return found;
+}
+
+/* Could some other Python thread still act: is any live thread that
+ * threading knows about, other than the caller and our Ms, not blocked in
+ * the runtime?  Daemon threads count (a server's request threads, a
+ * library's I/O thread): whether one will ever touch a channel is not
+ * knowable, and a false Deadlock kills a correct program.  GIL held;
+ * errors count as "yes". */
+static bool
+other_thread_may_act(void)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        PyErr_Clear();
+        return true;
+    }
+    PyObject *threads = PyObject_CallMethod(threading, "enumerate", NULL);
+    Py_DECREF(threading);
+    if (threads == NULL || !PyList_Check(threads)) {
+        Py_XDECREF(threads);
+        PyErr_Clear();
+        return true;
+    }
+    bool may = false;
+    unsigned long self = PyThread_get_thread_ident();
+    Py_ssize_t n = PyList_GET_SIZE(threads);
+    for (Py_ssize_t i = 0; i < n && !may; i++) {
+        PyObject *t = PyList_GET_ITEM(threads, i);
+        PyObject *ident = PyObject_GetAttrString(t, "ident");
+        PyObject *alive = ident ? PyObject_CallMethod(t, "is_alive", NULL)
+                                : NULL;
+        if (ident == NULL || alive == NULL) {
+            may = true;
+        }
+        else if (ident != Py_None && PyObject_IsTrue(alive) == 1) {
+            unsigned long id = PyLong_AsUnsignedLong(ident);
+            if (id == (unsigned long)-1 && PyErr_Occurred()) {
+                may = true;
+            }
+            else if (id != self && !is_m_ident(id)) {
+                may = blocked_idents == NULL ||
+                      PyDict_Contains(blocked_idents, ident) != 1;
+            }
+        }
+        Py_XDECREF(ident);
+        Py_XDECREF(alive);
+    }
+    Py_DECREF(threads);
+    PyErr_Clear();
+    return may;
+}
+
+/* Is a Python signal handler installed that could run and send on a
+ * channel (Go's "block until SIGTERM")?  Python's own SIGINT handler,
+ * default_int_handler, only raises KeyboardInterrupt and does not count.
+ * GIL held; errors count as "yes". */
+static bool
+signal_handler_installed(void)
+{
+    PyObject *signal = PyImport_ImportModule("signal");
+    if (signal == NULL) {
+        PyErr_Clear();
+        return true;
+    }
+    bool found = false;
+    PyObject *dflt = PyObject_GetAttrString(signal, "default_int_handler");
+    PyObject *sigs = dflt ? PyObject_CallMethod(signal, "valid_signals", NULL)
+                          : NULL;
+    PyObject *it = sigs ? PyObject_GetIter(sigs) : NULL;
+    if (it == NULL) {
+        found = true;
+    }
+    PyObject *s;
+    while (!found && it != NULL && (s = PyIter_Next(it)) != NULL) {
+        PyObject *h = PyObject_CallMethod(signal, "getsignal", "O", s);
+        Py_DECREF(s);
+        if (h == NULL) {
+            found = true;
+        }
+        else {
+            found = h != dflt && PyCallable_Check(h);
+            Py_DECREF(h);
+        }
+    }
+    if (PyErr_Occurred()) {
+        found = true;
+    }
+    Py_XDECREF(it);
+    Py_XDECREF(sigs);
+    Py_XDECREF(dflt);
+    Py_DECREF(signal);
+    PyErr_Clear();
+    return found;
+}
+
 /*
  * Is the runtime quiescent in a way nothing can end?  GIL held, called by
  * a blocked thread.  True when no G is runnable or running, no timer is
- * pending, and every other live non-daemon thread is itself blocked in the
- * runtime.  The caller asks twice, with the same epoch, before believing.
+ * pending, every other live Python thread (daemon or not, our Ms aside) is
+ * itself blocked in the runtime, and no Python signal handler is
+ * installed.  The caller asks twice, with the same epoch, before
+ * believing.  This is the check of Go's checkdead made safe for a library
+ * inside a host process: whatever could still act outside the runtime
+ * keeps it quiet (Go, as a c-archive/c-shared library, does no check).
  */
 bool
 gr_sched_deadlocked(void)
@@ -1483,46 +1604,10 @@ gr_sched_deadlocked(void)
     if (gr_timer_pending() != 0) {
         return false;
     }
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        PyErr_Clear();
+    if (other_thread_may_act() || signal_handler_installed()) {
         return false;
     }
-    PyObject *threads = PyObject_CallMethod(threading, "enumerate", NULL);
-    Py_DECREF(threading);
-    if (threads == NULL) {
-        PyErr_Clear();
-        return false;
-    }
-    bool dead = true;
-    unsigned long self = PyThread_get_thread_ident();
-    Py_ssize_t n = PyList_GET_SIZE(threads);
-    for (Py_ssize_t i = 0; i < n && dead; i++) {
-        PyObject *t = PyList_GET_ITEM(threads, i);
-        PyObject *ident = PyObject_GetAttrString(t, "ident");
-        PyObject *daemon = PyObject_GetAttrString(t, "daemon");
-        PyObject *alive = PyObject_CallMethod(t, "is_alive", NULL);
-        if (ident == NULL || daemon == NULL || alive == NULL) {
-            PyErr_Clear();
-            dead = false;
-        }
-        else if (ident != Py_None &&
-                 PyLong_AsUnsignedLong(ident) != self &&
-                 PyObject_IsTrue(alive) == 1 &&
-                 PyObject_IsTrue(daemon) == 0) {
-            int blocked = blocked_idents != NULL &&
-                          PyDict_Contains(blocked_idents, ident) == 1;
-            if (!blocked) {
-                dead = false;
-            }
-        }
-        Py_XDECREF(ident);
-        Py_XDECREF(daemon);
-        Py_XDECREF(alive);
-    }
-    Py_DECREF(threads);
-    PyErr_Clear();
-    return dead && atomic_load(&sched.nactive) == 0;
+    return atomic_load(&sched.nactive) == 0;
 }
 
 /* ---- the runtime module's functions --------------------------------- */
