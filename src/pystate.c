@@ -261,3 +261,25 @@ gr_pystate_attached(PyThreadState *ts)
         &_PyRuntime.gilstate.tstate_current) == ts;
 #endif
 }
+
+/* The object a weak reference points to, as a new reference, or NULL
+ * (dead or not a weakref; no exception set).  3.13 deprecates the
+ * borrowed-reference getter. */
+PyObject *
+gr_pystate_weakref_get(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(ref, &obj) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    if (!PyWeakref_Check(ref)) {
+        return NULL;
+    }
+    PyObject *obj = PyWeakref_GetObject(ref);
+    return obj == Py_None ? NULL : Py_NewRef(obj);
+#endif
+}

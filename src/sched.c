@@ -218,6 +218,7 @@ current_p(void)
 }
 
 static gr_p *pidleget_locked(void);
+static void thread_locks_init(void);
 
 /* current_p(), and if this goroutine's M has lost its P (sysmon retook it
  * while the goroutine was in a GIL-releasing call), take an idle one:
@@ -1017,10 +1018,142 @@ gswitch_to_g0(gr_g *g, int kind)
     gr_switch_annotate_end(fake);
 }
 
+/* ---- thread-owned locks held across a park --------------------------
+ *
+ * threading.RLock is owned by an OS thread (PyThread_get_thread_ident),
+ * and a goroutine's OS thread is its M.  A goroutine that parks holding
+ * one would let another goroutine on the same M re-enter it, and would
+ * fail to release it after resuming on another M.  The case the standard
+ * library makes common is logging: Handler.handle() holds the handler's
+ * RLock around emit(), and an emit() that sends on a channel parks.  So a
+ * goroutine that parks (or yields) while its thread owns logging's module
+ * lock or the lock of any logging handler parks *wired* to its M, exactly
+ * as under runtime.lock_os_thread(): its P goes to other goroutines, its M
+ * sleeps running nothing else, and it resumes on that M, where the
+ * release works.  The wiring ends when it resumes.
+ *
+ * How it knows: logging keeps a weak reference to every handler ever made
+ * (logging._handlerList, read by logging.shutdown); for each live one
+ * whose lock is a _thread.RLock, RLock._is_owned() asks whether this
+ * thread owns it.  Only C calls that allocate nothing and run no Python
+ * code (a handler class with its own __getattr__/__getattribute__ is
+ * skipped), because parks happen with a channel lock held.  Other
+ * threading.RLocks cannot be seen; docs/getting-started.md says to use
+ * sync.RLock or runtime.lock_os_thread() for those. */
+
+static PyObject *rlock_type;        /* _thread.RLock, set on first use */
+static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock,
+                *str_is_owned;
+
+/* Names and the RLock type, made once at the first go() (GIL held). */
+static void
+thread_locks_init(void)
+{
+    if (str_is_owned != NULL) {
+        return;
+    }
+    str_logging = PyUnicode_InternFromString("logging");
+    str_handlerlist = PyUnicode_InternFromString("_handlerList");
+    str_modlock = PyUnicode_InternFromString("_lock");
+    str_lock = PyUnicode_InternFromString("lock");
+    PyObject *thread = PyImport_ImportModule("_thread");
+    if (thread != NULL) {
+        rlock_type = PyObject_GetAttrString(thread, "RLock");
+        Py_DECREF(thread);
+    }
+    str_is_owned = PyUnicode_InternFromString("_is_owned");
+    PyErr_Clear();
+}
+
+/* Does this thread own lock, a _thread.RLock?  GIL held; allocates
+ * nothing, runs no Python code. */
+static bool
+owns_rlock(PyObject *lock)
+{
+    if (lock == NULL || (PyObject *)Py_TYPE(lock) != rlock_type) {
+        return false;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(lock, str_is_owned);
+    bool owned = r == Py_True;
+    Py_XDECREF(r);
+    return owned;
+}
+
+/* An attribute of obj found by the generic lookup only, or NULL. */
+static PyObject *
+plain_attr(PyObject *obj, PyObject *name)
+{
+    if (Py_TYPE(obj)->tp_getattro != PyObject_GenericGetAttr) {
+        return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* Does the calling goroutine's thread own a lock that logging holds while
+ * it calls out?  GIL held; any pending exception is kept. */
+static bool
+holds_logging_lock(void)
+{
+    if (rlock_type == NULL || str_is_owned == NULL) {
+        return false;
+    }
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    bool held = false;
+    PyObject *logging = PyImport_GetModule(str_logging);
+    PyObject *dict = logging ? PyModule_GetDict(logging) : NULL;
+    if (dict != NULL) {
+        /* Borrowed from the module's dict: no code runs to find them. */
+        held = owns_rlock(PyDict_GetItemWithError(dict, str_modlock));
+        PyObject *list = PyDict_GetItemWithError(dict, str_handlerlist);
+        if (list != NULL && PyList_Check(list)) {
+            Py_INCREF(list);
+            for (Py_ssize_t i = 0; !held && i < PyList_GET_SIZE(list); i++) {
+                PyObject *h = gr_pystate_weakref_get(PyList_GET_ITEM(list, i));
+                if (h != NULL) {
+                    PyObject *lock = plain_attr(h, str_lock);
+                    held = owns_rlock(lock);
+                    Py_XDECREF(lock);
+                    Py_DECREF(h);
+                }
+            }
+            Py_DECREF(list);
+        }
+    }
+    Py_XDECREF(logging);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, etb);
+    return held;
+}
+
+/* Before g leaves its M (park, yield): wire it to the M if it holds a
+ * thread-owned lock and is not wired already.  Returns whether it did. */
+static bool
+wire_if_holding(gr_g *g)
+{
+    if (g->lockedm != NULL || !holds_logging_lock()) {
+        return false;
+    }
+    g->lockedm = g->m;
+    g->m->lockedg = g;
+    return true;
+}
+
+/* After g resumed (on the M it was wired to): undo wire_if_holding. */
+static void
+unwire(gr_g *g, bool wired)
+{
+    if (wired && g->lockcount == 0 && g->lockedm != NULL) {
+        g->lockedm->lockedg = NULL;
+        g->lockedm = NULL;
+    }
+}
+
 void
 gr_park(void (*unlockf)(void *), void *arg, const char *reason)
 {
     gr_g *g = gr_getg();
+    bool wired = wire_if_holding(g);
     g->unlockf = unlockf;
     g->unlockarg = arg;
     g->waitreason = reason;
@@ -1028,6 +1161,7 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
     atomic_fetch_sub(&sched.nactive, 1);
     gswitch_to_g0(g, EXIT_PARK);
     g->waitreason = NULL;
+    unwire(g, wired);
 }
 
 void
@@ -1186,6 +1320,7 @@ sched_start(void)
         return 0;
     }
     sched.interp = PyInterpreterState_Get();
+    thread_locks_init();
     int n = 0;
     const char *env = getenv("GOMAXPROCS");
     if (env != NULL) {
@@ -1711,7 +1846,9 @@ sched_gosched(PyObject *module, PyObject *unused)
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
+    bool wired = wire_if_holding(g);
     gswitch_to_g0(g, EXIT_YIELD);
+    unwire(g, wired);
     Py_RETURN_NONE;
 }
 
