@@ -1034,22 +1034,21 @@ gswitch_to_g0(gr_g *g, int kind)
  *
  * How it knows: logging keeps a weak reference to every handler ever made
  * (logging._handlerList, read by logging.shutdown); for each live one
- * whose lock is a _thread.RLock, RLock._is_owned() asks whether this
- * thread owns it.  Only C calls that allocate nothing and run no Python
- * code (a handler class with its own __getattr__/__getattribute__ is
+ * whose lock is a _thread.RLock, the lock's owner and count fields
+ * (read by src/pystate.c) say whether this thread owns it.  Only C calls
+ * that allocate nothing and run no Python code (a handler class with its own __getattr__/__getattribute__ is
  * skipped), because parks happen with a channel lock held.  Other
  * threading.RLocks cannot be seen; docs/getting-started.md says to use
  * sync.RLock or runtime.lock_os_thread() for those. */
 
 static PyObject *rlock_type;        /* _thread.RLock, set on first use */
-static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock,
-                *str_is_owned;
+static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock;
 
 /* Names and the RLock type, made once at the first go() (GIL held). */
 static void
 thread_locks_init(void)
 {
-    if (str_is_owned != NULL) {
+    if (str_lock != NULL) {
         return;
     }
     str_logging = PyUnicode_InternFromString("logging");
@@ -1061,7 +1060,12 @@ thread_locks_init(void)
         rlock_type = PyObject_GetAttrString(thread, "RLock");
         Py_DECREF(thread);
     }
-    str_is_owned = PyUnicode_InternFromString("_is_owned");
+    if (rlock_type != NULL && (!PyType_Check(rlock_type) ||
+        (size_t)((PyTypeObject *)rlock_type)->tp_basicsize !=
+            gr_pystate_rlock_size())) {
+        Py_FatalError("goroutine: _thread.RLock's layout is not the one "
+                      "src/pystate.c knows");
+    }
     PyErr_Clear();
 }
 
@@ -1070,13 +1074,8 @@ thread_locks_init(void)
 static bool
 owns_rlock(PyObject *lock)
 {
-    if (lock == NULL || (PyObject *)Py_TYPE(lock) != rlock_type) {
-        return false;
-    }
-    PyObject *r = PyObject_CallMethodNoArgs(lock, str_is_owned);
-    bool owned = r == Py_True;
-    Py_XDECREF(r);
-    return owned;
+    return lock != NULL && (PyObject *)Py_TYPE(lock) == rlock_type &&
+           gr_pystate_rlock_owned(lock);
 }
 
 /* An attribute of obj found by the generic lookup only, or NULL. */
@@ -1094,7 +1093,7 @@ plain_attr(PyObject *obj, PyObject *name)
 static bool
 holds_logging_lock(void)
 {
-    if (rlock_type == NULL || str_is_owned == NULL) {
+    if (rlock_type == NULL || str_lock == NULL) {
         return false;
     }
     PyObject *et, *ev, *etb;
