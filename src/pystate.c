@@ -298,10 +298,16 @@ typedef struct {
     PyObject *in_weakreflist;
 } gr_rlockobject;
 
+/* The size rlockobject must have for the fields to be where we read them;
+ * 0 where gr_pystate_rlock_owned asks the method instead. */
 size_t
 gr_pystate_rlock_size(void)
 {
+#if PY_VERSION_HEX < 0x030E0000
     return sizeof(gr_rlockobject);
+#else
+    return 0;
+#endif
 }
 
 bool

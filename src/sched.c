@@ -1060,11 +1060,11 @@ thread_locks_init(void)
         rlock_type = PyObject_GetAttrString(thread, "RLock");
         Py_DECREF(thread);
     }
+    size_t size = gr_pystate_rlock_size();
     if (rlock_type != NULL && (!PyType_Check(rlock_type) ||
-        (size_t)((PyTypeObject *)rlock_type)->tp_basicsize !=
-            gr_pystate_rlock_size())) {
-        Py_FatalError("goroutine: _thread.RLock's layout is not the one "
-                      "src/pystate.c knows");
+        (size != 0 && (size_t)((PyTypeObject *)rlock_type)->tp_basicsize !=
+                      size))) {
+        Py_CLEAR(rlock_type);       /* an unknown layout: never guess */
     }
     PyErr_Clear();
 }
