@@ -192,3 +192,29 @@ def test_rlock_works_as_a_condition_lock_and_a_cond_locker():
         c.wait()                        # unlock()s rl, then lock()s it
     rl.unlock()
     assert not rl.locked()
+
+
+def test_a_thread_rlock_released_on_another_thread_says_what_to_use():
+    # The runtime cannot see an arbitrary threading.RLock; when one held
+    # across a park fails to release on the goroutine's new OS thread, the
+    # panic report says why and what to use instead.
+    r = run_py("""
+        import threading, sys
+        from goroutine import sync, time, runtime
+        runtime.gomaxprocs(2)
+        def c():
+            r = threading.RLock()
+            with r:
+                time.sleep(0.002)
+                threading.Event().wait(0.001)   # hand the P around
+        for _ in range(40):                     # until one moves
+            wg = sync.WaitGroup()
+            for _ in range(20):
+                wg.go(c)
+            wg.wait()
+            sys.stderr.flush()
+    """, timeout=120)
+    assert r.returncode == 0, r.stderr
+    reports = r.stderr.count("panic: RuntimeError: cannot release un-acquired")
+    assert reports > 0, r.stderr
+    assert r.stderr.count("Use goroutine.sync.RLock") == reports, r.stderr
