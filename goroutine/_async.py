@@ -39,24 +39,26 @@ from goroutine._core import chan, default, go, select
 __all__ = ["select_async"]
 
 
-def _defer_cancel(task):
-    """The task's cancellation lost to a completed operation: deliver it
-    at the task's next suspension (the callback runs after the current
-    step), unless the task has finished or, on 3.11+, the request's owner
-    withdrew it (Task.uncancel) in the meantime."""
+def _defer_cancel(task, exc):
+    """The task's cancellation (exc) lost to a completed operation:
+    deliver it, with its message, at the task's next suspension (the
+    callback runs after the current step), unless the task has finished
+    or, on 3.11+, the request's owner withdrew it (Task.uncancel) in the
+    meantime."""
     if task is None:
         return
+    msg = exc.args[0] if exc.args else None
     if hasattr(task, "cancelling"):
         pending = task.cancelling()
 
         def redeliver():
             if not task.done() and task.cancelling() >= pending:
-                task.cancel()       # throws at the await it sits in ...
+                task.cancel(msg)    # throws at the await it sits in ...
                 task.uncancel()     # ... without counting a new request
     else:
         def redeliver():
             if not task.done():
-                task.cancel()
+                task.cancel(msg)
     task.get_loop().call_soon(redeliver)
 
 
@@ -87,12 +89,12 @@ async def _bridge(cases):
     go(run)
     try:
         ok, res = await fut
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         cancel.close()
         ok, res = outcome.recv()        # imminent: the select has settled
         if ok and res[0] == n:
             raise                       # cancelled first: nothing happened
-        _defer_cancel(asyncio.current_task())
+        _defer_cancel(asyncio.current_task(), exc)
     if not ok:
         raise res
     return res

@@ -361,3 +361,30 @@ def test_send_async_cancel_stress_each_value_sent_iff_reported_sent():
         return recvd, said
     recvd, said = run(main())
     assert recvd == said
+
+
+def test_a_deferred_cancel_keeps_its_message():
+    async def cancelled_args(make_coro, handoff):
+        t = asyncio.ensure_future(make_coro())
+        await parked()
+        handoff()
+        t.cancel("shutting down")
+        try:
+            await t
+        except asyncio.CancelledError as e:
+            return e.args
+
+    async def main():
+        c = chan()
+
+        async def consumer():
+            while True:
+                await c.recv_async()
+        got = await cancelled_args(consumer, lambda: c.send("v"))
+        # What asyncio itself passes on for a plain cancel (3.10 drops it).
+        ref = await cancelled_args(lambda: asyncio.sleep(10), lambda: None)
+        return got, ref
+    got, ref = run(main())
+    assert got == ref
+    if has_uncancel:
+        assert got == ("shutting down",)
