@@ -43,6 +43,25 @@ class ExceptHookArgs(_NamedTuple):
     goid: int
 
 
+_RLOCK_HINT = (
+    "goroutine: a threading.RLock (or threading.Condition) was released on "
+    "another OS thread than the one that acquired it, because the goroutine "
+    "parked (channel operation, sync wait, goroutine.time.sleep) while "
+    "holding it; a goroutine's OS thread is shared and changes at parks. "
+    "Use goroutine.sync.RLock (or sync.Mutex), or call "
+    "runtime.lock_os_thread() before taking the lock.")
+
+
+def _rlock_hint(exc):
+    """The advice for the one symptom of a thread lock held across a park
+    that the runtime can see: its release failing after the goroutine
+    moved to another OS thread."""
+    if (type(exc) is RuntimeError and
+            str(exc) == "cannot release un-acquired lock"):
+        return _RLOCK_HINT
+    return None
+
+
 def _default_excepthook(info: ExceptHookArgs) -> None:
     """Print a goroutine's uncaught exception the way Go prints a panic."""
     out = _sys.stderr
@@ -55,6 +74,9 @@ def _default_excepthook(info: ExceptHookArgs) -> None:
         what = "".join(_traceback.format_exception_only(info.exc_type, exc)).strip()
     print(f"panic: {what}\n\ngoroutine {info.goid} [running]:", file=out)
     _traceback.print_exception(info.exc_type, exc, info.exc_traceback, file=out)
+    hint = _rlock_hint(exc)
+    if hint is not None:
+        print(hint, file=out)
     out.flush()
 
 
@@ -66,6 +88,10 @@ excepthook = _default_excepthook
 def _report(exc_type, exc_value, exc_tb, goid):
     """Called by the C core when an exception escapes goroutine `goid`."""
     hook = globals().get("excepthook") or _default_excepthook
+    hint = _rlock_hint(exc_value)
+    if (hint is not None and hook is not _default_excepthook and
+            hasattr(exc_value, "add_note")):
+        exc_value.add_note(hint)        # a user's hook sees it too
     try:
         hook(ExceptHookArgs(exc_type, exc_value, exc_tb, goid))
     except BaseException:

@@ -4,18 +4,62 @@ asyncio task instead of its thread.
 How a blocking operation is bridged: first a non-blocking attempt (select
 with default), which settles most operations without leaving the loop.
 Otherwise a goroutine runs select(*cases, cancel.recv) and hands the
-outcome to the loop with call_soon_threadsafe.  Cancelling the awaiting
-task closes `cancel`; the select's own claim then decides, exactly once:
-either the cancel case won and the operation never happened (the task sees
-CancelledError), or the operation had already completed, in which case its
-result is delivered and the cancellation is requested again, to be seen at
-the task's next await.  No value is ever dropped.
+outcome to the loop with call_soon_threadsafe.
+
+Cancellation.  asyncio's own primitives (Queue.get, Lock.acquire) take
+their resource inside the task after it wakes, so a cancel can always
+win.  A channel handoff cannot be taken back: an unbuffered sender has
+returned the moment a receiver took its value.  So a cancel of the
+awaiting task closes `cancel`, and the select's own claim decides, exactly
+once:
+
+  - the cancel case won: nothing was sent or received; the task sees
+    CancelledError, as asyncio expects;
+  - the operation had already completed: its result is returned to the
+    awaiting code (a send returns normally, so the caller knows the value
+    went out) and the cancellation is *deferred*, not repeated: it is
+    delivered at the task's next suspension point by _defer_cancel, as if
+    it had arrived a moment later.
+
+Deferral keeps every asyncio construct right.  A task whose coroutine is
+the operation itself (create_task(ch.recv_async()), and wait_for's inner
+task on 3.10/3.11) finishes with the value and there is nothing left to
+cancel.  asyncio.timeout (and wait_for on 3.12+) and TaskGroup withdraw
+their own request with Task.uncancel() when their block ends; the deferred
+delivery checks Task.cancelling() and drops the request once its owner has
+withdrawn it, and when it does deliver it uses cancel() + uncancel(), so
+the count of requests stays the one the owners made.  The old way (calling
+task.cancel() again) lost the value in the first case and raised a
+CancelledError nobody asked for in the second.
 """
 import asyncio
 
 from goroutine._core import chan, default, go, select
 
 __all__ = ["select_async"]
+
+
+def _defer_cancel(task, exc):
+    """The task's cancellation (exc) lost to a completed operation:
+    deliver it, with its message, at the task's next suspension (the
+    callback runs after the current step), unless the task has finished
+    or, on 3.11+, the request's owner withdrew it (Task.uncancel) in the
+    meantime."""
+    if task is None:
+        return
+    msg = exc.args[0] if exc.args else None
+    if hasattr(task, "cancelling"):
+        pending = task.cancelling()
+
+        def redeliver():
+            if not task.done() and task.cancelling() >= pending:
+                task.cancel(msg)    # throws at the await it sits in ...
+                task.uncancel()     # ... without counting a new request
+    else:
+        def redeliver():
+            if not task.done():
+                task.cancel(msg)
+    task.get_loop().call_soon(redeliver)
 
 
 async def _bridge(cases):
@@ -45,14 +89,12 @@ async def _bridge(cases):
     go(run)
     try:
         ok, res = await fut
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         cancel.close()
         ok, res = outcome.recv()        # imminent: the select has settled
         if ok and res[0] == n:
             raise                       # cancelled first: nothing happened
-        task = asyncio.current_task()
-        if task is not None:
-            task.cancel()               # seen at the next await
+        _defer_cancel(asyncio.current_task(), exc)
     if not ok:
         raise res
     return res

@@ -1,10 +1,12 @@
 """goroutine.sync: Go's sync package.  Every primitive parks goroutines
 (their OS thread runs other goroutines meanwhile) and also works from plain
 threads, where a wait is interruptible by Ctrl-C."""
-from goroutine import _core, _async
-from goroutine._core import Cond, Sema, go
+import _thread
 
-__all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Sema",
+from goroutine import _core, _async
+from goroutine._core import Cond, Sema, chan, default, go, goid, select
+
+__all__ = ["Mutex", "RWMutex", "RLock", "WaitGroup", "Once", "Cond", "Sema",
            "WorkGroup"]
 
 
@@ -70,6 +72,98 @@ class RWMutex(_core.RWMutex):
     def rlocker(self):
         """A locker (lock/unlock) that takes this mutex for reading."""
         return _RLocker(self)
+
+
+def _owner_key():
+    """Who is running: the goroutine's id, or (outside goroutines) a key
+    derived from the OS thread's ident that no goroutine id can equal."""
+    g = goid()
+    return g if g else -_thread.get_ident() - 1
+
+
+class RLock:
+    """A reentrant lock owned by a goroutine (by a thread, outside
+    goroutines): threading.RLock's API, but waiting parks the goroutine and
+    the owner stays the owner when it parks and resumes on another OS
+    thread.  threading.RLock is owned by the OS thread, which a goroutine
+    shares with others and may change at every park; use this one for a
+    lock held across a channel operation, a sleep or another lock.  Also a
+    Go Locker (lock/unlock) for sync.Cond, and usable as the lock of a
+    threading.Condition."""
+    __slots__ = ("_token", "_owner", "_count", "__weakref__")
+
+    def __init__(self):
+        self._token = chan(1)       # full while held
+        self._owner = None          # written only by the holder
+        self._count = 0
+
+    def acquire(self, blocking=True, timeout=-1):
+        me = _owner_key()
+        if self._owner == me:
+            self._count += 1
+            return True
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking "
+                                 "call")
+            got = select((self._token.send, None), default)[0] == 0
+        elif timeout == -1:
+            self._token.send(None)
+            got = True
+        elif timeout < 0:
+            raise ValueError("timeout value must be a non-negative number")
+        else:
+            from goroutine import time
+            t = time.Timer(timeout)
+            got = select((self._token.send, None), t.c.recv)[0] == 0
+            t.stop()
+        if got:
+            self._owner = me
+            self._count = 1
+        return got
+
+    def release(self):
+        if self._owner != _owner_key() or self._count == 0:
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            self._owner = None
+            self._token.recv()
+
+    __enter__ = acquire
+    lock = acquire
+
+    def unlock(self):
+        self.release()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def locked(self):
+        return len(self._token) == 1
+
+    def _is_owned(self):
+        return self._count > 0 and self._owner == _owner_key()
+
+    def _release_save(self):
+        # threading.Condition.wait: give the lock up entirely.
+        if not self._is_owned():
+            raise RuntimeError("cannot release un-acquired lock")
+        state = self._count
+        self._count = 0
+        self._owner = None
+        self._token.recv()
+        return state
+
+    def _acquire_restore(self, state):
+        self._token.send(None)
+        self._owner = _owner_key()
+        self._count = state
+
+    def __repr__(self):
+        return (f"<{'locked' if self.locked() else 'unlocked'} "
+                f"goroutine.sync.RLock owner={self._owner!r} "
+                f"count={self._count}>")
 
 
 class Once:

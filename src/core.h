@@ -209,6 +209,9 @@ void gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size,
 void gr_pystate_dump(int fd, PyThreadState *ts);
 void gr_pystate_refit(PyThreadState *ts, size_t stack_bytes, int *fit_limit);
 bool gr_pystate_attached(PyThreadState *ts);
+PyObject *gr_pystate_weakref_get(PyObject *ref);
+size_t gr_pystate_rlock_size(void);
+bool gr_pystate_rlock_owned(PyObject *rlock);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

@@ -530,3 +530,67 @@ gr_pystate_dump(int fd, PyThreadState *ts)
         dump_cstr(fd, "  <no Python frame>\n");
     }
 }
+
+/* The object a weak reference points to, as a new reference, or NULL
+ * (dead or not a weakref; no exception set).  3.13 deprecates the
+ * borrowed-reference getter. */
+PyObject *
+gr_pystate_weakref_get(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(ref, &obj) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    if (!PyWeakref_Check(ref)) {
+        return NULL;
+    }
+    PyObject *obj = PyWeakref_GetObject(ref);
+    return obj == Py_None ? NULL : Py_NewRef(obj);
+#endif
+}
+
+/* Does the calling OS thread own rlock, a _thread.RLock?  Reads its owner
+ * and count fields, which 3.10-3.13 lay out alike (Modules/_threadmodule.c
+ * rlockobject; PyThread_ident_t is unsigned long on Linux).  Checked once
+ * against the type's size by the caller; 3.14 replaces the fields with a
+ * recursive mutex, so there the method is asked.  GIL held; allocates
+ * nothing, runs no Python code. */
+typedef struct {
+    PyObject_HEAD
+    void *rlock_lock;
+    unsigned long rlock_owner;
+    unsigned long rlock_count;
+    PyObject *in_weakreflist;
+} gr_rlockobject;
+
+/* The size rlockobject must have for the fields to be where we read them;
+ * 0 where gr_pystate_rlock_owned asks the method instead. */
+size_t
+gr_pystate_rlock_size(void)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    return sizeof(gr_rlockobject);
+#else
+    return 0;
+#endif
+}
+
+bool
+gr_pystate_rlock_owned(PyObject *rlock)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    gr_rlockobject *r = (gr_rlockobject *)rlock;
+    return r->rlock_count > 0 &&
+           r->rlock_owner == PyThread_get_thread_ident();
+#else
+    PyObject *res = PyObject_CallMethod(rlock, "_is_owned", NULL);
+    bool owned = res == Py_True;
+    Py_XDECREF(res);
+    PyErr_Clear();
+    return owned;
+#endif
+}

@@ -128,6 +128,8 @@ struct gr_m {
     gr_g *lockedg;              /* the G locked to this M, if any */
     bool lockedresume;          /* lockedg yielded: run it again directly
                                    (it is on no queue) */
+    unsigned long ident;        /* its thread ident, set by mstart */
+    gr_m *alllink;              /* allm list, under sched.lock */
 };
 
 struct gr_p {
@@ -154,6 +156,7 @@ static struct {
     gr_g *runqtail;
     atomic_int runqsize;
     gr_m *midle;                /* idle Ms, under lock */
+    gr_m *allm;                 /* every M that started, under lock */
     int nmidle;
     int mcount;                 /* Ms made */
     int maxmcount;
@@ -251,6 +254,7 @@ current_p(void)
 }
 
 static gr_p *pidleget_locked(void);
+static void thread_locks_init(void);
 
 /* current_p(), and if this goroutine's M has lost its P (sysmon retook it
  * while the goroutine was in a GIL-releasing call), take an idle one:
@@ -1053,6 +1057,11 @@ mstart(void *arg)
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
     }
+    m->ident = PyThread_get_thread_ident();
+    pthread_mutex_lock(&sched.lock);
+    m->alllink = sched.allm;
+    sched.allm = m;
+    pthread_mutex_unlock(&sched.lock);
     take_nextp(m);
     for (;;) {
         gr_g *g;
@@ -1118,10 +1127,141 @@ gswitch_to_g0(gr_g *g, int kind)
     gr_switch_annotate_end(fake);
 }
 
+/* ---- thread-owned locks held across a park --------------------------
+ *
+ * threading.RLock is owned by an OS thread (PyThread_get_thread_ident),
+ * and a goroutine's OS thread is its M.  A goroutine that parks holding
+ * one would let another goroutine on the same M re-enter it, and would
+ * fail to release it after resuming on another M.  The case the standard
+ * library makes common is logging: Handler.handle() holds the handler's
+ * RLock around emit(), and an emit() that sends on a channel parks.  So a
+ * goroutine that parks (or yields) while its thread owns logging's module
+ * lock or the lock of any logging handler parks *wired* to its M, exactly
+ * as under runtime.lock_os_thread(): its P goes to other goroutines, its M
+ * sleeps running nothing else, and it resumes on that M, where the
+ * release works.  The wiring ends when it resumes.
+ *
+ * How it knows: logging keeps a weak reference to every handler ever made
+ * (logging._handlerList, read by logging.shutdown); for each live one
+ * whose lock is a _thread.RLock, the lock's owner and count fields
+ * (read by src/pystate.c) say whether this thread owns it.  Only C calls
+ * that allocate nothing and run no Python code (a handler class with its own __getattr__/__getattribute__ is
+ * skipped), because parks happen with a channel lock held.  Other
+ * threading.RLocks cannot be seen; docs/getting-started.md says to use
+ * sync.RLock or runtime.lock_os_thread() for those. */
+
+static PyObject *rlock_type;        /* _thread.RLock, set on first use */
+static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock;
+
+/* Names and the RLock type, made once at the first go() (GIL held). */
+static void
+thread_locks_init(void)
+{
+    if (str_lock != NULL) {
+        return;
+    }
+    str_logging = PyUnicode_InternFromString("logging");
+    str_handlerlist = PyUnicode_InternFromString("_handlerList");
+    str_modlock = PyUnicode_InternFromString("_lock");
+    str_lock = PyUnicode_InternFromString("lock");
+    PyObject *thread = PyImport_ImportModule("_thread");
+    if (thread != NULL) {
+        rlock_type = PyObject_GetAttrString(thread, "RLock");
+        Py_DECREF(thread);
+    }
+    size_t size = gr_pystate_rlock_size();
+    if (rlock_type != NULL && (!PyType_Check(rlock_type) ||
+        (size != 0 && (size_t)((PyTypeObject *)rlock_type)->tp_basicsize !=
+                      size))) {
+        Py_CLEAR(rlock_type);       /* an unknown layout: never guess */
+    }
+    PyErr_Clear();
+}
+
+/* Does this thread own lock, a _thread.RLock?  GIL held; allocates
+ * nothing, runs no Python code. */
+static bool
+owns_rlock(PyObject *lock)
+{
+    return lock != NULL && (PyObject *)Py_TYPE(lock) == rlock_type &&
+           gr_pystate_rlock_owned(lock);
+}
+
+/* An attribute of obj found by the generic lookup only, or NULL. */
+static PyObject *
+plain_attr(PyObject *obj, PyObject *name)
+{
+    if (Py_TYPE(obj)->tp_getattro != PyObject_GenericGetAttr) {
+        return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* Does the calling goroutine's thread own a lock that logging holds while
+ * it calls out?  GIL held; any pending exception is kept. */
+static bool
+holds_logging_lock(void)
+{
+    if (rlock_type == NULL || str_lock == NULL) {
+        return false;
+    }
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    bool held = false;
+    PyObject *logging = PyImport_GetModule(str_logging);
+    PyObject *dict = logging ? PyModule_GetDict(logging) : NULL;
+    if (dict != NULL) {
+        /* Borrowed from the module's dict: no code runs to find them. */
+        held = owns_rlock(PyDict_GetItemWithError(dict, str_modlock));
+        PyObject *list = PyDict_GetItemWithError(dict, str_handlerlist);
+        if (list != NULL && PyList_Check(list)) {
+            Py_INCREF(list);
+            for (Py_ssize_t i = 0; !held && i < PyList_GET_SIZE(list); i++) {
+                PyObject *h = gr_pystate_weakref_get(PyList_GET_ITEM(list, i));
+                if (h != NULL) {
+                    PyObject *lock = plain_attr(h, str_lock);
+                    held = owns_rlock(lock);
+                    Py_XDECREF(lock);
+                    Py_DECREF(h);
+                }
+            }
+            Py_DECREF(list);
+        }
+    }
+    Py_XDECREF(logging);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, etb);
+    return held;
+}
+
+/* Before g leaves its M (park, yield): wire it to the M if it holds a
+ * thread-owned lock and is not wired already.  Returns whether it did. */
+static bool
+wire_if_holding(gr_g *g)
+{
+    if (g->lockedm != NULL || !holds_logging_lock()) {
+        return false;
+    }
+    g->lockedm = g->m;
+    g->m->lockedg = g;
+    return true;
+}
+
+/* After g resumed (on the M it was wired to): undo wire_if_holding. */
+static void
+unwire(gr_g *g, bool wired)
+{
+    if (wired && g->lockcount == 0 && g->lockedm != NULL) {
+        g->lockedm->lockedg = NULL;
+        g->lockedm = NULL;
+    }
+}
+
 void
 gr_park(void (*unlockf)(void *), void *arg, const char *reason)
 {
     gr_g *g = gr_getg();
+    bool wired = wire_if_holding(g);
     g->unlockf = unlockf;
     g->unlockarg = arg;
     g->waitreason = reason;
@@ -1129,6 +1269,7 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
     atomic_fetch_sub(&sched.nactive, 1);
     gswitch_to_g0(g, EXIT_PARK);
     g->waitreason = NULL;
+    unwire(g, wired);
 }
 
 void
@@ -1371,6 +1512,7 @@ sched_start(void)
         return 0;
     }
     sched.interp = PyInterpreterState_Get();
+    thread_locks_init();
     int n = 0;
     const char *env = getenv("GOMAXPROCS");
     if (env != NULL) {
@@ -1701,11 +1843,124 @@ gr_sched_epoch(void)
     return atomic_load(&sched.epoch);
 }
 
+/* Is ident the thread of one of our Ms?  Goroutines that call
+ * threading.current_thread() leave a _DummyThread for their M in
+ * threading's registry; those threads are the runtime, not "another
+ * thread".  Takes sched.lock (no Python inside). */
+static bool
+is_m_ident(unsigned long ident)
+{
+    bool found = false;
+    pthread_mutex_lock(&sched.lock);
+    for (gr_m *m = sched.allm; m != NULL && !found; m = m->alllink) {
+        found = m->ident == ident;
+    }
+    pthread_mutex_unlock(&sched.lock);
+    return found;
+}
+
+/* Could some other Python thread still act: is any live thread that
+ * threading knows about, other than the caller and our Ms, not blocked in
+ * the runtime?  Daemon threads count (a server's request threads, a
+ * library's I/O thread): whether one will ever touch a channel is not
+ * knowable, and a false Deadlock kills a correct program.  GIL held;
+ * errors count as "yes". */
+static bool
+other_thread_may_act(void)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        PyErr_Clear();
+        return true;
+    }
+    PyObject *threads = PyObject_CallMethod(threading, "enumerate", NULL);
+    Py_DECREF(threading);
+    if (threads == NULL || !PyList_Check(threads)) {
+        Py_XDECREF(threads);
+        PyErr_Clear();
+        return true;
+    }
+    bool may = false;
+    unsigned long self = PyThread_get_thread_ident();
+    Py_ssize_t n = PyList_GET_SIZE(threads);
+    for (Py_ssize_t i = 0; i < n && !may; i++) {
+        PyObject *t = PyList_GET_ITEM(threads, i);
+        PyObject *ident = PyObject_GetAttrString(t, "ident");
+        PyObject *alive = ident ? PyObject_CallMethod(t, "is_alive", NULL)
+                                : NULL;
+        if (ident == NULL || alive == NULL) {
+            may = true;
+        }
+        else if (ident != Py_None && PyObject_IsTrue(alive) == 1) {
+            unsigned long id = PyLong_AsUnsignedLong(ident);
+            if (id == (unsigned long)-1 && PyErr_Occurred()) {
+                may = true;
+            }
+            else if (id != self && !is_m_ident(id)) {
+                may = blocked_idents == NULL ||
+                      PyDict_Contains(blocked_idents, ident) != 1;
+            }
+        }
+        Py_XDECREF(ident);
+        Py_XDECREF(alive);
+    }
+    Py_DECREF(threads);
+    PyErr_Clear();
+    return may;
+}
+
+/* Is a Python signal handler installed that could run and send on a
+ * channel (Go's "block until SIGTERM")?  Python's own SIGINT handler,
+ * default_int_handler, only raises KeyboardInterrupt and does not count.
+ * GIL held; errors count as "yes". */
+static bool
+signal_handler_installed(void)
+{
+    PyObject *signal = PyImport_ImportModule("signal");
+    if (signal == NULL) {
+        PyErr_Clear();
+        return true;
+    }
+    bool found = false;
+    PyObject *dflt = PyObject_GetAttrString(signal, "default_int_handler");
+    PyObject *sigs = dflt ? PyObject_CallMethod(signal, "valid_signals", NULL)
+                          : NULL;
+    PyObject *it = sigs ? PyObject_GetIter(sigs) : NULL;
+    if (it == NULL) {
+        found = true;
+    }
+    PyObject *s;
+    while (!found && it != NULL && (s = PyIter_Next(it)) != NULL) {
+        PyObject *h = PyObject_CallMethod(signal, "getsignal", "O", s);
+        Py_DECREF(s);
+        if (h == NULL) {
+            found = true;
+        }
+        else {
+            found = h != dflt && PyCallable_Check(h);
+            Py_DECREF(h);
+        }
+    }
+    if (PyErr_Occurred()) {
+        found = true;
+    }
+    Py_XDECREF(it);
+    Py_XDECREF(sigs);
+    Py_XDECREF(dflt);
+    Py_DECREF(signal);
+    PyErr_Clear();
+    return found;
+}
+
 /*
  * Is the runtime quiescent in a way nothing can end?  GIL held, called by
  * a blocked thread.  True when no G is runnable or running, no timer is
- * pending, and every other live non-daemon thread is itself blocked in the
- * runtime.  The caller asks twice, with the same epoch, before believing.
+ * pending, every other live Python thread (daemon or not, our Ms aside) is
+ * itself blocked in the runtime, and no Python signal handler is
+ * installed.  The caller asks twice, with the same epoch, before
+ * believing.  This is the check of Go's checkdead made safe for a library
+ * inside a host process: whatever could still act outside the runtime
+ * keeps it quiet (Go, as a c-archive/c-shared library, does no check).
  */
 bool
 gr_sched_deadlocked(void)
@@ -1716,46 +1971,10 @@ gr_sched_deadlocked(void)
     if (gr_timer_pending() != 0) {
         return false;
     }
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        PyErr_Clear();
+    if (other_thread_may_act() || signal_handler_installed()) {
         return false;
     }
-    PyObject *threads = PyObject_CallMethod(threading, "enumerate", NULL);
-    Py_DECREF(threading);
-    if (threads == NULL) {
-        PyErr_Clear();
-        return false;
-    }
-    bool dead = true;
-    unsigned long self = PyThread_get_thread_ident();
-    Py_ssize_t n = PyList_GET_SIZE(threads);
-    for (Py_ssize_t i = 0; i < n && dead; i++) {
-        PyObject *t = PyList_GET_ITEM(threads, i);
-        PyObject *ident = PyObject_GetAttrString(t, "ident");
-        PyObject *daemon = PyObject_GetAttrString(t, "daemon");
-        PyObject *alive = PyObject_CallMethod(t, "is_alive", NULL);
-        if (ident == NULL || daemon == NULL || alive == NULL) {
-            PyErr_Clear();
-            dead = false;
-        }
-        else if (ident != Py_None &&
-                 PyLong_AsUnsignedLong(ident) != self &&
-                 PyObject_IsTrue(alive) == 1 &&
-                 PyObject_IsTrue(daemon) == 0) {
-            int blocked = blocked_idents != NULL &&
-                          PyDict_Contains(blocked_idents, ident) == 1;
-            if (!blocked) {
-                dead = false;
-            }
-        }
-        Py_XDECREF(ident);
-        Py_XDECREF(daemon);
-        Py_XDECREF(alive);
-    }
-    Py_DECREF(threads);
-    PyErr_Clear();
-    return dead && atomic_load(&sched.nactive) == 0;
+    return atomic_load(&sched.nactive) == 0;
 }
 
 /* ---- the runtime module's functions --------------------------------- */
@@ -1888,7 +2107,9 @@ sched_gosched(PyObject *module, PyObject *unused)
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
+    bool wired = wire_if_holding(g);
     gswitch_to_g0(g, EXIT_YIELD);
+    unwire(g, wired);
     Py_RETURN_NONE;
 }
 
