@@ -6,7 +6,6 @@ Go's sync primitives and Go's hash map, implemented in C (goroutine._core).
     import goroutine as gr
     from goroutine import go, chan, select, default, nilchan
 """
-import atexit as _atexit
 import sys as _sys
 import traceback as _traceback
 from typing import NamedTuple as _NamedTuple, Optional as _Optional
@@ -71,6 +70,8 @@ def _report(exc_type, exc_value, exc_tb, goid):
         os._exit(2)
 
 
-_atexit.register(_core._shutdown)
+# No atexit hook: the runtime serves goroutines until every atexit callback
+# has run (logging.shutdown's handlers may drain goroutines), and stops by
+# itself when the interpreter begins to finalize (see docs/design.md).
 
 from goroutine import runtime, time, context, sync, errgroup  # noqa: E402

@@ -168,6 +168,7 @@ int gr_sched_exec(PyObject *module);
 PyObject *gr_go(PyObject *fn, PyObject *args);
 /* The interpreter is exiting: runtime threads must not touch Python. */
 bool gr_sched_exiting(void);
+bool gr_sched_stopped(void);
 
 /* ---- timers (timer.c) ----------------------------------------------- */
 
@@ -199,6 +200,7 @@ void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes,
                           int *fit_limit);
 void gr_pystate_refit(PyThreadState *ts, size_t stack_bytes, int *fit_limit);
 bool gr_pystate_attached(PyThreadState *ts);
+bool gr_pystate_finalizing(void);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

@@ -862,11 +862,29 @@ stoplockedm(gr_m *m)
 
 static void gfput(gr_p *p, gr_g *g);
 
+/* The interpreter is finalizing: this M must never touch Python again
+ * (taking the GIL would end the thread inside CPython, and every thread
+ * state but the finalizing thread's is being freed).  Stop the runtime and
+ * sleep until the process ends.  No GIL, no runtime lock held. */
+_Noreturn static void
+abandonm(void)
+{
+    atomic_store(&sched.exiting, true);
+    gr_sema s;
+    gr_sema_init(&s);
+    for (;;) {
+        gr_sema_wait(&s, -1);
+    }
+}
+
 /* Switch from g0 to g; returns when g comes back.  No GIL on entry or
  * exit. */
 static void
 execute(gr_m *m, gr_g *g)
 {
+    if (gr_pystate_finalizing()) {
+        abandonm();     /* g is abandoned with the rest, as at Go's exit */
+    }
     gr_p *p = m->p;
     g->m = m;
     m->curg = g;
@@ -939,7 +957,11 @@ mstart(void *arg)
         m->g0size = size;
         pthread_attr_destroy(&attr);
     }
-    /* Our own thread state; PyThreadState_New needs no GIL. */
+    /* Our own thread state; PyThreadState_New needs no GIL, but must not
+     * race finalization's deletion of thread states. */
+    if (gr_pystate_finalizing()) {
+        abandonm();
+    }
     m->tstate = PyThreadState_New(sched.interp);
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
@@ -1084,7 +1106,10 @@ gentry(void *arg)
 static void
 report_exception(gr_g *g)
 {
-    if (PyErr_ExceptionMatches(gr_globals.Goexit)) {
+    /* sys.exit() in a goroutine ends the goroutine, as it ends a thread:
+     * quietly, after its finally blocks and defers ran on the way out. */
+    if (PyErr_ExceptionMatches(gr_globals.Goexit) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
         PyErr_Clear();
         return;
     }
@@ -1239,6 +1264,10 @@ reject_coroutine_function(PyObject *f)
 static int
 newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
 {
+    if (gr_sched_stopped()) {
+        Py_DECREF(fargs);
+        return -1;
+    }
     if (sched_start() < 0) {
         Py_DECREF(fargs);
         return -1;
@@ -1315,6 +1344,23 @@ gr_sched_exiting(void)
     return atomic_load(&sched.exiting);
 }
 
+/* Called with the GIL by an operation that would start a goroutine or
+ * wait for one.  Once the interpreter finalizes (every atexit callback has
+ * run; only the finalizing thread runs Python, e.g. __del__ methods of the
+ * final collections) no goroutine can run again: raise at once instead of
+ * blocking forever.  Returns true with RuntimeError set. */
+bool
+gr_sched_stopped(void)
+{
+    if (!gr_pystate_finalizing() && !atomic_load(&sched.exiting)) {
+        return false;
+    }
+    PyErr_SetString(PyExc_RuntimeError,
+        "goroutine: the runtime has stopped: the interpreter is "
+        "finalizing and goroutines no longer run");
+    return true;
+}
+
 /* go(f, *args, **kw) */
 static PyObject *
 sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
@@ -1349,6 +1395,13 @@ sysmon(void *arg)
     int idle = 0;
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
+        if (gr_pystate_finalizing()) {
+            /* Every atexit callback has run: stop the runtime (Ms see
+             * `exiting` at their next scheduling point) and never start
+             * an M again. */
+            atomic_store(&sched.exiting, true);
+            break;
+        }
         int64_t now = nanotime();
         bool busy = false;
         int n = atomic_load(&sched.gomaxprocs);

@@ -87,6 +87,8 @@ static struct {
     pthread_t thread;
     pid_t pid;                  /* the process the loop thread runs in */
     pthread_mutex_t fire;       /* held while delivering under the GIL */
+    PyThreadState *ts;          /* the loop thread's own, made on it */
+    gr_sema ready;              /* posted once ts exists */
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX,
        .fire = PTHREAD_MUTEX_INITIALIZER};
 
@@ -221,8 +223,14 @@ run_timers(void)
 
     /* The GIL is taken once for all the PY records due together (10,000
      * contexts timing out at once cost one GIL hand-off, not 10,000), and
-     * never while the process is exiting: Python must not be touched. */
-    PyGILState_STATE gs = PyGILState_UNLOCKED;
+     * never once the interpreter finalizes: Python must not be touched.
+     * It is taken with the loop thread's own long-lived thread state, as a
+     * daemon thread does, never with PyGILState_Ensure: that makes a new
+     * thread state each time, and doing so while finalization deletes
+     * thread states crashed in PyThreadState_New (a core dump).  If the
+     * check below loses a race with the start of finalization, CPython
+     * ends this thread inside PyEval_RestoreThread, as it ends daemon
+     * threads: timers are abandoned at exit anyway. */
     bool gil = false;
     pthread_mutex_lock(&L.fire);    /* see gr_timer_fence */
     while (due != NULL) {
@@ -234,8 +242,8 @@ run_timers(void)
             }
         }
         else {
-            if (!gil && !gr_sched_exiting()) {
-                gs = PyGILState_Ensure();
+            if (!gil && !gr_sched_exiting() && !gr_pystate_finalizing()) {
+                PyEval_RestoreThread(L.ts);
                 gil = true;
             }
             if (gil) {
@@ -248,7 +256,7 @@ run_timers(void)
         rec_unref(rec);
     }
     if (gil) {
-        PyGILState_Release(gs);
+        PyEval_SaveThread();
     }
     pthread_mutex_unlock(&L.fire);
 
@@ -297,6 +305,16 @@ async_cb(uv_async_t *a)
 static void *
 loop_main(void *arg)
 {
+    /* Made here, so that it is bound to this OS thread (PyGILState finds
+     * it for a ctypes callback in a timer's function).  Needs no GIL; the
+     * starter waits for it with the GIL held, so the interpreter cannot
+     * begin to finalize meanwhile. */
+    L.ts = PyThreadState_New(PyInterpreterState_Main());
+    if (L.ts == NULL) {
+        Py_FatalError("goroutine: cannot make a thread state for the "
+                      "timer thread");
+    }
+    gr_sema_post(&L.ready);
     uv_run(&L.loop, UV_RUN_DEFAULT);
     return NULL;
 }
@@ -333,8 +351,12 @@ loop_start(void)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        gr_sema_init(&L.ready);
         int r = pthread_create(&L.thread, &attr, loop_main, NULL);
         pthread_attr_destroy(&attr);
+        if (r == 0) {
+            gr_sema_wait(&L.ready, -1);
+        }
         if (r != 0) {
             pthread_mutex_unlock(&L.lock);
             PyErr_SetString(PyExc_RuntimeError,

@@ -132,15 +132,26 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
     int result = 0;
     for (;;) {
         bool posted;
-        Py_BEGIN_ALLOW_THREADS
-        posted = gr_sema_wait(w->sema, GR_POLL_NS);
-        Py_END_ALLOW_THREADS
+        if (polls == 0 && gr_pystate_finalizing()) {
+            /* Too late (a __del__ of the final collections): goroutines no
+             * longer run, so do not sleep at all; the check below raises. */
+            posted = gr_sema_wait(w->sema, 0);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            posted = gr_sema_wait(w->sema, GR_POLL_NS);
+            Py_END_ALLOW_THREADS
+        }
         if (posted) {
             break;
         }
         polls++;
         bool interrupted = false;
-        if (is_main && PyErr_CheckSignals() < 0) {
+        if (gr_sched_stopped()) {
+            /* Finalizing: nothing can wake this wait any more. */
+            interrupted = true;
+        }
+        else if (is_main && PyErr_CheckSignals() < 0) {
             interrupted = true;
         }
         else if (polls % 4 == 0) {
