@@ -74,4 +74,11 @@ def _report(exc_type, exc_value, exc_tb, goid):
 # has run (logging.shutdown's handlers may drain goroutines), and stops by
 # itself when the interpreter begins to finalize (see docs/design.md).
 
+# A forked child gets a working runtime (its locks and queues are reset in
+# C by pthread_atfork); this restarts its threads once CPython has freed
+# the parent's other thread states.
+import os as _os
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_core._after_fork)
+
 from goroutine import runtime, time, context, sync, errgroup  # noqa: E402

@@ -116,7 +116,12 @@ typedef struct gr_waiter {
     gr_g *g;                    /* GR_WAIT_G: the parked goroutine */
     gr_sema *sema;              /* GR_WAIT_THREAD */
     PyObject *async_wake;       /* GR_WAIT_ASYNC: callable(loop-threadsafe) */
+    unsigned forkgen;           /* GR_WAIT_THREAD: gr_forkgen when made */
 } gr_waiter;
+
+/* Bumped in a forked child: a thread waiter made before it belongs to a
+ * thread that does not exist there, and can no longer be claimed. */
+extern atomic_uint gr_forkgen;
 
 /* A waiter's place on one channel queue (Go's sudog). */
 typedef struct gr_sudog {
@@ -155,6 +160,8 @@ int gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
 /* The goroutine running on this OS thread, or NULL on a plain thread. */
 gr_g *gr_getg(void);
 uint64_t gr_g_id(gr_g *g);
+/* A goroutine of the parent seen in a forked child: it does not exist. */
+bool gr_g_ghost(gr_g *g);
 /* Park the current goroutine.  The GIL is held on entry and exit (possibly
  * on another OS thread).  unlockf(arg) runs on g0 after the goroutine's
  * stack and thread state are fully off the CPU: release the lock that
@@ -189,6 +196,11 @@ extern atomic_long gr_timers_pending;
 long gr_timer_pending(void);
 /* At exit: wait until the timer thread is done delivering under the GIL. */
 void gr_timer_fence(void);
+/* fork (sched.c's pthread_atfork handlers call these; see there). */
+void gr_timer_fork_prepare(void);
+void gr_timer_fork_parent(void);
+void gr_timer_fork_child(void);
+int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 

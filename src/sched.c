@@ -70,7 +70,9 @@
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 
-enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
+enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD, G_GHOST };
+/* G_GHOST: a goroutine of the parent, seen in a forked child (it does
+ * not exist there): never run, readied or reused. */
 enum { P_IDLE, P_SCHED, P_RUNG };
 enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
 
@@ -160,6 +162,11 @@ static struct {
     atomic_llong ngoroutines;   /* not dead */
     atomic_ullong epoch;        /* bumps on every go() and ready() */
     atomic_int nthreadblocked;  /* plain threads blocked in the runtime */
+    atomic_int nunlocking;      /* Ms between giving the GIL back and the
+                                   end of the park's unlock (may hold a
+                                   channel or sync lock): fork waits for 0 */
+    gr_g *forkg;                /* in a child forked by a goroutine: that
+                                   goroutine, the child's main one */
     atomic_bool started;
     atomic_bool exiting;
     pthread_t sysmon;           /* joined by sched_shutdown */
@@ -195,6 +202,12 @@ uint64_t
 gr_g_id(gr_g *g)
 {
     return g->goid;
+}
+
+bool
+gr_g_ghost(gr_g *g)
+{
+    return atomic_load(&g->status) == G_GHOST;
 }
 
 /* The P that code running on a goroutine may use as its owner (runqput,
@@ -623,6 +636,21 @@ wakep(void)
     startm(NULL, true, false);
 }
 
+/* The interpreter is finalizing: this M must never touch Python again
+ * (taking the GIL would end the thread inside CPython, and every thread
+ * state but the finalizing thread's is being freed).  Stop the runtime and
+ * sleep until the process ends.  No GIL, no runtime lock held. */
+_Noreturn static void
+abandonm(void)
+{
+    atomic_store(&sched.exiting, true);
+    gr_sema s;
+    gr_sema_init(&s);
+    for (;;) {
+        gr_sema_wait(&s, -1);
+    }
+}
+
 /* Acquire the P another thread handed this M (m->nextp).  If it was
  * retaken from an M whose G may still be inside a runqput under the GIL,
  * first wait that out with a GIL barrier (see the header).  No GIL. */
@@ -633,6 +661,9 @@ take_nextp(gr_m *m)
     m->nextp = NULL;
     if (m->barrier) {
         m->barrier = false;
+        if (gr_pystate_finalizing()) {
+            abandonm();
+        }
         PyEval_RestoreThread(m->tstate);
         PyEval_SaveThread();
     }
@@ -862,21 +893,6 @@ stoplockedm(gr_m *m)
 
 static void gfput(gr_p *p, gr_g *g);
 
-/* The interpreter is finalizing: this M must never touch Python again
- * (taking the GIL would end the thread inside CPython, and every thread
- * state but the finalizing thread's is being freed).  Stop the runtime and
- * sleep until the process ends.  No GIL, no runtime lock held. */
-_Noreturn static void
-abandonm(void)
-{
-    atomic_store(&sched.exiting, true);
-    gr_sema s;
-    gr_sema_init(&s);
-    for (;;) {
-        gr_sema_wait(&s, -1);
-    }
-}
-
 /* Switch from g0 to g; returns when g comes back.  No GIL on entry or
  * exit. */
 static void
@@ -916,6 +932,9 @@ execute(gr_m *m, gr_g *g)
             m->p = NULL;    /* sysmon retook it while g ran */
         }
     }
+    /* Counted while the GIL is still held: a thread that forks holds the
+     * GIL, so once it sees 0 no M can be inside an unlock function. */
+    atomic_fetch_add(&sched.nunlocking, 1);
     gr_pystate_leave(g->tstate, m->tstate);
 
     switch (g->exitkind) {
@@ -940,6 +959,7 @@ execute(gr_m *m, gr_g *g)
         gfput(m->p, g);
         break;
     }
+    atomic_fetch_sub(&sched.nunlocking, 1);
 }
 
 static void *
@@ -1047,6 +1067,9 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
 void
 gr_ready(gr_g *g)
 {
+    if (atomic_load(&g->status) == G_GHOST) {
+        return;     /* the parent's, after a fork: gone with its M */
+    }
     atomic_store(&g->status, G_RUNNABLE);
     atomic_fetch_add(&sched.nactive, 1);
     atomic_fetch_add(&sched.epoch, 1);
@@ -1063,6 +1086,56 @@ gr_ready(gr_g *g)
 
 static void report_exception(gr_g *g);
 
+/* The goroutine that called os.fork() has ended in the child: it was the
+ * child's main goroutine (the child has no other thread), so the child
+ * exits, as a Go program does when main returns.  Status: 0, SystemExit's
+ * code, or 1 after an uncaught exception was reported.  Python buffers are
+ * flushed; no interpreter finalization (as after os._exit).  GIL held. */
+_Noreturn static void
+forkmain_exit(gr_g *g, PyObject *res)
+{
+    int status = 0;
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyObject *code = value ? PyObject_GetAttrString(value, "code")
+                                   : NULL;
+            if (code == NULL) {
+                PyErr_Clear();
+            }
+            else if (PyLong_Check(code)) {
+                status = (int)PyLong_AsLong(code);
+            }
+            else if (code != Py_None) {
+                PyObject_Print(code, stderr, Py_PRINT_RAW);
+                fputc('\n', stderr);
+                status = 1;
+            }
+            Py_XDECREF(code);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        else {
+            report_exception(g);
+            status = 1;
+        }
+    }
+    Py_XDECREF(res);
+    const char *names[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(names[i]);
+        PyObject *r = f ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    fflush(stdout);
+    fflush(stderr);
+    _exit(status);
+}
+
 /* The first frame of every goroutine.  GIL held, g's thread state
  * current. */
 static void
@@ -1072,6 +1145,9 @@ gentry(void *arg)
     gr_switch_annotate_end(NULL);
     if (PyContext_Enter(g->context) == 0) {
         PyObject *res = PyObject_Call(g->fn, g->args, g->kwargs);
+        if (g == sched.forkg) {
+            forkmain_exit(g, res);
+        }
         if (res == NULL) {
             report_exception(g);
         }
@@ -1814,6 +1890,146 @@ sched_stats(PyObject *module, PyObject *unused)
         "timers", gr_timer_pending());
 }
 
+/* ---- fork ------------------------------------------------------------
+ *
+ * The child of fork() has one thread: the one that forked.  Every other M,
+ * sysmon and the timer thread are gone, and so is every goroutine but the
+ * forking one (if a goroutine forked), as Python's threading loses every
+ * thread but the forking one.  The child gets a working runtime:
+ *
+ *   prepare (pthread_atfork, in fork() itself, after the Python before-
+ *   hooks): wait until no M is between giving the GIL back and the end of
+ *   its park's unlock function -- the only place an M holds a channel or
+ *   sync lock without the GIL; the forking thread holds the GIL, so no M
+ *   can enter that window again -- then take sched.lock and the timer
+ *   lock (L.lock, a leaf), so the child's copies are consistent.
+ *   parent: release them.
+ *   child (pure C): fresh locks; every G but the forking one becomes a
+ *   G_GHOST (never run, readied or reused: its thread state is freed by
+ *   CPython's PyOS_AfterFork_Child, and channel queues may still point at
+ *   its waiters, whose claim now fails, so no value is handed to it); all
+ *   run queues and free lists empty; every P idle except the forking M's;
+ *   counters recomputed.  Ghost G structs and stacks are leaked (the pages
+ *   are shared copy-on-write with the parent until written).
+ *   after_in_child (os.register_at_fork, GIL held, after CPython deleted
+ *   the other thread states): a new thread state for the forking M, and
+ *   sysmon and the timer thread started again if the parent had them.
+ *
+ * A goroutine that forks is the child's main goroutine: when it ends, the
+ * child exits (forkmain_exit), as a Go program does when main returns.
+ */
+static void
+fork_prepare(void)
+{
+    while (atomic_load(&sched.nunlocking) != 0) {
+        sched_yield();
+    }
+    pthread_mutex_lock(&sched.lock);
+    gr_timer_fork_prepare();
+}
+
+static void
+fork_parent(void)
+{
+    gr_timer_fork_parent();
+    pthread_mutex_unlock(&sched.lock);
+}
+
+static void
+fork_child(void)
+{
+    pthread_mutex_init(&sched.lock, NULL);
+    atomic_fetch_add(&gr_forkgen, 1);
+    gr_timer_fork_child();
+    gr_m *m = tls_m;
+    gr_g *g = m != NULL ? m->curg : NULL;
+    for (gr_g *x = sched.allg; x != NULL; x = x->allnext) {
+        if (x != g) {
+            atomic_store(&x->status, G_GHOST);
+        }
+    }
+    sched.allg = g;
+    if (g != NULL) {
+        g->allnext = NULL;
+        g->schedlink = NULL;
+    }
+    sched.forkg = g;
+    sched.runqhead = sched.runqtail = NULL;
+    atomic_store(&sched.runqsize, 0);
+    sched.midle = NULL;
+    sched.nmidle = 0;
+    sched.mcount = m != NULL ? 1 : 0;
+    sched.gfree = NULL;
+    sched.ngfree = 0;
+    atomic_store(&sched.nmspinning, 0);
+    atomic_store(&sched.nunlocking, 0);
+    atomic_store(&sched.nthreadblocked, 0);
+    atomic_store(&sched.nactive, g != NULL ? 1 : 0);
+    atomic_store(&sched.ngoroutines, g != NULL ? 1 : 0);
+    atomic_store(&sched.npidle, 0);
+    sched.pidle = NULL;
+    gr_p *keep = m != NULL ? m->p : NULL;
+    int n = atomic_load(&sched.nallp);
+    int np = atomic_load(&sched.gomaxprocs);
+    for (int i = n - 1; i >= 0; i--) {
+        gr_p *p = sched.allp[i];
+        atomic_store(&p->runqhead, 0);
+        atomic_store(&p->runqtail, 0);
+        atomic_store(&p->runnext, NULL);
+        p->gfree = NULL;
+        p->ngfree = 0;
+        p->sysmontick = 0;
+        p->sysmonwhen = 0;
+        p->sysmondetached = false;
+        p->link = NULL;
+        if (p == keep) {
+            atomic_store(&p->status, P_RUNG);
+            atomic_store(&p->m, m);
+            atomic_store(&p->curg, g);
+            continue;
+        }
+        atomic_store(&p->status, P_IDLE);
+        atomic_store(&p->m, NULL);
+        atomic_store(&p->curg, NULL);
+        if (i < np) {
+            pidleput_locked(p);
+        }
+    }
+    if (m != NULL) {
+        m->spinning = false;
+        m->nextp = NULL;
+        m->barrier = false;
+        m->schedlink = NULL;
+        m->lockedresume = false;
+        gr_sema_init(&m->park);
+    }
+    sched.sysmonpid = 0;        /* no sysmon here: see sched_after_fork */
+}
+
+/* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
+ * every thread state but the current one. */
+static PyObject *
+sched_after_fork(PyObject *module, PyObject *unused)
+{
+    gr_m *m = getm();
+    if (m != NULL) {
+        /* The M's own thread state went with the others; the forking
+         * goroutine's is current. */
+        m->tstate = PyThreadState_New(sched.interp);
+        if (m->tstate == NULL) {
+            Py_FatalError("goroutine: cannot make a thread state for an M");
+        }
+    }
+    Py_CLEAR(blocked_idents);   /* their threads are gone */
+    if (atomic_load(&sched.started) && !atomic_load(&sched.exiting)) {
+        sysmon_start();
+    }
+    if (gr_timer_after_fork() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* atexit: Ms stop at their next scheduling point and never touch Python
  * again; goroutines are abandoned, as in Go.  GIL held.
  *
@@ -1870,11 +2086,21 @@ static PyMethodDef sched_methods[] = {
      "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "
      "handoffs, context switches, timers."},
     {"_shutdown", sched_shutdown, METH_NOARGS, NULL},
+    {"_after_fork", sched_after_fork, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 int
 gr_sched_exec(PyObject *module)
 {
+    static bool atfork;
+    if (!atfork) {
+        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "goroutine: pthread_atfork failed");
+            return -1;
+        }
+        atfork = true;
+    }
     return PyModule_AddFunctions(module, sched_methods);
 }

@@ -52,6 +52,7 @@
 
 #include <math.h>
 #include <uv.h>
+#include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/timerfd.h>
@@ -88,6 +89,8 @@ static struct {
     pid_t pid;                  /* the process the loop thread runs in */
     pthread_mutex_t fire;       /* held while delivering under the GIL */
     PyThreadState *ts;          /* the loop thread's own, made on it */
+    bool forked;                /* a forked child's copy of a started loop:
+                                   loop_thread_start must uv_loop_fork it */
     gr_sema ready;              /* posted once ts exists */
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX,
        .fire = PTHREAD_MUTEX_INITIALIZER};
@@ -332,6 +335,65 @@ tfd_init(void)
     return 0;
 }
 
+/* Start the loop thread and wait until its thread state exists.  L.lock
+ * held, GIL held.  0, or -1 with an exception set. */
+static int
+loop_thread_start(void)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    gr_sema_init(&L.ready);
+    int r = pthread_create(&L.thread, &attr, loop_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot start the timer thread");
+        return -1;
+    }
+    gr_sema_wait(&L.ready, -1);
+    L.pid = getpid();
+    atomic_store(&L.started, true);
+    return 0;
+}
+
+/* In a forked child: the parent's loop thread is gone, and the loop's
+ * epoll descriptor and our timerfd are shared with the parent's (one
+ * kernel object each).  Give the child its own timerfd under the same
+ * descriptor number (dup2: the uv_poll watching it stays valid), let
+ * libuv make its own kernel state (uv_loop_fork re-registers every
+ * watcher), start a loop thread and make it look at the heap (timers of
+ * the parent's Timer objects are still armed in the child).  L.lock held,
+ * GIL held. */
+static int
+loop_restart_forked(void)
+{
+#ifdef __linux__
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0 || dup3(fd, L.tfd, O_CLOEXEC) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    close(fd);
+#endif
+    if (uv_loop_fork(&L.loop) != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot reinitialise the libuv loop "
+                        "after fork");
+        return -1;
+    }
+    L.forked = false;
+    L.armed = INT64_MAX;
+    if (loop_thread_start() < 0) {
+        return -1;
+    }
+    uv_async_send(&L.async);
+    return 0;
+}
+
 static int
 loop_start(void)
 {
@@ -339,6 +401,11 @@ loop_start(void)
         return 0;
     }
     pthread_mutex_lock(&L.lock);
+    if (!atomic_load(&L.started) && L.forked) {
+        int r = loop_restart_forked();
+        pthread_mutex_unlock(&L.lock);
+        return r;
+    }
     if (!atomic_load(&L.started)) {
         if (uv_loop_init(&L.loop) != 0 ||
             uv_async_init(&L.loop, &L.async, async_cb) != 0 ||
@@ -348,26 +415,53 @@ loop_start(void)
                             "goroutine: cannot start the libuv loop");
             return -1;
         }
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        gr_sema_init(&L.ready);
-        int r = pthread_create(&L.thread, &attr, loop_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (r == 0) {
-            gr_sema_wait(&L.ready, -1);
-        }
-        if (r != 0) {
+        if (loop_thread_start() < 0) {
             pthread_mutex_unlock(&L.lock);
-            PyErr_SetString(PyExc_RuntimeError,
-                            "goroutine: cannot start the timer thread");
             return -1;
         }
-        L.pid = getpid();
-        atomic_store(&L.started, true);
     }
     pthread_mutex_unlock(&L.lock);
     return 0;
+}
+
+/* fork: see sched.c's fork section.  L.lock is a leaf, taken after
+ * sched.lock. */
+void
+gr_timer_fork_prepare(void)
+{
+    pthread_mutex_lock(&L.lock);
+}
+
+void
+gr_timer_fork_parent(void)
+{
+    pthread_mutex_unlock(&L.lock);
+}
+
+/* In the child, from fork() itself: no Python, no allocation. */
+void
+gr_timer_fork_child(void)
+{
+    pthread_mutex_init(&L.lock, NULL);
+    pthread_mutex_init(&L.fire, NULL);
+    if (atomic_load(&L.started)) {
+        atomic_store(&L.started, false);
+        L.forked = true;
+        L.ts = NULL;            /* CPython frees it in the child */
+    }
+}
+
+/* after_in_child, GIL held: start the loop again if the parent had one. */
+int
+gr_timer_after_fork(void)
+{
+    int r = 0;
+    pthread_mutex_lock(&L.lock);
+    if (!atomic_load(&L.started) && L.forked) {
+        r = loop_restart_forked();
+    }
+    pthread_mutex_unlock(&L.lock);
+    return r;
 }
 
 /* At exit, after gr_sched_exiting() became true, GIL released: wait until

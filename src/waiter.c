@@ -22,9 +22,22 @@
 
 #define GR_POLL_NS 50000000         /* 50 ms: Ctrl-C latency bound / 2 */
 
+atomic_uint gr_forkgen;
+
+/* A waiter whose owner did not survive a fork (a ghost goroutine, or a
+ * thread of the parent) is never claimed: a peer skips it as if another
+ * select case had won, so no value is handed to a party that cannot take
+ * it, and nobody waits on a ghost thread's semaphore (its mutex may have
+ * been held at the fork). */
 bool
 gr_waiter_claim(gr_waiter *w)
 {
+    if (w->kind == GR_WAIT_G ? gr_g_ghost(w->g)
+        : (w->kind == GR_WAIT_THREAD &&
+           w->forkgen != atomic_load_explicit(&gr_forkgen,
+                                              memory_order_relaxed))) {
+        return false;
+    }
     int expect = 0;
     return atomic_compare_exchange_strong(&w->claimed, &expect, 1);
 }
@@ -57,6 +70,7 @@ gr_waiter_init_thread(gr_waiter *w, gr_sema *sema)
 {
     memset(w, 0, sizeof *w);
     w->kind = GR_WAIT_THREAD;
+    w->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     gr_sema_init(sema);
     w->sema = sema;
 }
