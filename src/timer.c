@@ -46,7 +46,8 @@
  * a delete that removes the record, or after a one-shot has fired (its
  * waiter is woken first, so the deadlock check never sees neither).
  *
- * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it.
+ * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it,
+ * except uv_async_send (a write to an eventfd; see timer_add).
  */
 #include "core.h"
 
@@ -80,7 +81,8 @@ static struct {
     long n, cap;
     int64_t armed;              /* the loop looks at the heap by then */
     uv_loop_t loop;             /* loop thread only, after start */
-    uv_async_t async;
+    uv_async_t *async;          /* wakes the loop; a new one after fork */
+    uv_async_t async0;          /* the first process's */
     uv_timer_t tick;            /* armed for heap[0]->when (not Linux) */
     int tfd;                    /* Linux: a timerfd armed for it, in ns */
     uv_poll_t tpoll;            /* Linux: watches tfd */
@@ -379,18 +381,38 @@ loop_restart_forked(void)
     }
     close(fd);
 #endif
+    /* The parent's async handle may be 'pending' (sent, not yet seen by
+     * its loop thread) at the fork, and uv_loop_fork does not reset that:
+     * every uv_async_send in the child would then be swallowed and no
+     * earlier deadline would ever wake the loop (seen: sleeps in a child
+     * never ending).  Close it and wake with a fresh handle. */
+    uv_async_t *a = malloc(sizeof *a);
+    if (a == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (uv_loop_fork(&L.loop) != 0) {
+        free(a);
         PyErr_SetString(PyExc_RuntimeError,
                         "goroutine: cannot reinitialise the libuv loop "
                         "after fork");
         return -1;
     }
+    uv_close((uv_handle_t *)L.async, NULL);     /* memory stays: leaked */
+    if (uv_async_init(&L.loop, a, async_cb) != 0) {
+        free(a);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot reinitialise the libuv loop "
+                        "after fork");
+        return -1;
+    }
+    L.async = a;
     L.forked = false;
     L.armed = INT64_MAX;
     if (loop_thread_start() < 0) {
         return -1;
     }
-    uv_async_send(&L.async);
+    uv_async_send(L.async);
     return 0;
 }
 
@@ -408,7 +430,7 @@ loop_start(void)
     }
     if (!atomic_load(&L.started)) {
         if (uv_loop_init(&L.loop) != 0 ||
-            uv_async_init(&L.loop, &L.async, async_cb) != 0 ||
+            uv_async_init(&L.loop, (L.async = &L.async0), async_cb) != 0 ||
             uv_timer_init(&L.loop, &L.tick) != 0 || tfd_init() != 0) {
             pthread_mutex_unlock(&L.lock);
             PyErr_SetString(PyExc_RuntimeError,
@@ -487,11 +509,14 @@ timer_add(gr_timer_rec *rec)
 {
     atomic_fetch_add(&gr_timers_pending, 1);
     pthread_mutex_lock(&L.lock);
-    bool wake = heap_push(rec);
-    pthread_mutex_unlock(&L.lock);
-    if (wake) {
-        uv_async_send(&L.async);
+    if (heap_push(rec)) {
+        /* Sent under L.lock (rare: only a new earliest deadline) so that
+         * fork, which holds L.lock, never copies a send half done: the
+         * child closes the parent's handle, and libuv's close spins until
+         * a send in progress completes -- in the child, forever. */
+        uv_async_send(L.async);
     }
+    pthread_mutex_unlock(&L.lock);
 }
 
 /* Take rec out of the heap if it is still there.  Returns whether it was
