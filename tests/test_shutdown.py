@@ -31,14 +31,23 @@ def test_logging_handler_close_drains_its_goroutine_at_exit():
             def __init__(self):
                 super().__init__()
                 self.q = chan(1000)
+                self.acks = chan()
                 self.done = sync.WaitGroup()
                 self.done.go(self._ship)
             def _ship(self):
                 for rec in self.q:
-                    sys.stdout.write("shipped: " + rec + "\\n")
+                    if rec is None:
+                        self.acks.send(True)    # a flush marker
+                    else:
+                        sys.stdout.write("shipped: " + rec + "\\n")
             def emit(self, record):
                 self.q.send(self.format(record))
             def close(self):
+                # a few flush round trips, each needing the goroutine to
+                # run at exit, then drain and wait
+                for _ in range(20):
+                    self.q.send(None)
+                    self.acks.recv()
                 self.q.close()
                 self.done.wait()
                 super().close()
