@@ -1348,6 +1348,9 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         Py_DECREF(fargs);
         return -1;
     }
+    if (sched.sysmonpid == 0) {
+        sysmon_start();         /* a forked child's first go() */
+    }
     PyObject *ctx = PyContext_CopyCurrent();
     if (ctx == NULL) {
         Py_DECREF(fargs);
@@ -2021,9 +2024,9 @@ sched_after_fork(PyObject *module, PyObject *unused)
         }
     }
     Py_CLEAR(blocked_idents);   /* their threads are gone */
-    if (atomic_load(&sched.started) && !atomic_load(&sched.exiting)) {
-        sysmon_start();
-    }
+    /* sysmon starts with the child's first go() (newproc); the timer
+     * thread now only if the parent's timers are still armed, else with
+     * the first timer: a child that only execs or exits starts neither. */
     if (gr_timer_after_fork() < 0) {
         return NULL;
     }

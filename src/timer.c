@@ -473,13 +473,15 @@ gr_timer_fork_child(void)
     }
 }
 
-/* after_in_child, GIL held: start the loop again if the parent had one. */
+/* after_in_child, GIL held: start the loop again now if timers are armed
+ * (the parent's Timer objects, or ghosts' sleeps); otherwise the first
+ * timer of the child starts it (loop_start). */
 int
 gr_timer_after_fork(void)
 {
     int r = 0;
     pthread_mutex_lock(&L.lock);
-    if (!atomic_load(&L.started) && L.forked) {
+    if (!atomic_load(&L.started) && L.forked && L.n > 0) {
         r = loop_restart_forked();
     }
     pthread_mutex_unlock(&L.lock);
