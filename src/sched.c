@@ -70,9 +70,7 @@
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 
-enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD, G_GHOST };
-/* G_GHOST: a goroutine of the parent, seen in a forked child (it does
- * not exist there): never run, readied or reused. */
+enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG };
 enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
 
@@ -96,6 +94,10 @@ struct gr_g {
     void *unlockarg;
     gr_m *lockedm;              /* lock_os_thread: only this M runs it */
     int lockcount;              /* nesting of lock_os_thread */
+    unsigned forkgen;           /* gr_forkgen it belongs to: an older one
+                                   is a ghost, a goroutine of the parent
+                                   in a forked child (never run, readied,
+                                   claimed or reused) */
 };
 
 struct gr_m {
@@ -207,7 +209,8 @@ gr_g_id(gr_g *g)
 bool
 gr_g_ghost(gr_g *g)
 {
-    return atomic_load(&g->status) == G_GHOST;
+    return g->forkgen != atomic_load_explicit(&gr_forkgen,
+                                              memory_order_relaxed);
 }
 
 /* The P that code running on a goroutine may use as its owner (runqput,
@@ -1067,7 +1070,7 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
 void
 gr_ready(gr_g *g)
 {
-    if (atomic_load(&g->status) == G_GHOST) {
+    if (gr_g_ghost(g)) {
         return;     /* the parent's, after a fork: gone with its M */
     }
     atomic_store(&g->status, G_RUNNABLE);
@@ -1117,6 +1120,9 @@ forkmain_exit(gr_g *g, PyObject *res)
             Py_XDECREF(type);
             Py_XDECREF(value);
             Py_XDECREF(tb);
+        }
+        else if (PyErr_ExceptionMatches(gr_globals.Goexit)) {
+            PyErr_Clear();      /* runtime.goexit(): as a return */
         }
         else {
             report_exception(g);
@@ -1381,6 +1387,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         pthread_mutex_unlock(&sched.lock);
     }
     g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
+    g->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     g->fn = Py_NewRef(fn);
     g->args = fargs;
     g->kwargs = (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)
@@ -1908,7 +1915,8 @@ sched_stats(PyObject *module, PyObject *unused)
  *   lock (L.lock, a leaf), so the child's copies are consistent.
  *   parent: release them.
  *   child (pure C): fresh locks; every G but the forking one becomes a
- *   G_GHOST (never run, readied or reused: its thread state is freed by
+ *   ghost (gr_forkgen moves past its forkgen: never run, readied or
+ *   reused; its thread state is freed by
  *   CPython's PyOS_AfterFork_Child, and channel queues may still point at
  *   its waiters, whose claim now fails, so no value is handed to it); all
  *   run queues and free lists empty; every P idle except the forking M's;
@@ -1946,13 +1954,11 @@ fork_child(void)
     gr_timer_fork_child();
     gr_m *m = tls_m;
     gr_g *g = m != NULL ? m->curg : NULL;
-    for (gr_g *x = sched.allg; x != NULL; x = x->allnext) {
-        if (x != g) {
-            atomic_store(&x->status, G_GHOST);
-        }
-    }
+    /* Every G but g is now a ghost (its forkgen is older): no walk over
+     * allg, whose pages a fork followed by exec would otherwise copy. */
     sched.allg = g;
     if (g != NULL) {
+        g->forkgen = atomic_load(&gr_forkgen);
         g->allnext = NULL;
         g->schedlink = NULL;
     }

@@ -144,6 +144,7 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
     uint64_t quiet_epoch = 0;
     int quiet_seen = 0;
     int result = 0;
+    bool stopped = false;
     for (;;) {
         bool posted;
         if (polls == 0 && gr_pystate_finalizing()) {
@@ -163,7 +164,7 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
         bool interrupted = false;
         if (gr_sched_stopped()) {
             /* Finalizing: nothing can wake this wait any more. */
-            interrupted = true;
+            interrupted = stopped = true;
         }
         else if (is_main && PyErr_CheckSignals() < 0) {
             interrupted = true;
@@ -202,7 +203,7 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
         Py_BEGIN_ALLOW_THREADS
         gr_sema_wait(w->sema, -1);
         Py_END_ALLOW_THREADS
-        if (value != NULL &&
+        if (value != NULL && !stopped &&
             !PyErr_GivenExceptionMatches(value, gr_globals.Deadlock)) {
             if (tb != NULL) {
                 PyException_SetTraceback(value, tb);

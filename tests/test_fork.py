@@ -206,3 +206,26 @@ print(results)
 """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str([0] * 15)
+
+
+def test_subprocess_and_fork_exec_while_goroutines_run():
+    # subprocess forks (or vforks) and execs; the atfork handlers run in
+    # the forked child before the exec and must neither block nor break
+    # the parent's runtime.
+    r = run("""
+import subprocess, sys
+from goroutine import go, chan, sync
+
+wg = sync.WaitGroup()
+def spawn(i):
+    out = subprocess.run([sys.executable, "-c", f"print({i})"],
+                         capture_output=True, text=True, timeout=30)
+    res.send(int(out.stdout))
+res = chan(10)
+for i in range(10):
+    wg.go(spawn, i)
+wg.wait()
+print(sorted(res.recv() for _ in range(10)) == list(range(10)))
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
