@@ -6,7 +6,6 @@ Go's sync primitives and Go's hash map, implemented in C (goroutine._core).
     import goroutine as gr
     from goroutine import go, chan, select, default, nilchan
 """
-import atexit as _atexit
 import sys as _sys
 import traceback as _traceback
 from typing import NamedTuple as _NamedTuple, Optional as _Optional
@@ -107,6 +106,15 @@ def _report(exc_type, exc_value, exc_tb, goid):
         os._exit(2)
 
 
-_atexit.register(_core._shutdown)
+# No atexit hook: the runtime serves goroutines until every atexit callback
+# has run (logging.shutdown's handlers may drain goroutines), and stops by
+# itself when the interpreter begins to finalize (see docs/design.md).
+
+# A forked child gets a working runtime (its locks and queues are reset in
+# C by pthread_atfork); this restarts its threads once CPython has freed
+# the parent's other thread states.
+import os as _os
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_core._after_fork)
 
 from goroutine import runtime, time, context, sync, errgroup  # noqa: E402

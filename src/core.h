@@ -121,7 +121,12 @@ typedef struct gr_waiter {
     gr_g *g;                    /* GR_WAIT_G: the parked goroutine */
     gr_sema *sema;              /* GR_WAIT_THREAD */
     PyObject *async_wake;       /* GR_WAIT_ASYNC: callable(loop-threadsafe) */
+    unsigned forkgen;           /* GR_WAIT_THREAD: gr_forkgen when made */
 } gr_waiter;
+
+/* Bumped in a forked child: a thread waiter made before it belongs to a
+ * thread that does not exist there, and can no longer be claimed. */
+extern atomic_uint gr_forkgen;
 
 /* A waiter's place on one channel queue (Go's sudog). */
 typedef struct gr_sudog {
@@ -164,6 +169,8 @@ uint64_t gr_g_id(gr_g *g);
 gr_g *gr_m_curg(void *m);
 gr_stack *gr_g_stack(gr_g *g);
 PyThreadState *gr_g_tstate(gr_g *g);
+/* A goroutine of the parent seen in a forked child: it does not exist. */
+bool gr_g_ghost(gr_g *g);
 /* Park the current goroutine.  The GIL is held on entry and exit (possibly
  * on another OS thread).  unlockf(arg) runs on g0 after the goroutine's
  * stack and thread state are fully off the CPU: release the lock that
@@ -177,6 +184,7 @@ int gr_sched_exec(PyObject *module);
 PyObject *gr_go(PyObject *fn, PyObject *args);
 /* The interpreter is exiting: runtime threads must not touch Python. */
 bool gr_sched_exiting(void);
+bool gr_sched_stopped(void);
 
 /* ---- timers (timer.c) ----------------------------------------------- */
 
@@ -197,6 +205,11 @@ extern atomic_long gr_timers_pending;
 long gr_timer_pending(void);
 /* At exit: wait until the timer thread is done delivering under the GIL. */
 void gr_timer_fence(void);
+/* fork (sched.c's pthread_atfork handlers call these; see there). */
+void gr_timer_fork_prepare(void);
+void gr_timer_fork_parent(void);
+void gr_timer_fork_child(void);
+int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 
@@ -212,6 +225,7 @@ bool gr_pystate_attached(PyThreadState *ts);
 PyObject *gr_pystate_weakref_get(PyObject *ref);
 size_t gr_pystate_rlock_size(void);
 bool gr_pystate_rlock_owned(PyObject *rlock);
+bool gr_pystate_finalizing(void);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

@@ -56,6 +56,18 @@ globals_init(void)
 static int
 module_exec(PyObject *module)
 {
+    /* One runtime per process, bound to the main interpreter: its Ms make
+     * thread states there, and a subinterpreter cannot be destroyed while
+     * they exist ("Py_EndInterpreter: not the last thread" on 3.12+, a
+     * hang at exit on 3.10/3.11).  CPython enforces the slot below only
+     * for isolated subinterpreters, so refuse every other kind here too
+     * (legacy, shared-GIL ones: mod_wsgi's, _xxsubinterpreters on 3.10/3.11). */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+            "goroutine does not support subinterpreters: import it only "
+            "in the main interpreter");
+        return -1;
+    }
     if (globals_init() < 0) {
         return -1;
     }

@@ -365,14 +365,26 @@ gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
  * sysmon without the GIL, as a hint: a goroutine whose thread state is
  * detached while its M still runs it is inside a GIL-releasing call
  * (Py_BEGIN_ALLOW_THREADS) or waiting for the GIL -- either way its P can
- * go to another M.  A stale answer only delays or hastens one handoff. */
+ * go to another M.  A stale answer only delays or hastens one handoff.
+ *
+ * Never dereferences ts: sysmon keeps running while the interpreter
+ * finalizes, and finalization frees every thread state but the main
+ * thread's (Py_FinalizeEx's _PyThreadState_DeleteExcept), so ts may be
+ * dangling.  Only statically allocated runtime memory is read: 3.10/3.11
+ * keep the current thread state in _PyRuntime; 3.12+ keep it in a thread
+ * local, so ask the main interpreter's GIL (part of the static
+ * _PyRuntime._main_interpreter) whether it is held and by whom. */
 bool
 gr_pystate_attached(PyThreadState *ts)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    /* PyEval_SaveThread deactivates the thread state before dropping
-     * the GIL; RestoreThread activates it after taking the GIL. */
-    return status_load(ts).active;
+#if PY_VERSION_HEX >= 0x030D0000
+    struct _gil_runtime_state *gil = &_PyRuntime._main_interpreter._gil;
+    return _Py_atomic_load_int_relaxed(&gil->locked) &&
+           _Py_atomic_load_ptr_relaxed(&gil->last_holder) == ts;
+#elif PY_VERSION_HEX >= 0x030C0000
+    struct _gil_runtime_state *gil = &_PyRuntime._main_interpreter._gil;
+    return _Py_atomic_load_relaxed(&gil->locked) &&
+           (PyThreadState *)_Py_atomic_load_relaxed(&gil->last_holder) == ts;
 #else
     return (PyThreadState *)_Py_atomic_load_relaxed(
         &_PyRuntime.gilstate.tstate_current) == ts;
@@ -593,4 +605,17 @@ gr_pystate_rlock_owned(PyObject *rlock)
     PyErr_Clear();
     return owned;
 #endif
+}
+
+/* Has Py_FinalizeEx passed the point where no thread but the finalizing
+ * one may take the GIL any more (after every atexit callback ran)?  Any
+ * thread, GIL or not: one relaxed load of static runtime memory.  From
+ * then on an M or the timer thread that tries to take the GIL is ended by
+ * CPython (PyThread_exit_thread, as daemon threads are), so the runtime
+ * stops before that and every thread state other than the finalizing
+ * thread's is freed. */
+bool
+gr_pystate_finalizing(void)
+{
+    return _PyRuntimeState_GetFinalizing(&_PyRuntime) != NULL;
 }

@@ -107,6 +107,10 @@ struct gr_g {
     void *unlockarg;
     gr_m *lockedm;              /* lock_os_thread: only this M runs it */
     int lockcount;              /* nesting of lock_os_thread */
+    unsigned forkgen;           /* gr_forkgen it belongs to: an older one
+                                   is a ghost, a goroutine of the parent
+                                   in a forked child (never run, readied,
+                                   claimed or reused) */
 };
 
 struct gr_m {
@@ -178,6 +182,11 @@ static struct {
     atomic_llong ngoroutines;   /* not dead */
     atomic_ullong epoch;        /* bumps on every go() and ready() */
     atomic_int nthreadblocked;  /* plain threads blocked in the runtime */
+    atomic_int nunlocking;      /* Ms between giving the GIL back and the
+                                   end of the park's unlock (may hold a
+                                   channel or sync lock): fork waits for 0 */
+    gr_g *forkg;                /* in a child forked by a goroutine: that
+                                   goroutine, the child's main one */
     atomic_bool started;
     atomic_bool exiting;
     pthread_t sysmon;           /* joined by sched_shutdown */
@@ -234,6 +243,13 @@ PyThreadState *
 gr_g_tstate(gr_g *g)
 {
     return g->tstate;
+}
+
+bool
+gr_g_ghost(gr_g *g)
+{
+    return g->forkgen != atomic_load_explicit(&gr_forkgen,
+                                              memory_order_relaxed);
 }
 
 /* The P that code running on a goroutine may use as its owner (runqput,
@@ -705,6 +721,21 @@ wakep(void)
     startm(NULL, true, false);
 }
 
+/* The interpreter is finalizing: this M must never touch Python again
+ * (taking the GIL would end the thread inside CPython, and every thread
+ * state but the finalizing thread's is being freed).  Stop the runtime and
+ * sleep until the process ends.  No GIL, no runtime lock held. */
+_Noreturn static void
+abandonm(void)
+{
+    atomic_store(&sched.exiting, true);
+    gr_sema s;
+    gr_sema_init(&s);
+    for (;;) {
+        gr_sema_wait(&s, -1);
+    }
+}
+
 /* Acquire the P another thread handed this M (m->nextp).  If it was
  * retaken from an M whose G may still be inside a runqput under the GIL,
  * first wait that out with a GIL barrier (see the header).  No GIL. */
@@ -715,6 +746,9 @@ take_nextp(gr_m *m)
     m->nextp = NULL;
     if (m->barrier) {
         m->barrier = false;
+        if (gr_pystate_finalizing()) {
+            abandonm();
+        }
         PyEval_RestoreThread(m->tstate);
         PyEval_SaveThread();
     }
@@ -974,6 +1008,9 @@ static void gfput(gr_p *p, gr_g *g);
 static void
 execute(gr_m *m, gr_g *g)
 {
+    if (gr_pystate_finalizing()) {
+        abandonm();     /* g is abandoned with the rest, as at Go's exit */
+    }
     gr_p *p = m->p;
     g->m = m;
     m->curg = g;
@@ -1008,6 +1045,9 @@ execute(gr_m *m, gr_g *g)
             m->p = NULL;    /* sysmon retook it while g ran */
         }
     }
+    /* Counted while the GIL is still held: a thread that forks holds the
+     * GIL, so once it sees 0 no M can be inside an unlock function. */
+    atomic_fetch_add(&sched.nunlocking, 1);
     gr_pystate_leave(g->tstate, m->tstate);
 
     switch (g->exitkind) {
@@ -1032,6 +1072,7 @@ execute(gr_m *m, gr_g *g)
         gfput(m->p, g);
         break;
     }
+    atomic_fetch_sub(&sched.nunlocking, 1);
 }
 
 static void *
@@ -1052,7 +1093,11 @@ mstart(void *arg)
         m->g0size = size;
         pthread_attr_destroy(&attr);
     }
-    /* Our own thread state; PyThreadState_New needs no GIL. */
+    /* Our own thread state; PyThreadState_New needs no GIL, but must not
+     * race finalization's deletion of thread states. */
+    if (gr_pystate_finalizing()) {
+        abandonm();
+    }
     m->tstate = PyThreadState_New(sched.interp);
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
@@ -1275,6 +1320,9 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
 void
 gr_ready(gr_g *g)
 {
+    if (gr_g_ghost(g)) {
+        return;     /* the parent's, after a fork: gone with its M */
+    }
     atomic_store(&g->status, G_RUNNABLE);
     atomic_fetch_add(&sched.nactive, 1);
     atomic_fetch_add(&sched.epoch, 1);
@@ -1291,6 +1339,59 @@ gr_ready(gr_g *g)
 
 static void report_exception(gr_g *g);
 
+/* The goroutine that called os.fork() has ended in the child: it was the
+ * child's main goroutine (the child has no other thread), so the child
+ * exits, as a Go program does when main returns.  Status: 0, SystemExit's
+ * code, or 1 after an uncaught exception was reported.  Python buffers are
+ * flushed; no interpreter finalization (as after os._exit).  GIL held. */
+_Noreturn static void
+forkmain_exit(gr_g *g, PyObject *res)
+{
+    int status = 0;
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyObject *code = value ? PyObject_GetAttrString(value, "code")
+                                   : NULL;
+            if (code == NULL) {
+                PyErr_Clear();
+            }
+            else if (PyLong_Check(code)) {
+                status = (int)PyLong_AsLong(code);
+            }
+            else if (code != Py_None) {
+                PyObject_Print(code, stderr, Py_PRINT_RAW);
+                fputc('\n', stderr);
+                status = 1;
+            }
+            Py_XDECREF(code);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        else if (PyErr_ExceptionMatches(gr_globals.Goexit)) {
+            PyErr_Clear();      /* runtime.goexit(): as a return */
+        }
+        else {
+            report_exception(g);
+            status = 1;
+        }
+    }
+    Py_XDECREF(res);
+    const char *names[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(names[i]);
+        PyObject *r = f ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    fflush(stdout);
+    fflush(stderr);
+    _exit(status);
+}
+
 /* The first frame of every goroutine.  GIL held, g's thread state
  * current. */
 static void
@@ -1300,6 +1401,9 @@ gentry(void *arg)
     gr_switch_annotate_end(NULL);
     if (PyContext_Enter(g->context) == 0) {
         PyObject *res = PyObject_Call(g->fn, g->args, g->kwargs);
+        if (g == sched.forkg) {
+            forkmain_exit(g, res);
+        }
         if (res == NULL) {
             report_exception(g);
         }
@@ -1334,7 +1438,10 @@ gentry(void *arg)
 static void
 report_exception(gr_g *g)
 {
-    if (PyErr_ExceptionMatches(gr_globals.Goexit)) {
+    /* sys.exit() in a goroutine ends the goroutine, as it ends a thread:
+     * quietly, after its finally blocks and defers ran on the way out. */
+    if (PyErr_ExceptionMatches(gr_globals.Goexit) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
         PyErr_Clear();
         return;
     }
@@ -1585,9 +1692,16 @@ reject_coroutine_function(PyObject *f)
 static int
 newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
 {
+    if (gr_sched_stopped()) {
+        Py_DECREF(fargs);
+        return -1;
+    }
     if (sched_start() < 0) {
         Py_DECREF(fargs);
         return -1;
+    }
+    if (sched.sysmonpid == 0) {
+        sysmon_start();         /* a forked child's first go() */
     }
     PyObject *ctx = PyContext_CopyCurrent();
     if (ctx == NULL) {
@@ -1640,6 +1754,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         return -1;
     }
     g->goid = atomic_fetch_add(&sched.goidgen, 1) + 1;
+    g->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     g->fn = Py_NewRef(fn);
     g->args = fargs;
     g->kwargs = kwcopy;
@@ -1682,6 +1797,23 @@ gr_sched_exiting(void)
     return atomic_load(&sched.exiting);
 }
 
+/* Called with the GIL by an operation that would start a goroutine or
+ * wait for one.  Once the interpreter finalizes (every atexit callback has
+ * run; only the finalizing thread runs Python, e.g. __del__ methods of the
+ * final collections) no goroutine can run again: raise at once instead of
+ * blocking forever.  Returns true with RuntimeError set. */
+bool
+gr_sched_stopped(void)
+{
+    if (!gr_pystate_finalizing() && !atomic_load(&sched.exiting)) {
+        return false;
+    }
+    PyErr_SetString(PyExc_RuntimeError,
+        "goroutine: the runtime has stopped: the interpreter is "
+        "finalizing and goroutines no longer run");
+    return true;
+}
+
 /* go(f, *args, **kw) */
 static PyObject *
 sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
@@ -1716,6 +1848,13 @@ sysmon(void *arg)
     int idle = 0;
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
+        if (gr_pystate_finalizing()) {
+            /* Every atexit callback has run: stop the runtime (Ms see
+             * `exiting` at their next scheduling point) and never start
+             * an M again. */
+            atomic_store(&sched.exiting, true);
+            break;
+        }
         atomic_fetch_add(&sched.sysmonseq, 1);     /* odd: in a pass */
         int64_t now = nanotime();
         bool busy = false;
@@ -2244,6 +2383,145 @@ sched_stats(PyObject *module, PyObject *unused)
         "timers", gr_timer_pending());
 }
 
+/* ---- fork ------------------------------------------------------------
+ *
+ * The child of fork() has one thread: the one that forked.  Every other M,
+ * sysmon and the timer thread are gone, and so is every goroutine but the
+ * forking one (if a goroutine forked), as Python's threading loses every
+ * thread but the forking one.  The child gets a working runtime:
+ *
+ *   prepare (pthread_atfork, in fork() itself, after the Python before-
+ *   hooks): wait until no M is between giving the GIL back and the end of
+ *   its park's unlock function -- the only place an M holds a channel or
+ *   sync lock without the GIL; the forking thread holds the GIL, so no M
+ *   can enter that window again -- then take sched.lock and the timer
+ *   lock (L.lock, a leaf), so the child's copies are consistent.
+ *   parent: release them.
+ *   child (pure C): fresh locks; every G but the forking one becomes a
+ *   ghost (gr_forkgen moves past its forkgen: never run, readied or
+ *   reused; its thread state is freed by
+ *   CPython's PyOS_AfterFork_Child, and channel queues may still point at
+ *   its waiters, whose claim now fails, so no value is handed to it); all
+ *   run queues and free lists empty; every P idle except the forking M's;
+ *   counters recomputed.  Ghost G structs and stacks are leaked (the pages
+ *   are shared copy-on-write with the parent until written).
+ *   after_in_child (os.register_at_fork, GIL held, after CPython deleted
+ *   the other thread states): a new thread state for the forking M, and
+ *   sysmon and the timer thread started again if the parent had them.
+ *
+ * A goroutine that forks is the child's main goroutine: when it ends, the
+ * child exits (forkmain_exit), as a Go program does when main returns.
+ */
+static void
+fork_prepare(void)
+{
+    while (atomic_load(&sched.nunlocking) != 0) {
+        sched_yield();
+    }
+    pthread_mutex_lock(&sched.lock);
+    gr_timer_fork_prepare();
+}
+
+static void
+fork_parent(void)
+{
+    gr_timer_fork_parent();
+    pthread_mutex_unlock(&sched.lock);
+}
+
+static void
+fork_child(void)
+{
+    pthread_mutex_init(&sched.lock, NULL);
+    atomic_fetch_add(&gr_forkgen, 1);
+    gr_timer_fork_child();
+    gr_m *m = tls_m;
+    gr_g *g = m != NULL ? m->curg : NULL;
+    /* Every G but g is now a ghost (its forkgen is older): no walk over
+     * allg, whose pages a fork followed by exec would otherwise copy. */
+    sched.allg = g;
+    if (g != NULL) {
+        g->forkgen = atomic_load(&gr_forkgen);
+        g->allnext = NULL;
+        g->schedlink = NULL;
+    }
+    sched.forkg = g;
+    sched.runqhead = sched.runqtail = NULL;
+    atomic_store(&sched.runqsize, 0);
+    sched.midle = NULL;
+    sched.nmidle = 0;
+    sched.mcount = m != NULL ? 1 : 0;
+    sched.gfree = NULL;
+    sched.ngfree = 0;
+    atomic_store(&sched.nmspinning, 0);
+    atomic_store(&sched.nunlocking, 0);
+    atomic_store(&sched.nthreadblocked, 0);
+    atomic_store(&sched.nactive, g != NULL ? 1 : 0);
+    atomic_store(&sched.ngoroutines, g != NULL ? 1 : 0);
+    atomic_store(&sched.npidle, 0);
+    sched.pidle = NULL;
+    gr_p *keep = m != NULL ? m->p : NULL;
+    int n = atomic_load(&sched.nallp);
+    int np = atomic_load(&sched.gomaxprocs);
+    for (int i = n - 1; i >= 0; i--) {
+        gr_p *p = sched.allp[i];
+        atomic_store(&p->runqhead, 0);
+        atomic_store(&p->runqtail, 0);
+        atomic_store(&p->runnext, NULL);
+        p->gfree = NULL;
+        p->ngfree = 0;
+        p->sysmontick = 0;
+        p->sysmonwhen = 0;
+        p->sysmondetached = false;
+        p->link = NULL;
+        if (p == keep) {
+            atomic_store(&p->status, P_RUNG);
+            atomic_store(&p->m, m);
+            atomic_store(&p->curg, g);
+            continue;
+        }
+        atomic_store(&p->status, P_IDLE);
+        atomic_store(&p->m, NULL);
+        atomic_store(&p->curg, NULL);
+        if (i < np) {
+            pidleput_locked(p);
+        }
+    }
+    if (m != NULL) {
+        m->spinning = false;
+        m->nextp = NULL;
+        m->barrier = false;
+        m->schedlink = NULL;
+        m->lockedresume = false;
+        gr_sema_init(&m->park);
+    }
+    sched.sysmonpid = 0;        /* no sysmon here: see sched_after_fork */
+}
+
+/* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
+ * every thread state but the current one. */
+static PyObject *
+sched_after_fork(PyObject *module, PyObject *unused)
+{
+    gr_m *m = getm();
+    if (m != NULL) {
+        /* The M's own thread state went with the others; the forking
+         * goroutine's is current. */
+        m->tstate = PyThreadState_New(sched.interp);
+        if (m->tstate == NULL) {
+            Py_FatalError("goroutine: cannot make a thread state for an M");
+        }
+    }
+    Py_CLEAR(blocked_idents);   /* their threads are gone */
+    /* sysmon starts with the child's first go() (newproc); the timer
+     * thread now only if the parent's timers are still armed, else with
+     * the first timer: a child that only execs or exits starts neither. */
+    if (gr_timer_after_fork() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* atexit: Ms stop at their next scheduling point and never touch Python
  * again; goroutines are abandoned, as in Go.  GIL held.
  *
@@ -2300,6 +2578,7 @@ static PyMethodDef sched_methods[] = {
      "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "
      "handoffs, context switches, timers."},
     {"_shutdown", sched_shutdown, METH_NOARGS, NULL},
+    {"_after_fork", sched_after_fork, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2310,6 +2589,15 @@ gr_sched_exec(PyObject *module)
     if (err != NULL) {
         PyErr_SetString(PyExc_ValueError, err);
         return -1;
+    }
+    static bool atfork;
+    if (!atfork) {
+        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "goroutine: pthread_atfork failed");
+            return -1;
+        }
+        atfork = true;
     }
     return PyModule_AddFunctions(module, sched_methods);
 }

@@ -46,12 +46,14 @@
  * a delete that removes the record, or after a one-shot has fired (its
  * waiter is woken first, so the deadlock check never sees neither).
  *
- * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it.
+ * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it,
+ * except uv_async_send (a write to an eventfd; see timer_add).
  */
 #include "core.h"
 
 #include <math.h>
 #include <uv.h>
+#include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/timerfd.h>
@@ -79,7 +81,8 @@ static struct {
     long n, cap;
     int64_t armed;              /* the loop looks at the heap by then */
     uv_loop_t loop;             /* loop thread only, after start */
-    uv_async_t async;
+    uv_async_t *async;          /* wakes the loop; a new one after fork */
+    uv_async_t async0;          /* the first process's */
     uv_timer_t tick;            /* armed for heap[0]->when (not Linux) */
     int tfd;                    /* Linux: a timerfd armed for it, in ns */
     uv_poll_t tpoll;            /* Linux: watches tfd */
@@ -87,6 +90,10 @@ static struct {
     pthread_t thread;
     pid_t pid;                  /* the process the loop thread runs in */
     pthread_mutex_t fire;       /* held while delivering under the GIL */
+    PyThreadState *ts;          /* the loop thread's own, made on it */
+    bool forked;                /* a forked child's copy of a started loop:
+                                   loop_thread_start must uv_loop_fork it */
+    gr_sema ready;              /* posted once ts exists */
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = INT64_MAX,
        .fire = PTHREAD_MUTEX_INITIALIZER};
 
@@ -221,8 +228,14 @@ run_timers(void)
 
     /* The GIL is taken once for all the PY records due together (10,000
      * contexts timing out at once cost one GIL hand-off, not 10,000), and
-     * never while the process is exiting: Python must not be touched. */
-    PyGILState_STATE gs = PyGILState_UNLOCKED;
+     * never once the interpreter finalizes: Python must not be touched.
+     * It is taken with the loop thread's own long-lived thread state, as a
+     * daemon thread does, never with PyGILState_Ensure: that makes a new
+     * thread state each time, and doing so while finalization deletes
+     * thread states crashed in PyThreadState_New (a core dump).  If the
+     * check below loses a race with the start of finalization, CPython
+     * ends this thread inside PyEval_RestoreThread, as it ends daemon
+     * threads: timers are abandoned at exit anyway. */
     bool gil = false;
     pthread_mutex_lock(&L.fire);    /* see gr_timer_fence */
     while (due != NULL) {
@@ -234,8 +247,8 @@ run_timers(void)
             }
         }
         else {
-            if (!gil && !gr_sched_exiting()) {
-                gs = PyGILState_Ensure();
+            if (!gil && !gr_sched_exiting() && !gr_pystate_finalizing()) {
+                PyEval_RestoreThread(L.ts);
                 gil = true;
             }
             if (gil) {
@@ -248,7 +261,7 @@ run_timers(void)
         rec_unref(rec);
     }
     if (gil) {
-        PyGILState_Release(gs);
+        PyEval_SaveThread();
     }
     pthread_mutex_unlock(&L.fire);
 
@@ -297,6 +310,16 @@ async_cb(uv_async_t *a)
 static void *
 loop_main(void *arg)
 {
+    /* Made here, so that it is bound to this OS thread (PyGILState finds
+     * it for a ctypes callback in a timer's function).  Needs no GIL; the
+     * starter waits for it with the GIL held, so the interpreter cannot
+     * begin to finalize meanwhile. */
+    L.ts = PyThreadState_New(PyInterpreterState_Main());
+    if (L.ts == NULL) {
+        Py_FatalError("goroutine: cannot make a thread state for the "
+                      "timer thread");
+    }
+    gr_sema_post(&L.ready);
     uv_run(&L.loop, UV_RUN_DEFAULT);
     return NULL;
 }
@@ -314,6 +337,85 @@ tfd_init(void)
     return 0;
 }
 
+/* Start the loop thread and wait until its thread state exists.  L.lock
+ * held, GIL held.  0, or -1 with an exception set. */
+static int
+loop_thread_start(void)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    gr_sema_init(&L.ready);
+    int r = pthread_create(&L.thread, &attr, loop_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot start the timer thread");
+        return -1;
+    }
+    gr_sema_wait(&L.ready, -1);
+    L.pid = getpid();
+    atomic_store(&L.started, true);
+    return 0;
+}
+
+/* In a forked child: the parent's loop thread is gone, and the loop's
+ * epoll descriptor and our timerfd are shared with the parent's (one
+ * kernel object each).  Give the child its own timerfd under the same
+ * descriptor number (dup2: the uv_poll watching it stays valid), let
+ * libuv make its own kernel state (uv_loop_fork re-registers every
+ * watcher), start a loop thread and make it look at the heap (timers of
+ * the parent's Timer objects are still armed in the child).  L.lock held,
+ * GIL held. */
+static int
+loop_restart_forked(void)
+{
+#ifdef __linux__
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0 || dup3(fd, L.tfd, O_CLOEXEC) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    close(fd);
+#endif
+    /* The parent's async handle may be 'pending' (sent, not yet seen by
+     * its loop thread) at the fork, and uv_loop_fork does not reset that:
+     * every uv_async_send in the child would then be swallowed and no
+     * earlier deadline would ever wake the loop (seen: sleeps in a child
+     * never ending).  Close it and wake with a fresh handle. */
+    uv_async_t *a = malloc(sizeof *a);
+    if (a == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (uv_loop_fork(&L.loop) != 0) {
+        free(a);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot reinitialise the libuv loop "
+                        "after fork");
+        return -1;
+    }
+    uv_close((uv_handle_t *)L.async, NULL);     /* memory stays: leaked */
+    if (uv_async_init(&L.loop, a, async_cb) != 0) {
+        free(a);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: cannot reinitialise the libuv loop "
+                        "after fork");
+        return -1;
+    }
+    L.async = a;
+    L.forked = false;
+    L.armed = INT64_MAX;
+    if (loop_thread_start() < 0) {
+        return -1;
+    }
+    uv_async_send(L.async);
+    return 0;
+}
+
 static int
 loop_start(void)
 {
@@ -321,31 +423,69 @@ loop_start(void)
         return 0;
     }
     pthread_mutex_lock(&L.lock);
+    if (!atomic_load(&L.started) && L.forked) {
+        int r = loop_restart_forked();
+        pthread_mutex_unlock(&L.lock);
+        return r;
+    }
     if (!atomic_load(&L.started)) {
         if (uv_loop_init(&L.loop) != 0 ||
-            uv_async_init(&L.loop, &L.async, async_cb) != 0 ||
+            uv_async_init(&L.loop, (L.async = &L.async0), async_cb) != 0 ||
             uv_timer_init(&L.loop, &L.tick) != 0 || tfd_init() != 0) {
             pthread_mutex_unlock(&L.lock);
             PyErr_SetString(PyExc_RuntimeError,
                             "goroutine: cannot start the libuv loop");
             return -1;
         }
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&L.thread, &attr, loop_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        if (loop_thread_start() < 0) {
             pthread_mutex_unlock(&L.lock);
-            PyErr_SetString(PyExc_RuntimeError,
-                            "goroutine: cannot start the timer thread");
             return -1;
         }
-        L.pid = getpid();
-        atomic_store(&L.started, true);
     }
     pthread_mutex_unlock(&L.lock);
     return 0;
+}
+
+/* fork: see sched.c's fork section.  L.lock is a leaf, taken after
+ * sched.lock. */
+void
+gr_timer_fork_prepare(void)
+{
+    pthread_mutex_lock(&L.lock);
+}
+
+void
+gr_timer_fork_parent(void)
+{
+    pthread_mutex_unlock(&L.lock);
+}
+
+/* In the child, from fork() itself: no Python, no allocation. */
+void
+gr_timer_fork_child(void)
+{
+    pthread_mutex_init(&L.lock, NULL);
+    pthread_mutex_init(&L.fire, NULL);
+    if (atomic_load(&L.started)) {
+        atomic_store(&L.started, false);
+        L.forked = true;
+        L.ts = NULL;            /* CPython frees it in the child */
+    }
+}
+
+/* after_in_child, GIL held: start the loop again now if timers are armed
+ * (the parent's Timer objects, or ghosts' sleeps); otherwise the first
+ * timer of the child starts it (loop_start). */
+int
+gr_timer_after_fork(void)
+{
+    int r = 0;
+    pthread_mutex_lock(&L.lock);
+    if (!atomic_load(&L.started) && L.forked && L.n > 0) {
+        r = loop_restart_forked();
+    }
+    pthread_mutex_unlock(&L.lock);
+    return r;
 }
 
 /* At exit, after gr_sched_exiting() became true, GIL released: wait until
@@ -371,11 +511,14 @@ timer_add(gr_timer_rec *rec)
 {
     atomic_fetch_add(&gr_timers_pending, 1);
     pthread_mutex_lock(&L.lock);
-    bool wake = heap_push(rec);
-    pthread_mutex_unlock(&L.lock);
-    if (wake) {
-        uv_async_send(&L.async);
+    if (heap_push(rec)) {
+        /* Sent under L.lock (rare: only a new earliest deadline) so that
+         * fork, which holds L.lock, never copies a send half done: the
+         * child closes the parent's handle, and libuv's close spins until
+         * a send in progress completes -- in the child, forever. */
+        uv_async_send(L.async);
     }
+    pthread_mutex_unlock(&L.lock);
 }
 
 /* Take rec out of the heap if it is still there.  Returns whether it was

@@ -22,9 +22,22 @@
 
 #define GR_POLL_NS 50000000         /* 50 ms: Ctrl-C latency bound / 2 */
 
+atomic_uint gr_forkgen;
+
+/* A waiter whose owner did not survive a fork (a ghost goroutine, or a
+ * thread of the parent) is never claimed: a peer skips it as if another
+ * select case had won, so no value is handed to a party that cannot take
+ * it, and nobody waits on a ghost thread's semaphore (its mutex may have
+ * been held at the fork). */
 bool
 gr_waiter_claim(gr_waiter *w)
 {
+    if (w->kind == GR_WAIT_G ? gr_g_ghost(w->g)
+        : (w->kind == GR_WAIT_THREAD &&
+           w->forkgen != atomic_load_explicit(&gr_forkgen,
+                                              memory_order_relaxed))) {
+        return false;
+    }
     int expect = 0;
     return atomic_compare_exchange_strong(&w->claimed, &expect, 1);
 }
@@ -57,6 +70,7 @@ gr_waiter_init_thread(gr_waiter *w, gr_sema *sema)
 {
     memset(w, 0, sizeof *w);
     w->kind = GR_WAIT_THREAD;
+    w->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     gr_sema_init(sema);
     w->sema = sema;
 }
@@ -130,17 +144,29 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
     uint64_t quiet_epoch = 0;
     int quiet_seen = 0;
     int result = 0;
+    bool stopped = false;
     for (;;) {
         bool posted;
-        Py_BEGIN_ALLOW_THREADS
-        posted = gr_sema_wait(w->sema, GR_POLL_NS);
-        Py_END_ALLOW_THREADS
+        if (polls == 0 && gr_pystate_finalizing()) {
+            /* Too late (a __del__ of the final collections): goroutines no
+             * longer run, so do not sleep at all; the check below raises. */
+            posted = gr_sema_wait(w->sema, 0);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            posted = gr_sema_wait(w->sema, GR_POLL_NS);
+            Py_END_ALLOW_THREADS
+        }
         if (posted) {
             break;
         }
         polls++;
         bool interrupted = false;
-        if (is_main && PyErr_CheckSignals() < 0) {
+        if (gr_sched_stopped()) {
+            /* Finalizing: nothing can wake this wait any more. */
+            interrupted = stopped = true;
+        }
+        else if (is_main && PyErr_CheckSignals() < 0) {
             interrupted = true;
         }
         else if (polls % 4 == 0) {
@@ -177,7 +203,7 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
         Py_BEGIN_ALLOW_THREADS
         gr_sema_wait(w->sema, -1);
         Py_END_ALLOW_THREADS
-        if (value != NULL &&
+        if (value != NULL && !stopped &&
             !PyErr_GivenExceptionMatches(value, gr_globals.Deadlock)) {
             if (tb != NULL) {
                 PyException_SetTraceback(value, tb);

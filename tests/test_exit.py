@@ -7,6 +7,32 @@ import time
 
 from conftest import run_py
 
+# A child inherits an ignored SIGINT (the parent runs under nohup, or a
+# shell's `trap '' INT`), and Python then installs no KeyboardInterrupt
+# handler: the Ctrl-C tests would wait for a child that never stops.  Each
+# child sets its own disposition first.
+SIGINT_PRELUDE = ("import signal as _signal\n"
+                  "_signal.signal(_signal.SIGINT, _signal.default_int_handler)\n")
+
+
+class Child:
+    """A Python child for the Ctrl-C tests: its own SIGINT disposition, and
+    killed on the way out whatever happened."""
+
+    def __init__(self, code, *args):
+        self.p = subprocess.Popen(
+            [sys.executable, "-c", SIGINT_PRELUDE + code, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        return self.p
+
+    def __exit__(self, *exc):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+        return False
+
 
 def test_exit_with_goroutines_parked_runnable_and_running_is_prompt_and_clean():
     r = run_py("""
@@ -114,13 +140,12 @@ def test_ctrl_c_wakes_a_blocked_main_thread_within_100ms():
         except KeyboardInterrupt:
             print("interrupted", time.monotonic(), flush=True)
     """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    time.sleep(0.2)
-    sent = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=20)
+    with Child(code) as p:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
     word, when = out.split()
     assert word == "interrupted", err
     assert float(when) - sent < 0.5     # 100 ms target, slack for CI load
@@ -212,15 +237,13 @@ def test_exit_and_ctrl_c_at_random_moments_are_clean():
     import random
     for seed in range(8):
         how = "exit" if seed % 2 else "sigint"
-        p = subprocess.Popen([sys.executable, "-c", BUSY, str(seed), how],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        assert p.stdout.readline().strip() == "ready"
-        if how == "sigint":
-            time.sleep(random.random() * 0.3)
-            p.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        out, err = p.communicate(timeout=20)
+        with Child(BUSY, str(seed), how) as p:
+            assert p.stdout.readline().strip() == "ready"
+            if how == "sigint":
+                time.sleep(random.random() * 0.3)
+                p.send_signal(signal.SIGINT)
+            t0 = time.monotonic()
+            out, err = p.communicate(timeout=20)
         assert time.monotonic() - t0 < 10
         assert "Fatal Python error" not in err, err
         # 0 for sys.exit; a KeyboardInterrupt ends the process by SIGINT
