@@ -253,5 +253,8 @@ int gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
 void gr_chan_dequeue_sudog(hchan *c, gr_sudog *sg);
 void gr_chan_after_run(gr_chan_after *after);
+/* GIL held: make c (a fresh channel) the channel of `timer`, which it then
+ * keeps alive; len()/cap() of c read 0 (Go 1.23). */
+void gr_chan_set_timer(hchan *c, PyObject *timer);
 
 #endif /* GR_CORE_H */
