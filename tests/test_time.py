@@ -121,12 +121,21 @@ def test_timer_channels_are_unbuffered_len_and_cap_are_zero():
     tk.stop()
 
 
-def test_timer_sends_the_time_it_was_due_not_the_time_of_delivery():
+def test_timer_sends_the_time_it_was_due_even_when_delivered_late():
+    # Go sends the time the timer was due.  Hold the GIL past the
+    # deadline so the timer thread (which needs it to send) is late.
+    import sys
+    interval = sys.getswitchinterval()
     t0 = time.now()
-    t = time.Timer(0.05)
-    _t.sleep(0.3)
+    t = time.Timer(0.02)
+    sys.setswitchinterval(5.0)
+    try:
+        while time.now() < t0 + 0.3:
+            pass
+    finally:
+        sys.setswitchinterval(interval)
     v = t.c.recv()
-    assert t0 + 0.05 - 0.002 <= v < time.now() - 0.1
+    assert t0 + 0.02 - 0.002 <= v < t0 + 0.15
 
 
 def test_timer_reset_after_an_unreceived_fire_returns_true_and_drops_it():
@@ -361,6 +370,9 @@ def test_a_timer_only_its_blocked_receivers_reference_still_fires():
     th = threading.Thread(target=collector)
     th.start()
     try:
+        hang = chan()        # closed by a plain thread: a hang bound that
+        guard = threading.Timer(10, hang.close)  # needs no runtime timer
+        guard.start()
         out = chan(2)
         go(lambda: out.send(time.after(0.1).recv()))
 
@@ -369,11 +381,12 @@ def test_a_timer_only_its_blocked_receivers_reference_still_fires():
                 pass
             out.send("ticked")
         go(ticks)
-        assert isinstance(time.after(0.1).recv(), float)   # a thread
-        hang = time.after(10)
+        i, _ = select(time.after(0.1).recv, hang.recv)   # a thread
+        assert i == 0, "a timer a thread was blocked on was lost"
         results = [select(out.recv, hang.recv) for _ in range(2)]
         assert sorted(i for i, _ in results) == [0, 0], "a timer was lost"
     finally:
         done.set()
         th.join()
+        guard.cancel()
     gc.collect()
