@@ -23,13 +23,20 @@
  *     with no GIL: 10,000 sleeping goroutines cost one thread, and a
  *     sleeper's wake-up never waits for Python code to yield the GIL.
  *   - PY: a Timer/Ticker object (owner).  Firing takes the GIL, then
- *     delivers (sends the time on owner.c without blocking -- a full
- *     buffer drops the tick -- or starts owner.f in a goroutine).
+ *     delivers (sends the time it was due on owner.c without blocking --
+ *     a full buffer drops the tick -- or starts owner.f in a goroutine).
  *     stop()/reset() run with the GIL too, so "stopped" and "delivered"
  *     are decided under one lock: after they return no stale value is
  *     received (Go 1.23).  A ticker goes back into the heap when it fires,
  *     at its next multiple of the period after now: missed ticks are
  *     dropped, never queued.
+ *
+ * Go 1.23's timer channels are synchronous: a value sent into owner.c's
+ * one slot but not received is not delivered yet, so stop()/reset() drain
+ * it and report the timer as stopped, and len()/cap() of the channel read
+ * 0 (chan.c's `timer` field).  Go keeps a channel timer out of its heap
+ * unless someone is blocked on the channel; we keep it in the heap but
+ * hold its owner weakly (below), which gives the same rules.
  *
  * Invariants (L.lock):
  *   rec->heapidx >= 0  iff  rec is in the heap, at L.heap[rec->heapidx];
@@ -39,8 +46,15 @@
  * Ownership: rec->refs counts the heap (while the record is in it, or is
  * being fired by the loop) plus one holder outside it (the thread that
  * sleeps, or the owner object).  The last one frees the record.
- * rec->owner (a strong reference that keeps an unreferenced `after(d)`
- * timer alive until it fires) is read and written only with the GIL held.
+ * rec->owner is read and written only with the GIL held.  For a func
+ * timer (after_func, context deadlines) it is a strong reference: f must
+ * run even if nobody keeps the Timer, as Go's heap keeps it.  For a
+ * channel timer it is borrowed (weak): the channel holds the Timer and the
+ * Timer the channel, so a receiver blocked on the channel, or any user
+ * reference to either, keeps it firing, and when nothing does the cycle
+ * is collected (Go 1.23 collects unreferenced timers) and the Timer's
+ * dealloc disowns and unheaps the record before anything can release the
+ * GIL.  The fire skips an owner at refcount 0 (mid-dealloc).
  *
  * gr_timers_pending counts records that can still fire: +1 on add, -1 on
  * a delete that removes the record, or after a one-shot has fired (its
