@@ -193,6 +193,7 @@ void gr_timer_fence(void);
 
 PyThreadState *gr_pystate_new(void);
 void gr_pystate_recycle(PyThreadState *ts);
+void gr_pystate_start_hooks(void);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_fit_stack(PyThreadState *ts, size_t stack_bytes,
