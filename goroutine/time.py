@@ -1,9 +1,11 @@
 """goroutine.time: Go's time package on the runtime's libuv timer thread.
 
-Durations are seconds as float.  Timers and tickers follow Go 1.23: stop()
-and reset() report whether the timer was active, and once they return no
-stale value is received from .c; a ticker drops ticks for a slow receiver
-and never queues more than one.
+Durations are seconds as float.  Timers and tickers follow Go 1.23: a
+timer's channel is synchronous (len and cap 0; a value that fired but was
+not received is taken back by stop()/reset(), which then return True), no
+stale value is received after stop()/reset() return, a ticker drops ticks
+for a slow receiver, and a Timer or Ticker that nothing references is
+garbage-collected even if it was never stopped.
 """
 import numbers as _numbers
 import time as _time
@@ -43,40 +45,37 @@ def sleep(d: float) -> None:
 
 
 class Timer(_core._timer):
-    """A single event: after d seconds the time is sent on .c (or, for a
-    timer made by after_func, f runs in its own goroutine and .c is None).
+    """A single event: after d seconds the time it was due is sent on .c
+    (or, for a timer made by after_func, f runs in its own goroutine and
+    .c is nilchan).
     """
-    __slots__ = ("c",)
+    __slots__ = ()
 
     def __new__(cls, d: float, _f=None):
-        c = None if _f is not None else chan(1)
-        self = super().__new__(cls, _seconds(d), c, _f)
-        self.c = c
-        return self
+        return super().__new__(cls, _seconds(d), _f)
 
     def stop(self) -> bool:
-        """Stop the timer; True if it was active (had not fired).  After it
-        returns, .c yields no stale value."""
+        """Stop the timer; True if that kept its value (or call) from
+        happening: it had not fired, or its value was not yet received.
+        After it returns, .c yields no stale value."""
         return super().stop()
 
     def reset(self, d: float) -> bool:
-        """Make the timer fire after d seconds; True if it was active."""
+        """Make the timer fire after d seconds; returns what stop() would
+        have.  No value of the old setting is received afterwards."""
         return super().reset(_seconds(d))
 
 
 class Ticker(_core._timer):
     """Sends the time on .c every d seconds; drops ticks for a slow
     receiver."""
-    __slots__ = ("c",)
+    __slots__ = ()
 
     def __new__(cls, d: float):
         d = _seconds(d)
         if not d > 0:
             raise ValueError("non-positive interval for NewTicker")
-        c = chan(1)
-        self = super().__new__(cls, float(d), c, None, float(d))
-        self.c = c
-        return self
+        return super().__new__(cls, d, None, d)
 
     def stop(self) -> None:
         """Turn the ticker off; no more ticks are sent (none is left
@@ -106,7 +105,9 @@ def tick(d: float) -> chan:
 
 
 def after_func(d: float, f) -> Timer:
-    """Run f() in its own goroutine after d seconds; stop() cancels it."""
+    """Run f() in its own goroutine after d seconds; stop() cancels it.
+    The Timer's .c is nilchan (a select on it never fires), and the timer
+    runs f even if the Timer is dropped."""
     if not callable(f):
         raise TypeError("after_func: f must be callable")
     return Timer(d, f)

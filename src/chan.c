@@ -25,6 +25,12 @@
  * Directional views (send_only/recv_only) are chan objects with `base`
  * set: they forward to base's hchan and restrict `dir`.  nilchan is a chan
  * object with isnil set: every operation blocks forever, close panics.
+ *
+ * A timer's channel (timer.c) has `timer` set: it keeps its Timer alive
+ * (the timer heap holds the Timer only weakly, so a Timer and channel that
+ * nothing references are collected, as in Go 1.23), and len()/cap() are
+ * 0: Go 1.23 presents timer channels as unbuffered, although the timer
+ * delivers into a one-slot buffer that stop()/reset() drain.
  */
 #include "core.h"
 #include <structmember.h>
@@ -44,6 +50,7 @@ struct hchan {
     struct hchan *base;         /* views: the channel they restrict */
     int dir;                    /* GR_DIR_* allowed through this object */
     int isnil;                  /* nilchan */
+    PyObject *timer;            /* set once, GIL: the Timer sending on it */
     PyObject *weakreflist;
 };
 
@@ -88,6 +95,12 @@ void
 gr_chan_lock_handoff_in(hchan *c)
 {
     gr_lock_handoff_in(&c->lock);
+}
+
+void
+gr_chan_set_timer(hchan *c, PyObject *timer)
+{
+    Py_XSETREF(c->timer, Py_NewRef(timer));
 }
 
 /* ---- queues (lock held) --------------------------------------------- */
@@ -484,14 +497,14 @@ static PyObject *
 chan_cap(hchan *self, PyObject *unused)
 {
     hchan *c = target(self);
-    return PyLong_FromSsize_t(c ? c->dataqsiz : 0);
+    return PyLong_FromSsize_t(c && c->timer == NULL ? c->dataqsiz : 0);
 }
 
 static Py_ssize_t
 chan_len(hchan *self)
 {
     hchan *c = target(self);
-    if (c == NULL) {
+    if (c == NULL || c->timer != NULL) {
         return 0;
     }
     gr_chan_lock(c);
@@ -610,11 +623,12 @@ chan_repr(hchan *self)
     const char *d = self->dir == GR_DIR_SEND ? "chan<- "
                     : self->dir == GR_DIR_RECV ? "<-chan " : "chan ";
     gr_chan_lock(c);
-    Py_ssize_t n = c->qcount;
+    Py_ssize_t n = c->timer ? 0 : c->qcount;
     int closed = c->closed;
     gr_chan_unlock(c);
     return PyUnicode_FromFormat("<%s%p len=%zd cap=%zd%s>", d, (void *)c, n,
-                                c->dataqsiz, closed ? " closed" : "");
+                                c->timer ? 0 : c->dataqsiz,
+                                closed ? " closed" : "");
 }
 
 static PyObject *
@@ -652,6 +666,7 @@ chan_traverse(hchan *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->base);
+    Py_VISIT(self->timer);
     /* The buffer changes under the lock, but the collector runs with the
      * GIL held and every buffer change is made with the GIL held too. */
     for (Py_ssize_t i = 0; i < self->dataqsiz; i++) {
@@ -664,6 +679,7 @@ static int
 chan_clear(hchan *self)
 {
     Py_CLEAR(self->base);
+    Py_CLEAR(self->timer);
     /* Move the references out under the lock, drop them after it. */
     PyObject **buf = NULL;
     Py_ssize_t n = 0;

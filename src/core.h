@@ -215,6 +215,7 @@ int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
 
 PyThreadState *gr_pystate_new(void);
 void gr_pystate_recycle(PyThreadState *ts);
+void gr_pystate_start_hooks(void);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_leave(PyThreadState *ts, PyThreadState *mts);
 void gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t size,
@@ -280,5 +281,8 @@ int gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
 void gr_chan_dequeue_sudog(hchan *c, gr_sudog *sg);
 void gr_chan_after_run(gr_chan_after *after);
+/* GIL held: make c (a fresh channel) the channel of `timer`, which it then
+ * keeps alive; len()/cap() of c read 0 (Go 1.23). */
+void gr_chan_set_timer(hchan *c, PyObject *timer);
 
 #endif /* GR_CORE_H */

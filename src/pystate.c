@@ -302,6 +302,62 @@ gr_pystate_recycle(PyThreadState *ts)
 #if PY_VERSION_HEX < 0x030B0000
     ts->recursion_depth = 0;
 #endif
+    /* A trace or profile function the goroutine set (pdb, coverage's
+     * installer) is its own, as a thread's is; ts is current here. */
+    if (ts->c_tracefunc != NULL) {
+        PyEval_SetTrace(NULL, NULL);
+    }
+    if (ts->c_profilefunc != NULL) {
+        PyEval_SetProfile(NULL, NULL);
+    }
+}
+
+/* Install one of threading's hooks (name: "_trace_hook") with sys's
+ * setter (e.g. "settrace"), if threading has one. */
+static void
+start_hook(PyObject *threading, const char *name, const char *setter)
+{
+    PyObject *hook = PyObject_GetAttrString(threading, name);
+    if (hook == NULL) {
+        PyErr_Clear();      /* not this Python's threading: no hook */
+        return;
+    }
+    if (hook != Py_None) {
+        PyObject *set = PySys_GetObject(setter);    /* borrowed */
+        PyObject *r = set ? PyObject_CallOneArg(set, hook) : NULL;
+        if (r == NULL) {
+            PyErr_WriteUnraisable(hook);
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(hook);
+}
+
+/* Give the current goroutine the trace and profile functions a new
+ * thread gets: threading.Thread's bootstrap installs threading.settrace's
+ * and threading.setprofile's hooks (which settrace_all_threads and
+ * setprofile_all_threads set too, 3.12+) in every new thread; coverage.py,
+ * pytest-cov and profilers rely on it.  GIL held, the goroutine's thread
+ * state current, before its function runs.  Never raises. */
+void
+gr_pystate_start_hooks(void)
+{
+    static PyObject *threading_str;     /* interned once, kept */
+    if (threading_str == NULL) {
+        threading_str = PyUnicode_InternFromString("threading");
+        if (threading_str == NULL) {
+            PyErr_WriteUnraisable(NULL);
+            return;
+        }
+    }
+    PyObject *threading = PyImport_GetModule(threading_str);
+    if (threading == NULL) {
+        PyErr_Clear();      /* not imported: nobody set a hook */
+        return;
+    }
+    start_hook(threading, "_trace_hook", "settrace");
+    start_hook(threading, "_profile_hook", "setprofile");
+    Py_DECREF(threading);
 }
 
 /* Make `ts` current on this OS thread and take the GIL.  Called on an M's

@@ -1400,6 +1400,7 @@ gentry(void *arg)
     gr_g *g = arg;
     gr_switch_annotate_end(NULL);
     if (PyContext_Enter(g->context) == 0) {
+        gr_pystate_start_hooks();
         PyObject *res = PyObject_Call(g->fn, g->args, g->kwargs);
         if (g == sched.forkg) {
             forkmain_exit(g, res);

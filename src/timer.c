@@ -23,13 +23,20 @@
  *     with no GIL: 10,000 sleeping goroutines cost one thread, and a
  *     sleeper's wake-up never waits for Python code to yield the GIL.
  *   - PY: a Timer/Ticker object (owner).  Firing takes the GIL, then
- *     delivers (sends the time on owner.c without blocking -- a full
- *     buffer drops the tick -- or starts owner.f in a goroutine).
+ *     delivers (sends the time it was due on owner.c without blocking --
+ *     a full buffer drops the tick -- or starts owner.f in a goroutine).
  *     stop()/reset() run with the GIL too, so "stopped" and "delivered"
  *     are decided under one lock: after they return no stale value is
  *     received (Go 1.23).  A ticker goes back into the heap when it fires,
  *     at its next multiple of the period after now: missed ticks are
  *     dropped, never queued.
+ *
+ * Go 1.23's timer channels are synchronous: a value sent into owner.c's
+ * one slot but not received is not delivered yet, so stop()/reset() drain
+ * it and report the timer as stopped, and len()/cap() of the channel read
+ * 0 (chan.c's `timer` field).  Go keeps a channel timer out of its heap
+ * unless someone is blocked on the channel; we keep it in the heap but
+ * hold its owner weakly (below), which gives the same rules.
  *
  * Invariants (L.lock):
  *   rec->heapidx >= 0  iff  rec is in the heap, at L.heap[rec->heapidx];
@@ -39,8 +46,15 @@
  * Ownership: rec->refs counts the heap (while the record is in it, or is
  * being fired by the loop) plus one holder outside it (the thread that
  * sleeps, or the owner object).  The last one frees the record.
- * rec->owner (a strong reference that keeps an unreferenced `after(d)`
- * timer alive until it fires) is read and written only with the GIL held.
+ * rec->owner is read and written only with the GIL held.  For a func
+ * timer (after_func, context deadlines) it is a strong reference: f must
+ * run even if nobody keeps the Timer, as Go's heap keeps it.  For a
+ * channel timer it is borrowed (weak): the channel holds the Timer and the
+ * Timer the channel, so a receiver blocked on the channel, or any user
+ * reference to either, keeps it firing, and when nothing does the cycle
+ * is collected (Go 1.23 collects unreferenced timers) and the Timer's
+ * dealloc disowns and unheaps the record before anything can release the
+ * GIL.  The fire skips an owner at refcount 0 (mid-dealloc).
  *
  * gr_timers_pending counts records that can still fire: +1 on add, -1 on
  * a delete that removes the record, or after a one-shot has fired (its
@@ -71,8 +85,10 @@ typedef struct gr_timer_rec {
     long heapidx;               /* L.lock: index in L.heap, or -1 */
     struct gr_timer_rec *fnext; /* loop thread: its list of records due */
     gr_waiter w;                /* TK_SLEEP */
-    gr_pytimer *owner;          /* TK_PY, GIL: strong ref while pending */
+    gr_pytimer *owner;          /* TK_PY, GIL: the Timer, while pending */
+    bool strong;                /* TK_PY: owner is a strong reference */
     bool delivered;             /* TK_PY, GIL: a one-shot has delivered */
+    int64_t due;                /* loop thread: the `when` it last fired at */
 } gr_timer_rec;
 
 static struct {
@@ -206,6 +222,7 @@ run_timers(void)
     pthread_mutex_lock(&L.lock);
     while (L.n > 0 && L.heap[0]->when <= now) {
         gr_timer_rec *rec = L.heap[0];
+        rec->due = rec->when;
         if (rec->period > 0) {
             /* A ticker stays in the heap (and keeps its reference); the
              * firing holds one more.  Its next tick is the first period
@@ -645,68 +662,92 @@ timer_sleep(PyObject *module, PyObject *arg)
 
 struct gr_pytimer {
     PyObject_HEAD
-    PyObject *c;                /* channel to send the time on, or NULL */
+    PyObject *c;                /* a channel timer's channel, or NULL */
     PyObject *f;                /* callable to start as a goroutine, or NULL */
     gr_timer_rec *rec;          /* the pending record, GIL */
     double period;              /* > 0: a ticker */
 };
 
+/* nilchan: the .c of a func timer (Go's AfterFunc timer has a nil C). */
+static PyObject *nilchan_obj;
+
+/* The wall-clock time at monotonic `when`: Go sends the time the timer
+ * was due, not the time the loop thread got to it. */
 static PyObject *
-wall_now(void)
+wall_at(int64_t when)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    double late = (double)(mono_ns() - when) * 1e-9;
+    return PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 - late);
 }
 
+/* GIL held: drop the record's reference to its owner, if it has one. */
+static void
+rec_disown(gr_timer_rec *rec)
+{
+    gr_pytimer *t = rec->owner;
+    rec->owner = NULL;
+    if (t != NULL && rec->strong) {
+        Py_DECREF(t);
+    }
+}
 
 /* Loop thread, GIL held: deliver a PY record's fire. */
 void
 gr_pytimer_fire(gr_timer_rec *rec)
 {
     gr_pytimer *t = rec->owner;
-    if (t != NULL && t->rec == rec && !rec->delivered) {
-        Py_INCREF(t);
-        if (rec->period == 0) {
-            rec->delivered = true;
-            rec->owner = NULL;
-            Py_DECREF(t);           /* the record's reference */
-        }
-        if (t->c != NULL) {
-            hchan *c;
-            int dir;
-            PyObject *now = wall_now();
-            if (now != NULL && gr_chan_unwrap(t->c, &c, &dir) == 0 && c) {
-                gr_chan_after after = {{0}};
-                gr_chan_lock(c);
-                gr_chan_trysend(c, now, &after);   /* full: tick dropped */
-                gr_chan_unlock(c);
-                gr_chan_after_run(&after);
-            }
-            Py_XDECREF(now);
-        }
-        if (t->f != NULL) {
-            PyObject *args = PyTuple_New(0);
-            PyObject *r = args ? gr_go(t->f, args) : NULL;
-            Py_XDECREF(args);
-            Py_XDECREF(r);
-        }
-        if (PyErr_Occurred()) {
-            PyErr_WriteUnraisable((PyObject *)t);
-        }
-        Py_DECREF(t);
+    /* A weak owner at refcount 0 is being deallocated (a weakref
+     * callback or __del__ of a subclass can release the GIL before our
+     * dealloc runs); that dealloc disowns the record before the memory
+     * goes, so reading the count is safe, and nothing is delivered. */
+    if (t == NULL || t->rec != rec || rec->delivered || Py_REFCNT(t) == 0) {
+        return;
     }
+    Py_INCREF(t);
+    if (rec->period == 0) {
+        rec->delivered = true;
+        rec_disown(rec);
+    }
+    if (t->c != NULL) {
+        hchan *c;
+        int dir;
+        PyObject *now = wall_at(rec->due);
+        if (now != NULL && gr_chan_unwrap(t->c, &c, &dir) == 0 && c) {
+            gr_chan_after after = {{0}};
+            gr_chan_lock(c);
+            gr_chan_trysend(c, now, &after);   /* full: tick dropped */
+            gr_chan_unlock(c);
+            gr_chan_after_run(&after);
+        }
+        Py_XDECREF(now);
+    }
+    if (t->f != NULL) {
+        PyObject *args = PyTuple_New(0);
+        PyObject *r = args ? gr_go(t->f, args) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(r);
+    }
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable((PyObject *)t);
+    }
+    Py_DECREF(t);
 }
 
-/* Drop the values buffered on t.c: after stop/reset no stale value. */
-static void
+/* Drop the value waiting in t.c's buffer, if any: after stop/reset no
+ * stale value.  Only the timer sends on its channel (one slot), and both
+ * the fire and this run with the GIL, so at most one value is there and
+ * it is the timer's.  Returns whether there was one. */
+static bool
 drain(gr_pytimer *t)
 {
     hchan *c;
     int dir;
     if (t->c == NULL || gr_chan_unwrap(t->c, &c, &dir) < 0 || c == NULL) {
-        return;
+        return false;
     }
+    bool any = false;
     for (;;) {
         PyObject *v = NULL;
         gr_chan_after after = {{0}};
@@ -716,30 +757,39 @@ drain(gr_pytimer *t)
         gr_chan_after_run(&after);
         Py_XDECREF(v);
         if (r <= 0) {
-            break;
+            return any;
         }
+        any = true;
     }
 }
 
-/* Stop the pending record; returns whether it was active.  GIL held. */
+/* Stop t, GIL held.  Returns Go 1.23's answer: true if the stop kept a
+ * value or call from happening -- the record had not fired, or its value
+ * sat unreceived in the channel (drained here: timer channels are
+ * synchronous, a value counts as delivered only once received). */
 static bool
 pytimer_stop(gr_pytimer *t)
 {
     gr_timer_rec *rec = t->rec;
-    if (rec == NULL) {
-        return false;
+    bool active = false;
+    if (rec != NULL) {
+        t->rec = NULL;
+        active = !rec->delivered;
+        rec_disown(rec);    /* a strong one: the caller holds another */
+        timer_del(rec);
+        rec_unref(rec);     /* our outside reference */
     }
-    t->rec = NULL;
-    bool active = !rec->delivered;
-    if (rec->owner != NULL) {
-        rec->owner = NULL;
-        Py_DECREF(t);       /* safe: the caller holds a reference */
+    if (drain(t)) {
+        active = true;
     }
-    timer_del(rec);
-    rec_unref(rec);         /* our outside reference */
     return active;
 }
 
+/* GIL held.  A func timer's record owns a strong reference to t, so an
+ * after_func whose Timer was dropped still runs (as Go's heap keeps it).
+ * A channel timer's record holds t weakly: only a reference to t or to
+ * t.c (which holds t) keeps it, so a dropped Timer or Ticker is
+ * collected, and its dealloc takes the record out of the heap. */
 static int
 pytimer_start(gr_pytimer *t, double d)
 {
@@ -750,23 +800,36 @@ pytimer_start(gr_pytimer *t, double d)
     if (rec == NULL) {
         return -1;
     }
-    rec->owner = (gr_pytimer *)Py_NewRef((PyObject *)t);
+    rec->strong = t->f != NULL;
+    rec->owner = rec->strong ? (gr_pytimer *)Py_NewRef((PyObject *)t) : t;
     t->rec = rec;
     timer_add(rec);
     return 0;
 }
 
 static PyObject *
-pytimer_make(PyTypeObject *type, double d, PyObject *c, PyObject *f,
-             double period)
+pytimer_make(PyTypeObject *type, double d, PyObject *f, double period)
 {
     gr_pytimer *t = (gr_pytimer *)type->tp_alloc(type, 0);
     if (t == NULL) {
         return NULL;
     }
-    t->c = c != Py_None ? Py_NewRef(c) : NULL;
     t->f = f != Py_None ? Py_NewRef(f) : NULL;
     t->period = period;
+    if (t->f == NULL) {
+        /* One slot: the fire never blocks the loop thread, and len/cap
+         * hide it (gr_chan_set_timer). */
+        t->c = PyObject_CallFunction((PyObject *)gr_globals.chan_type, "n",
+                                     (Py_ssize_t)1);
+        if (t->c == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        hchan *c;
+        int dir;
+        gr_chan_unwrap(t->c, &c, &dir);
+        gr_chan_set_timer(c, (PyObject *)t);
+    }
     if (pytimer_start(t, d) < 0) {
         Py_DECREF(t);
         return NULL;
@@ -777,14 +840,14 @@ pytimer_make(PyTypeObject *type, double d, PyObject *c, PyObject *f,
 static PyObject *
 pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"d", "c", "f", "period", NULL};
+    static char *kwlist[] = {"d", "f", "period", NULL};
     double d, period = 0;
-    PyObject *c = Py_None, *f = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|OOd:_timer", kwlist,
-                                     &d, &c, &f, &period)) {
+    PyObject *f = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|Od:_timer", kwlist,
+                                     &d, &f, &period)) {
         return NULL;
     }
-    return pytimer_make(type, d, c, f, period);
+    return pytimer_make(type, d, f, period);
 }
 
 static PyObject *timer_type;
@@ -803,15 +866,13 @@ timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (d == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return pytimer_make((PyTypeObject *)timer_type, d, Py_None, args[1], 0);
+    return pytimer_make((PyTypeObject *)timer_type, d, args[1], 0);
 }
 
 static PyObject *
 pytimer_stop_m(gr_pytimer *t, PyObject *unused)
 {
-    bool active = pytimer_stop(t);
-    drain(t);
-    return PyBool_FromLong(active);
+    return PyBool_FromLong(pytimer_stop(t));
 }
 
 static PyObject *
@@ -822,7 +883,6 @@ pytimer_reset_m(gr_pytimer *t, PyObject *arg)
         return NULL;
     }
     bool active = pytimer_stop(t);
-    drain(t);
     if (pytimer_start(t, d) < 0) {
         return NULL;
     }
@@ -838,6 +898,12 @@ pytimer_set_period(gr_pytimer *t, PyObject *arg)
     }
     t->period = p;
     Py_RETURN_NONE;
+}
+
+static PyObject *
+pytimer_get_c(gr_pytimer *t, void *unused)
+{
+    return Py_NewRef(t->c != NULL ? t->c : nilchan_obj);
 }
 
 static int
@@ -862,11 +928,13 @@ pytimer_dealloc(gr_pytimer *t)
 {
     PyTypeObject *tp = Py_TYPE(t);
     PyObject_GC_UnTrack(t);
-    /* A pending record owns a reference to us, so here it has delivered
-     * or been stopped: only our outside reference to it remains. */
+    /* Only a channel timer can still be pending here (its record holds us
+     * weakly): disown and unheap it before anything that can release the
+     * GIL and let the loop thread fire it. */
     if (t->rec != NULL) {
         gr_timer_rec *rec = t->rec;
         t->rec = NULL;
+        rec_disown(rec);
         timer_del(rec);
         rec_unref(rec);
     }
@@ -885,14 +953,21 @@ static PyMethodDef pytimer_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyGetSetDef pytimer_getset[] = {
+    {"c", (getter)pytimer_get_c, NULL,
+     "The channel the time is sent on; nilchan for a func timer.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot pytimer_slots[] = {
-    {Py_tp_doc, "_timer(d, c=None, f=None, period=0)\n--\n\n"
+    {Py_tp_doc, "_timer(d, f=None, period=0)\n--\n\n"
                 "The C half of goroutine.time.Timer and Ticker."},
     {Py_tp_new, pytimer_new},
     {Py_tp_dealloc, pytimer_dealloc},
     {Py_tp_traverse, pytimer_traverse},
     {Py_tp_clear, pytimer_clear},
     {Py_tp_methods, pytimer_methods},
+    {Py_tp_getset, pytimer_getset},
     {0, NULL},
 };
 
@@ -920,6 +995,13 @@ gr_timer_exec(PyObject *module)
     if (timer_type == NULL) {
         timer_type = PyType_FromSpec(&pytimer_spec);
         if (timer_type == NULL) {
+            return -1;
+        }
+    }
+    if (nilchan_obj == NULL) {
+        /* chan.c's exec ran first and added it. */
+        nilchan_obj = PyObject_GetAttrString(module, "nilchan");
+        if (nilchan_obj == NULL) {
             return -1;
         }
     }

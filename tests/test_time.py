@@ -88,11 +88,64 @@ def test_timer_stop_before_fire_returns_true_and_nothing_is_sent():
     assert t.stop() is False
 
 
-def test_timer_stop_after_fire_returns_false_and_drains_the_stale_value():
+def test_timer_stop_after_an_unreceived_fire_returns_true_go_1_23():
+    # Go 1.23: timer channels are synchronous; a value nobody received
+    # was not delivered, so stop() stops it and no stale value remains.
+    # The classic idiom `if not t.stop(): t.c.recv()` must not block.
     t = time.Timer(0.01)
-    _t.sleep(0.05)          # fired; the value sits in the channel
+    _t.sleep(0.05)
+    assert t.stop() is True
+    assert select(t.c.recv, default) == (1, None)
+    assert t.stop() is False
+
+
+def test_timer_stop_after_its_value_was_received_returns_false():
+    t = time.Timer(0.01)
+    assert isinstance(t.c.recv(), float)
     assert t.stop() is False
     assert select(t.c.recv, default) == (1, None)
+
+
+def test_timer_channels_are_unbuffered_len_and_cap_are_zero():
+    t = time.Timer(0.01)
+    tk = time.Ticker(0.01)
+    c = time.after(0.01)
+    for ch in (t.c, tk.c, c, t.c.recv_only()):
+        assert len(ch) == 0 and ch.cap() == 0
+    _t.sleep(0.05)          # all fired; nobody received
+    for ch in (t.c, tk.c, c, t.c.recv_only()):
+        assert len(ch) == 0 and ch.cap() == 0
+        assert "len=0 cap=0" in repr(ch)
+    assert isinstance(c.recv(), float)   # the value is still there
+    assert t.stop() is True
+    tk.stop()
+
+
+def test_timer_sends_the_time_it_was_due_even_when_delivered_late():
+    # Go sends the time the timer was due.  Hold the GIL past the
+    # deadline so the timer thread (which needs it to send) is late.
+    import sys
+    interval = sys.getswitchinterval()
+    t0 = time.now()
+    t = time.Timer(0.02)
+    sys.setswitchinterval(5.0)
+    try:
+        while time.now() < t0 + 0.3:
+            pass
+    finally:
+        sys.setswitchinterval(interval)
+    v = t.c.recv()
+    assert t0 + 0.02 - 0.002 <= v < t0 + 0.15
+
+
+def test_timer_reset_after_an_unreceived_fire_returns_true_and_drops_it():
+    t = time.Timer(0.01)
+    _t.sleep(0.05)
+    t0 = time.now()
+    assert t.reset(0.05) is True
+    assert select(t.c.recv, default) == (1, None)
+    assert t.c.recv() >= t0 + 0.05 - 0.002      # the new setting's value
+    assert t.stop() is False
 
 
 def test_timer_reset_of_a_fired_timer_fires_again():
@@ -143,6 +196,22 @@ def test_ticker_reset_changes_the_period():
     tk.stop()
 
 
+def test_ticker_reset_drops_a_tick_nobody_received():
+    tk = time.Ticker(0.01)
+    _t.sleep(0.05)          # a tick waits in the channel
+    assert tk.reset(30) is None
+    assert select(tk.c.recv, default) == (1, None)
+    tk.stop()
+
+
+def test_ticker_reset_restarts_a_stopped_ticker():
+    tk = time.Ticker(0.01)
+    tk.stop()
+    tk.reset(0.01)
+    assert isinstance(tk.c.recv(), float)
+    tk.stop()
+
+
 def test_non_positive_ticker_is_gos_error():
     with pytest.raises(ValueError, match="non-positive interval for NewTicker"):
         time.Ticker(0)
@@ -159,7 +228,17 @@ def test_after_func_runs_f_in_its_own_goroutine():
     out = chan(1)
     t = time.after_func(0.01, lambda: out.send(runtime.goid()))
     assert out.recv() > 0
-    assert t.c is None
+    assert t.stop() is False
+
+
+def test_after_func_timer_channel_is_nilchan_and_never_fires():
+    from goroutine import nilchan
+    out = chan(1)
+    t = time.after_func(0.01, lambda: out.send("ran"))
+    assert t.c is nilchan
+    i, _ = select(t.c.recv, time.after(0.1).recv)
+    assert i == 1
+    assert out.recv() == "ran"
 
 
 def test_after_func_stop_cancels_it():
@@ -168,6 +247,14 @@ def test_after_func_stop_cancels_it():
     assert t.stop() is True
     _t.sleep(0.1)
     assert select(out.recv, default) == (1, None)
+
+
+def test_after_func_runs_even_if_its_timer_is_dropped():
+    import gc
+    out = chan(1)
+    time.after_func(0.05, lambda: out.send("ran"))
+    gc.collect()
+    assert out.recv() == "ran"
 
 
 def test_select_with_timeout_pattern():
@@ -193,13 +280,12 @@ def test_thousands_of_timers_stopped_at_random_fire_exactly_the_rest():
     # removal from every position; none is lost, none fires when stopped.
     import random
     rng = random.Random(7)
-    timers = []
-    for _ in range(3000):
-        d = rng.uniform(0, 0.2)
-        # The due time is taken BEFORE the timer starts: taken after, a
-        # preemption in between made a punctual timer look early.
-        due = _t.time() + d
-        timers.append([time.Timer(d), None, due])
+    # The deadline is taken before the timer is made: the value sent is
+    # the time the timer was due (Go), which is after the timer was made.
+    timers = [[None, None, _t.time() + d, d]
+              for d in (rng.uniform(0, 0.2) for _ in range(3000))]
+    for x in timers:
+        x[0] = time.Timer(x.pop())
     for i in rng.sample(range(len(timers)), 1500):
         timers[i][1] = timers[i][0].stop()
     time.sleep(0.35)
@@ -237,3 +323,74 @@ def test_sleepers_wake_in_deadline_order():
     for d in ds:
         go(sleeper, d)
     assert [order.recv() for _ in ds] == sorted(ds)
+
+
+def _live(types):
+    import gc
+    return sum(type(o) in types for o in gc.get_objects())
+
+
+def test_dropped_tickers_and_timers_are_collected_go_1_23():
+    # Go 1.23 collects a Timer or Ticker nothing references, stopped or
+    # not: the heap must not keep it, its channel or its record alive.
+    import gc
+    import tracemalloc
+    kinds = (time.Timer, time.Ticker)
+    gc.collect()
+    base_timers = runtime.stats()["timers"]
+    base_live = _live(kinds)
+    tracemalloc.start()
+    gc.disable()            # each Timer and its channel form a cycle
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3000):
+            time.Ticker(0.01)
+            time.Timer(60)
+            time.after(60)
+            time.Ticker(0.01).reset(30)
+        assert runtime.stats()["timers"] >= base_timers + 12000
+        gc.enable()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        gc.enable()
+        tracemalloc.stop()
+    assert runtime.stats()["timers"] == base_timers
+    assert _live(kinds) == base_live
+    # 12,000 timers, each with a channel, are megabytes when kept.
+    assert grown < 256 * 1024, grown
+
+
+def test_a_timer_only_its_blocked_receivers_reference_still_fires():
+    # Collection must never take a timer a goroutine or thread is
+    # blocked on: the blocked receive holds the channel, which holds it.
+    import gc
+    done = threading.Event()
+
+    def collector():
+        while not done.is_set():
+            gc.collect()
+            _t.sleep(0.001)
+    th = threading.Thread(target=collector)
+    th.start()
+    try:
+        hang = chan()        # closed by a plain thread: a hang bound that
+        guard = threading.Timer(10, hang.close)  # needs no runtime timer
+        guard.start()
+        out = chan(2)
+        go(lambda: out.send(time.after(0.1).recv()))
+
+        def ticks():
+            for _ in zip(range(3), time.tick(0.02)):
+                pass
+            out.send("ticked")
+        go(ticks)
+        i, _ = select(time.after(0.1).recv, hang.recv)   # a thread
+        assert i == 0, "a timer a thread was blocked on was lost"
+        results = [select(out.recv, hang.recv) for _ in range(2)]
+        assert sorted(i for i, _ in results) == [0, 0], "a timer was lost"
+    finally:
+        done.set()
+        th.join()
+        guard.cancel()
+    gc.collect()
