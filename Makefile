@@ -79,7 +79,7 @@ test-asan: deps
 	lib=$$(ls -d $(CURDIR)/build/asan/lib.*); \
 	nm -D $$lib/goroutine/_core*.so | grep -q __asan_report || { echo "not an ASan build"; exit 1; }; \
 	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 \
+	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
 

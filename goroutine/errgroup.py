@@ -4,9 +4,12 @@ A Group runs goroutines for subtasks of a common task; wait() waits for
 all of them and raises the first exception any raised.  set_limit(n) caps
 the active goroutines: go() then blocks for a free slot, which makes a
 Group the worker-pool primitive."""
+import operator as _operator
+
 from goroutine import Panic
-from goroutine._core import go as _go
-from goroutine.sync import Mutex, Sema, WaitGroup
+from goroutine._core import chan as _chan, default as _default
+from goroutine._core import go as _go, select as _select
+from goroutine.sync import Mutex, WaitGroup, _check_callable
 
 __all__ = ["Group", "with_context"]
 
@@ -38,32 +41,42 @@ class Group:
                     self._cancel(e)
             finally:
                 if self._sem is not None:
-                    self._sem.release()
+                    self._sem.recv()
                 self._wg.done()
         _go(run)
 
+    # The limit is Go's: a channel of n tokens, sent by go() for a slot and
+    # received back when the goroutine ends.  With n == 0 the channel is
+    # unbuffered and nothing ever receives, so go() blocks for good, as in
+    # Go (a plain thread then gets Deadlock), and try_go() returns False.
+
     def go(self, f, *args, **kw) -> None:
         """Run f(*args, **kw) in a goroutine; with a limit, first wait for
-        a slot."""
+        a slot.  f not callable -> TypeError at once, as go(f)."""
+        _check_callable("Group.go", f)
         if self._sem is not None:
-            self._sem.acquire()
+            self._sem.send(None)
         self._run(f, args, kw)
 
     def try_go(self, f, *args, **kw) -> bool:
         """go() only if a slot is free now; return whether it started."""
-        if self._sem is not None and not self._sem.try_acquire():
+        _check_callable("Group.try_go", f)
+        if self._sem is not None and \
+                _select((self._sem.send, None), _default)[0] != 0:
             return False
         self._run(f, args, kw)
         return True
 
     def set_limit(self, n: int) -> None:
-        """At most n goroutines active at once (n < 0: no limit).  The
-        limit cannot change while goroutines of the group are active."""
+        """At most n goroutines active at once (n < 0: no limit; n == 0:
+        go() blocks forever, as in Go).  The limit cannot change while
+        goroutines of the group are active."""
+        n = _operator.index(n)      # TypeError for 'x', 1.5, None
         active = self._wg._count()
         if active != 0:
             raise Panic("errgroup: modify limit while %d goroutines in the "
                         "group are still active" % active)
-        self._sem = None if n < 0 else Sema(n)
+        self._sem = None if n < 0 else _chan(n)
 
     def wait(self) -> None:
         """Wait for every goroutine; raise the first exception."""

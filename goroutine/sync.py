@@ -8,13 +8,21 @@ __all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Sema",
            "WorkGroup"]
 
 
+def _check_callable(what, f):
+    if not callable(f):
+        raise TypeError("%s() argument must be callable, not %r"
+                        % (what, type(f).__name__))
+
+
 class WaitGroup(_core.WaitGroup):
     """Waits for a collection of goroutines to finish."""
     __slots__ = ()
 
     def go(self, f, *args, **kw) -> None:
         """add(1), run f(*args, **kw) in a goroutine, done() when it ends
-        (even by an exception, which is reported as any goroutine's)."""
+        (even by an exception, which is reported as any goroutine's).
+        f not callable -> TypeError at once, as go(f)."""
+        _check_callable("WaitGroup.go", f)
         self.add(1)
 
         def run():
@@ -83,6 +91,7 @@ class Once:
         self._m = Mutex()
 
     def do(self, f) -> None:
+        _check_callable("Once.do", f)
         if self._done:
             return
         with self._m:
@@ -106,6 +115,7 @@ class WorkGroup:
         self._err = None
 
     def go(self, f, *args, **kw) -> None:
+        _check_callable("WorkGroup.go", f)
         self._wg.add(1)
 
         def run():

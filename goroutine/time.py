@@ -5,7 +5,6 @@ and reset() report whether the timer was active, and once they return no
 stale value is received from .c; a ticker drops ticks for a slow receiver
 and never queues more than one.
 """
-import numbers as _numbers
 import time as _time
 
 from goroutine import _core
@@ -23,11 +22,11 @@ minute = 60.0
 hour = 3600.0
 
 
-def _seconds(d) -> float:
-    if not isinstance(d, _numbers.Real):
-        raise TypeError("a duration must be a number of seconds, not %r"
-                        % type(d).__name__)
-    return float(d)
+# d as float seconds: TypeError for a non-number ("duration must be a
+# number of seconds, not 'str'"), ValueError for NaN (time.sleep's
+# "Invalid value NaN (not a number)"); +-inf are accepted, as any huge
+# value is: inf never fires, -inf fires at once.
+_seconds = _core._seconds
 
 
 def now() -> float:
@@ -38,7 +37,7 @@ def now() -> float:
 def sleep(d: float) -> None:
     """Pause the calling goroutine for d seconds: only the goroutine parks,
     its OS thread runs others.  On a plain thread, block it (Ctrl-C works).
-    d <= 0 returns at once."""
+    d <= 0 returns at once (as in Go); NaN is a ValueError."""
     _core.sleep(d)
 
 
@@ -74,7 +73,7 @@ class Ticker(_core._timer):
         if not d > 0:
             raise ValueError("non-positive interval for NewTicker")
         c = chan(1)
-        self = super().__new__(cls, float(d), c, None, float(d))
+        self = super().__new__(cls, d, c, None, d)
         self.c = c
         return self
 
