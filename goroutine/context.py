@@ -25,6 +25,7 @@ import threading as _threading
 from time import time as _now       # goroutine.time.now()
 
 from goroutine import _core
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import chan, go, nilchan, select
 
 _tree = _threading.RLock()
@@ -425,8 +426,7 @@ def after_func(ctx, f):
     """Run f() in its own goroutine once ctx is done.  Returns stop(): True
     if it stopped f from being run."""
     _check_parent(ctx)
-    if not callable(f):
-        raise TypeError("after_func: f must be callable")
+    _check_callable("after_func", f)
     node = _AfterFunc(f)
     anc = _cancel_ancestor(ctx)
     if ctx.done() is nilchan:

@@ -9,7 +9,8 @@ import operator as _operator
 from goroutine import Panic
 from goroutine._core import chan as _chan, default as _default
 from goroutine._core import go as _go, select as _select
-from goroutine.sync import Mutex, WaitGroup, _check_callable
+from goroutine._check import check_callable as _check_callable
+from goroutine.sync import Mutex, WaitGroup
 
 __all__ = ["Group", "with_context"]
 

@@ -2,16 +2,11 @@
 (their OS thread runs other goroutines meanwhile) and also works from plain
 threads, where a wait is interruptible by Ctrl-C."""
 from goroutine import _core, _async
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import Cond, Sema, go
 
 __all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Sema",
            "WorkGroup"]
-
-
-def _check_callable(what, f):
-    if not callable(f):
-        raise TypeError("%s() argument must be callable, not %r"
-                        % (what, type(f).__name__))
 
 
 class WaitGroup(_core.WaitGroup):

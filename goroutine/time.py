@@ -8,6 +8,7 @@ and never queues more than one.
 import time as _time
 
 from goroutine import _core
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import chan, nilchan
 
 __all__ = ["nanosecond", "microsecond", "millisecond", "second", "minute",
@@ -106,6 +107,5 @@ def tick(d: float) -> chan:
 
 def after_func(d: float, f) -> Timer:
     """Run f() in its own goroutine after d seconds; stop() cancels it."""
-    if not callable(f):
-        raise TypeError("after_func: f must be callable")
+    _check_callable("after_func", f)
     return Timer(d, f)

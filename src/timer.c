@@ -486,7 +486,8 @@ gr_sleep(double seconds)
 }
 
 /* A duration (or deadline) argument as seconds: an int, a float, or
- * anything with __float__ / __index__ (whose exceptions propagate).  NaN
+ * anything with __float__ / __index__ (whose exceptions propagate; a
+ * subclass's __float__ is honoured, as float(d) would).  NaN
  * is a ValueError with time.sleep()'s message; +-inf are accepted (they
  * clamp to "now" and "about 146 years", as any huge value does).
  * `what` names the argument in the TypeError.  0 or -1 with an error. */
@@ -494,10 +495,10 @@ static int
 seconds_arg(PyObject *o, const char *what, double *out)
 {
     double d;
-    if (PyFloat_Check(o)) {
+    if (PyFloat_CheckExact(o)) {
         d = PyFloat_AS_DOUBLE(o);
     }
-    else if (PyLong_Check(o)) {
+    else if (PyLong_CheckExact(o)) {
         d = PyLong_AsDouble(o);
     }
     else if (Py_TYPE(o)->tp_as_number != NULL &&
