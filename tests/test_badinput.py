@@ -598,12 +598,20 @@ def test_errgroup_limit_zero_never_starts_anything():
     assert g.try_go(lambda: None) is False
     started = chan(1)
     returned = chan(1)
-    go(lambda: (g.go(started.send, 1), returned.send(True)))
-    i, _ = select(started.recv, returned.recv, time.after(0.3).recv)
-    assert i == 2, "go() with limit 0 did not block"
+
+    def attempt():
+        try:
+            g.go(started.send, 1)
+        except BaseException as e:
+            returned.send(e)
+        else:
+            returned.send(None)
+    go(attempt)
+    i, rx = select(started.recv, returned.recv, time.after(0.3).recv)
+    assert i == 2, "go() with limit 0 did not block: %r" % (rx,)
     # Release the blocked go() through the group's token channel.
     g._sem.recv()
-    assert started.recv() == 1 and returned.recv()
+    assert started.recv() == 1 and returned.recv() is None
     g._sem.send(None)           # the token its goroutine gives back
     g.wait()
 
