@@ -7,10 +7,9 @@ Group the worker-pool primitive."""
 import operator as _operator
 
 from goroutine import Panic
-from goroutine._core import chan as _chan, default as _default
-from goroutine._core import go as _go, select as _select
 from goroutine._check import check_callable as _check_callable
-from goroutine.sync import Mutex, WaitGroup
+from goroutine._core import chan as _chan, go as _go
+from goroutine.sync import Mutex, Sema, WaitGroup
 
 __all__ = ["Group", "with_context"]
 
@@ -24,7 +23,8 @@ class Group:
         self._wg = WaitGroup()
         self._m = Mutex()
         self._err = None
-        self._sem = None
+        self._sem = None            # Sema(limit), or None: no limit
+        self._never = None          # limit 0: a channel never ready
         self._cancel = None
 
     def _run(self, f, args, kw):
@@ -42,28 +42,27 @@ class Group:
                     self._cancel(e)
             finally:
                 if self._sem is not None:
-                    self._sem.recv()
+                    self._sem.release()
                 self._wg.done()
         _go(run)
-
-    # The limit is Go's: a channel of n tokens, sent by go() for a slot and
-    # received back when the goroutine ends.  With n == 0 the channel is
-    # unbuffered and nothing ever receives, so go() blocks for good, as in
-    # Go (a plain thread then gets Deadlock), and try_go() returns False.
 
     def go(self, f, *args, **kw) -> None:
         """Run f(*args, **kw) in a goroutine; with a limit, first wait for
         a slot.  f not callable -> TypeError at once, as go(f)."""
         _check_callable("Group.go", f)
         if self._sem is not None:
-            self._sem.send(None)
+            if self._never is not None:
+                # Limit 0: Go's go() sends on an unbuffered token channel
+                # nobody receives from, and blocks for good (a plain thread
+                # with nothing else running then gets Deadlock).
+                self._never.recv()
+            self._sem.acquire()
         self._run(f, args, kw)
 
     def try_go(self, f, *args, **kw) -> bool:
         """go() only if a slot is free now; return whether it started."""
         _check_callable("Group.try_go", f)
-        if self._sem is not None and \
-                _select((self._sem.send, None), _default)[0] != 0:
+        if self._sem is not None and not self._sem.try_acquire():
             return False
         self._run(f, args, kw)
         return True
@@ -77,7 +76,8 @@ class Group:
         if active != 0:
             raise Panic("errgroup: modify limit while %d goroutines in the "
                         "group are still active" % active)
-        self._sem = None if n < 0 else _chan(n)
+        self._sem = None if n < 0 else Sema(n)
+        self._never = _chan() if n == 0 else None
 
     def wait(self) -> None:
         """Wait for every goroutine; raise the first exception."""

@@ -690,6 +690,34 @@ typedef struct {
     waitq q;
 } semaobject;
 
+/* A Sema size or weight: an int (__index__) >= 0 that fits in int64.
+ * Negative (however large) -> ValueError "semaphore: negative <what>";
+ * past int64 -> OverflowError.  0 or -1 with an exception. */
+static int
+int64_arg(PyObject *o, const char *what, long long *out)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (i == NULL) {
+        return -1;
+    }
+    int over;
+    long long n = PyLong_AsLongLongAndOverflow(i, &over);
+    Py_DECREF(i);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (over > 0) {
+        PyErr_Format(PyExc_OverflowError, "semaphore: %s too large", what);
+        return -1;
+    }
+    if (over < 0 || n < 0) {
+        PyErr_Format(PyExc_ValueError, "semaphore: negative %s", what);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
 static int64_t
 weight_arg(PyObject *const *args, Py_ssize_t nargs)
 {
@@ -701,12 +729,8 @@ weight_arg(PyObject *const *args, Py_ssize_t nargs)
                      "weight), got %zd", nargs);
         return -1;
     }
-    long long n = PyLong_AsLongLong(args[0]);
-    if (n == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "semaphore: negative weight");
+    long long n;
+    if (int64_arg(args[0], "weight", &n) < 0) {
         return -1;
     }
     return n;
@@ -890,11 +914,11 @@ sema_new(PyTypeObject *t, PyObject *a, PyObject *k)
 {
     static char *kwlist[] = {"n", NULL};
     long long n = 1;
-    if (!PyArg_ParseTupleAndKeywords(a, k, "|L:Sema", kwlist, &n)) {
+    PyObject *nobj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(a, k, "|O:Sema", kwlist, &nobj)) {
         return NULL;
     }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "semaphore: negative size");
+    if (nobj != NULL && int64_arg(nobj, "size", &n) < 0) {
         return NULL;
     }
     semaobject *s = (semaobject *)generic_new(t, offsetof(semaobject, mu));

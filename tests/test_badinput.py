@@ -289,6 +289,10 @@ ROWS = [
     R("sync.Sema", lambda: sync.Sema(-1), ValueError, "^semaphore: negative size$"),
     R("sync.Sema", lambda: sync.Sema("x"), TypeError, NOT_INT % "str"),
     R("sync.Sema", lambda: sync.Sema(nan), TypeError, NOT_INT % "float"),
+    R("sync.Sema", lambda: sync.Sema(2 ** 63), OverflowError,
+      "^semaphore: size too large$"),
+    R("sync.Sema", lambda: sync.Sema(-2 ** 70), ValueError, "^semaphore: negative size$"),
+    R("sync.Sema", lambda: sync.Sema(n="x"), TypeError, NOT_INT % "str"),
     R("sync.Sema.acquire", lambda: sync.Sema(1).acquire(-1), ValueError,
       "^semaphore: negative weight$"),
     R("sync.Sema.acquire", lambda: sync.Sema(1).acquire(2), ValueError,
@@ -301,6 +305,10 @@ ROWS = [
     R("sync.Sema.release", lambda: sync.Sema(1).release(), Panic,
       "^semaphore: released more than held$"),
     R("sync.Sema.release", lambda: sync.Sema(1).release(None), TypeError, NOT_INT % "NoneType"),
+    R("sync.Sema.release", lambda: sync.Sema(1).release(2 ** 64), OverflowError,
+      "^semaphore: weight too large$"),
+    R("sync.Sema.try_acquire", lambda: sync.Sema(1).try_acquire(-2 ** 64), ValueError,
+      "^semaphore: negative weight$"),
     R("sync.WorkGroup", lambda: sync.WorkGroup(None), TypeError, NIL_PARENT),
     R("sync.WorkGroup", lambda: sync.WorkGroup(1), TypeError, PARENT % "int"),
     R("sync.WorkGroup.go", lambda: sync.WorkGroup(bg).go(1), TypeError,
@@ -318,7 +326,7 @@ ROWS = [
     R("errgroup.Group.set_limit", lambda: errgroup.Group().set_limit(1.5), TypeError,
       NOT_INT % "float"),
     R("errgroup.Group.set_limit", lambda: errgroup.Group().set_limit(2 ** 70),
-      ValueError, "^makechan: size out of range$"),
+      OverflowError, "^semaphore: size too large$"),
     R("errgroup.Group.wait", lambda: errgroup.Group().wait(1), TypeError, NOARGS),
     R("errgroup.with_context", lambda: errgroup.with_context(None), TypeError, NIL_PARENT),
     # ---- runtime
@@ -609,10 +617,11 @@ def test_errgroup_limit_zero_never_starts_anything():
     go(attempt)
     i, rx = select(started.recv, returned.recv, time.after(0.3).recv)
     assert i == 2, "go() with limit 0 did not block: %r" % (rx,)
-    # Release the blocked go() through the group's token channel.
-    g._sem.recv()
-    assert started.recv() == 1 and returned.recv() is None
-    g._sem.send(None)           # the token its goroutine gives back
+    # End the blocked goroutine through the group's internals: closing
+    # the never-ready channel lets go() on to acquire(1) of a Sema(0).
+    g._never.close()
+    assert isinstance(returned.recv(), ValueError)
+    assert select(started.recv, default)[0] == 1
     g.wait()
 
 
