@@ -111,7 +111,7 @@ test-tsan: deps
 	lib=$$(ls -d $(CURDIR)/build/tsan/lib.*); \
 	nm -D $$lib/goroutine/_core*.so | grep -q __tsan_switch_to_fiber || { echo "not a TSan build"; exit 1; }; \
 	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
-	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0" \
+	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0 allocator_may_return_null=1" \
 	  GR_TEST_TSAN=1 setarch $$(uname -m) -R ../$(TSAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. $(TSAN_TESTS) $(PYTEST_ARGS); \
 	status=$$?; cd ..; \
 	if ls $(TSAN_LOG)/tsan.* >/dev/null 2>&1; then \
