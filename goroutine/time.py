@@ -49,6 +49,8 @@ class Timer(_core._timer):
     __slots__ = ("c",)
 
     def __new__(cls, d: float, _f=None):
+        if _f is not None:
+            _check_callable("after_func", _f)
         c = None if _f is not None else chan(1)
         self = super().__new__(cls, _seconds(d), c, _f)
         self.c = c

@@ -173,6 +173,8 @@ ROWS = [
     R("time.Timer", lambda: time.Timer(nan), ValueError, NAN),
     R("time.Timer", lambda: time.Timer(None), TypeError, DUR % "NoneType"),
     R("time.Timer", lambda: time.Timer(BadFloat()), ZeroDivisionError, "from __float__"),
+    R("time.Timer", lambda: time.Timer(1, 2), TypeError,
+      NOT_CALLABLE % ("after_func", "int")),
     R("time.Timer.stop", lambda: time.Timer(inf).stop(1), TypeError, NOARGS),
     R("time.Timer.reset", lambda: time.Timer(inf).reset(nan), ValueError, NAN),
     R("time.Timer.reset", lambda: time.Timer(inf).reset("1"), TypeError, DUR % "str"),
@@ -712,3 +714,75 @@ def test_conversions_that_call_back_into_the_runtime():
     t = time.Timer(Seconds(60))
     assert t.c.recv() is not None
     assert _time.monotonic() - t0 < 30
+
+
+# ---- reference counts: the C argument checks leak nothing ----
+
+C_ROWS = [r for r in ROWS if r.name.split(".")[0] in ("chan", "time", "Map")
+          or r.name.startswith(("sync.Cond", "sync.Sema", "sync.WaitGroup.add",
+                                "context.with_timeout", "context.with_deadline"))]
+
+
+def _good_calls():
+    lk = threading.Lock()
+    m = Map()
+    m.incr("i", 1.5)                    # new key, non-int delta: 0 + delta
+    m.incr("i", 2)                      # existing key, slow path
+    sync.Cond(lk)
+    sync.Cond(sync.Mutex())
+    chan(3).cap()
+    chan(BadIndexless()).cap()
+    time.Timer(inf).stop()
+    time.sleep(0)
+    time.sleep(Seconds())
+    wg = sync.WaitGroup()
+    wg.add(BigInt(2))
+    wg.add(-2)
+    s = sync.Sema(BigInt(2))
+    s.acquire(2)
+    s.release(2)
+
+
+class BadIndexless(int):
+    """An int subclass: chan() turns it into an exact int."""
+
+
+class BigInt(int):
+    pass
+
+
+class Seconds:
+    def __float__(self):
+        return 0.0
+
+
+def _bad_calls():
+    for row in C_ROWS:
+        try:
+            row.call()
+        except row.exc:
+            pass
+    _good_calls()
+
+
+@pytest.mark.skipif(not hasattr(sys, "gettotalrefcount"),
+                    reason="sys.gettotalrefcount needs a debug build of "
+                           "CPython (make test-debug)")
+def test_argument_checks_keep_no_reference():
+    # One reference leaked per call of any row is +100 per round; the
+    # measurement itself moves the count by a few.
+    import gc
+    assert len(C_ROWS) > 50
+    for _ in range(5):
+        _bad_calls()
+    deltas = []
+    for _ in range(4):
+        _time.sleep(0.02)       # timer stops are processed asynchronously
+        gc.collect()
+        before = sys.gettotalrefcount()
+        for _ in range(100):
+            _bad_calls()
+        _time.sleep(0.02)
+        gc.collect()
+        deltas.append(sys.gettotalrefcount() - before)
+    assert min(deltas) < 50, f"total refcount grew by {deltas} per round"
