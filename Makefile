@@ -90,7 +90,7 @@ test-asan: deps
 	lib=$$(ls -d $(CURDIR)/build/asan/lib.*); \
 	nm -D $$lib/goroutine/_core*.so | grep -q __asan_report || { echo "not an ASan build"; exit 1; }; \
 	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 \
+	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
 
@@ -122,7 +122,7 @@ test-tsan: deps
 	lib=$$(ls -d $(CURDIR)/build/tsan/lib.*); \
 	nm -D $$lib/goroutine/_core*.so | grep -q __tsan_switch_to_fiber || { echo "not a TSan build"; exit 1; }; \
 	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
-	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0" \
+	  TSAN_OPTIONS="log_path=$(TSAN_LOG)/tsan suppressions=$(CURDIR)/tools/tsan.supp report_signal_unsafe=0 allocator_may_return_null=1" \
 	  GR_TEST_TSAN=1 setarch $$(uname -m) -R ../$(TSAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. $(TSAN_TESTS) $(PYTEST_ARGS); \
 	status=$$?; cd ..; \
 	if ls $(TSAN_LOG)/tsan.* >/dev/null 2>&1; then \

@@ -63,6 +63,10 @@ def _rlock_hint(exc):
 
 def _default_excepthook(info: ExceptHookArgs) -> None:
     """Print a goroutine's uncaught exception the way Go prints a panic."""
+    if not isinstance(info, ExceptHookArgs):
+        # threading.excepthook's check, with this package's type.
+        raise TypeError("excepthook argument type must be ExceptHookArgs, "
+                        "not %r" % type(info).__name__)
     out = _sys.stderr
     if out is None:
         return

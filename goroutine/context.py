@@ -25,6 +25,7 @@ import threading as _threading
 from time import time as _now       # goroutine.time.now()
 
 from goroutine import _core
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import chan, go, nilchan, select
 
 _tree = _threading.RLock()
@@ -298,6 +299,9 @@ def with_cancel_cause(parent):
 def cause(ctx):
     """Why ctx was cancelled: the cause given to a with_cancel_cause
     cancel (here or above), else ctx.err(); None while ctx is not done."""
+    if not isinstance(ctx, Context):
+        raise TypeError("cause() argument must be a Context, not %r"
+                        % type(ctx).__name__)
     anc = _cancel_ancestor(ctx)
     if anc is not None:
         return anc._cause if anc._err is not None else None
@@ -307,17 +311,21 @@ def cause(ctx):
 def with_deadline(parent, t):
     """(ctx, cancel): also done at wall-clock time t (time.now() scale).
     The deadline is never later than the parent's."""
+    _check_parent(parent)
+    t = _core._seconds(t, "deadline")
     return _with_deadline(parent, t, t - _now())
 
 
 def with_timeout(parent, d):
     """with_deadline(parent, time.now() + d)."""
+    _check_parent(parent)
+    d = _core._seconds(d, "timeout")
     return _with_deadline(parent, _now() + d, d)
 
 
 def _with_deadline(parent, t, d):
-    """with_deadline, given also d, the time left until t."""
-    _check_parent(parent)
+    """with_deadline, given also d, the time left until t (both floats,
+    not NaN; the parent checked)."""
     pd = parent.deadline()
     if pd is not None and pd <= t:
         return with_cancel(parent)      # the parent's deadline rules
@@ -361,6 +369,12 @@ def with_value(parent, key, value):
     _check_parent(parent)
     if key is None:
         raise TypeError("nil key")
+    try:
+        hash(key)
+    except TypeError:
+        # Go: "key is not comparable"; a Python key must be hashable.
+        raise TypeError("key is not comparable: unhashable type: %r"
+                        % type(key).__name__) from None
     return _ValueCtx(parent, key, value)
 
 
@@ -412,8 +426,7 @@ def after_func(ctx, f):
     """Run f() in its own goroutine once ctx is done.  Returns stop(): True
     if it stopped f from being run."""
     _check_parent(ctx)
-    if not callable(f):
-        raise TypeError("after_func: f must be callable")
+    _check_callable("after_func", f)
     node = _AfterFunc(f)
     anc = _cancel_ancestor(ctx)
     if ctx.done() is nilchan:

@@ -4,6 +4,7 @@ threads, where a wait is interruptible by Ctrl-C."""
 import _thread
 
 from goroutine import _core, _async
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import Cond, Sema, chan, default, go, goid, select
 
 __all__ = ["Mutex", "RWMutex", "RLock", "WaitGroup", "Once", "Cond", "Sema",
@@ -16,7 +17,9 @@ class WaitGroup(_core.WaitGroup):
 
     def go(self, f, *args, **kw) -> None:
         """add(1), run f(*args, **kw) in a goroutine, done() when it ends
-        (even by an exception, which is reported as any goroutine's)."""
+        (even by an exception, which is reported as any goroutine's).
+        f not callable -> TypeError at once, as go(f)."""
+        _check_callable("WaitGroup.go", f)
         self.add(1)
 
         def run():
@@ -177,6 +180,7 @@ class Once:
         self._m = Mutex()
 
     def do(self, f) -> None:
+        _check_callable("Once.do", f)
         if self._done:
             return
         with self._m:
@@ -200,6 +204,7 @@ class WorkGroup:
         self._err = None
 
     def go(self, f, *args, **kw) -> None:
+        _check_callable("WorkGroup.go", f)
         self._wg.add(1)
 
         def run():

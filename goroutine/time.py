@@ -7,10 +7,10 @@ stale value is received after stop()/reset() return, a ticker drops ticks
 for a slow receiver, and a Timer or Ticker that nothing references is
 garbage-collected even if it was never stopped.
 """
-import numbers as _numbers
 import time as _time
 
 from goroutine import _core
+from goroutine._check import check_callable as _check_callable
 from goroutine._core import chan, nilchan
 
 __all__ = ["nanosecond", "microsecond", "millisecond", "second", "minute",
@@ -25,11 +25,11 @@ minute = 60.0
 hour = 3600.0
 
 
-def _seconds(d) -> float:
-    if not isinstance(d, _numbers.Real):
-        raise TypeError("a duration must be a number of seconds, not %r"
-                        % type(d).__name__)
-    return float(d)
+# d as float seconds: TypeError for a non-number ("duration must be a
+# number of seconds, not 'str'"), ValueError for NaN (time.sleep's
+# "Invalid value NaN (not a number)"); +-inf are accepted, as any huge
+# value is: inf never fires, -inf fires at once.
+_seconds = _core._seconds
 
 
 def now() -> float:
@@ -40,7 +40,7 @@ def now() -> float:
 def sleep(d: float) -> None:
     """Pause the calling goroutine for d seconds: only the goroutine parks,
     its OS thread runs others.  On a plain thread, block it (Ctrl-C works).
-    d <= 0 returns at once."""
+    d <= 0 returns at once (as in Go); NaN is a ValueError."""
     _core.sleep(d)
 
 
@@ -52,6 +52,8 @@ class Timer(_core._timer):
     __slots__ = ()
 
     def __new__(cls, d: float, _f=None):
+        if _f is not None:
+            _check_callable("after_func", _f)
         return super().__new__(cls, _seconds(d), _f)
 
     def stop(self) -> bool:
@@ -108,6 +110,5 @@ def after_func(d: float, f) -> Timer:
     """Run f() in its own goroutine after d seconds; stop() cancels it.
     The Timer's .c is nilchan (a select on it never fires), and the timer
     runs f even if the Timer is dropped."""
-    if not callable(f):
-        raise TypeError("after_func: f must be callable")
+    _check_callable("after_func", f)
     return Timer(d, f)

@@ -636,12 +636,31 @@ chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"size", "dtype", NULL};
     Py_ssize_t size = 0;
-    PyObject *dtype = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:chan", kwlist,
-                                     &size, &dtype)) {
+    PyObject *sizeobj = NULL, *dtype = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:chan", kwlist,
+                                     &sizeobj, &dtype)) {
         return NULL;
     }
-    if (size < 0 || size > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *)) {
+    if (sizeobj != NULL) {
+        /* An int (or __index__): TypeError for 1.5, '4', None.  Out of
+         * range is Go's makechan panic, as a ValueError: below zero, or a
+         * buffer over Go's maxAlloc (2^48 bytes on 64-bit Linux). */
+        PyObject *i = PyNumber_Index(sizeobj);
+        if (i == NULL) {
+            return NULL;
+        }
+        size = PyLong_AsSsize_t(i);
+        Py_DECREF(i);
+        if (size == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+            size = -1;
+        }
+    }
+    if (size < 0 ||
+        (uint64_t)size > ((uint64_t)1 << 48) / sizeof(PyObject *)) {
         PyErr_SetString(PyExc_ValueError, "makechan: size out of range");
         return NULL;
     }
@@ -654,7 +673,9 @@ chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         c->buf = PyMem_Calloc((size_t)size, sizeof(PyObject *));
         if (c->buf == NULL) {
             Py_DECREF(c);
-            return PyErr_NoMemory();
+            return PyErr_Format(PyExc_MemoryError, "makechan: cannot "
+                                "allocate a buffer of %zd slots (%zd bytes)",
+                                size, size * (Py_ssize_t)sizeof(PyObject *));
         }
     }
     c->dataqsiz = size;

@@ -2638,10 +2638,27 @@ map_incr(hmap *h, PyObject *const *args, Py_ssize_t nargs)
     if (delta == NULL) {
         delta = one = PyLong_FromLong(1);
     }
+    /* A missing key counts as 0: its new value is 0 + delta, computed
+     * here, outside the lock (for an exact int it is delta itself), so
+     * incr('k', 'x') is the TypeError of 0 + 'x' and stores nothing. */
+    PyObject *first = NULL;
+    if (PyLong_CheckExact(delta)) {
+        first = Py_NewRef(delta);
+    }
+    else {
+        PyObject *zero = PyLong_FromLong(0);
+        first = zero != NULL ? PyNumber_Add(zero, delta) : NULL;
+        Py_XDECREF(zero);
+        if (first == NULL) {
+            Py_XDECREF(one);
+            return NULL;
+        }
+    }
     PyObject *result = NULL;
     kenc e;
     ckey c;
     if (encode_key(&e, k, &c) < 0) {
+        Py_DECREF(first);
         Py_XDECREF(one);
         return NULL;
     }
@@ -2654,10 +2671,10 @@ map_incr(hmap *h, PyObject *const *args, Py_ssize_t nargs)
         if (r == 1) {
             /* New key: 0 + delta. */
             Py_INCREF(k);
-            Py_INCREF(delta);
+            Py_INCREF(first);
             s.b->okeys[s.i] = k;
-            s.b->elems[s.i] = delta;
-            result = Py_NewRef(delta);
+            s.b->elems[s.i] = first;
+            result = Py_NewRef(first);
         }
         else if (r == 0 && fast && PyLong_CheckExact(s.b->elems[s.i])) {
             PyObject *nv = PyNumber_Add(s.b->elems[s.i], delta);
@@ -2700,6 +2717,7 @@ map_incr(hmap *h, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     kenc_free(&e);
+    Py_DECREF(first);
     Py_XDECREF(one);
     return result;
 }

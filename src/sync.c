@@ -498,7 +498,13 @@ wg_add_impl(wgobject *wg, int64_t delta)
 {
     wakelist wl = {0};
     pthread_mutex_lock(&wg->mu);
-    int64_t v = wg->counter + delta;
+    int64_t v;
+    if (__builtin_add_overflow(wg->counter, delta, &v)) {
+        pthread_mutex_unlock(&wg->mu);      /* only delta > 0 can */
+        PyErr_SetString(PyExc_OverflowError,
+                        "sync: WaitGroup counter overflow");
+        return -1;
+    }
     if (v < 0) {
         pthread_mutex_unlock(&wg->mu);
         gr_panic("sync: negative WaitGroup counter");
@@ -521,9 +527,23 @@ wg_add_impl(wgobject *wg, int64_t delta)
 static PyObject *
 wg_add(wgobject *wg, PyObject *arg)
 {
-    long long d = PyLong_AsLongLong(arg);
+    PyObject *i = PyNumber_Index(arg);     /* TypeError for 1.5, '1' */
+    if (i == NULL) {
+        return NULL;
+    }
+    int over;
+    long long d = PyLong_AsLongLongAndOverflow(i, &over);
+    Py_DECREF(i);
     if (d == -1 && PyErr_Occurred()) {
         return NULL;
+    }
+    if (over > 0) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "sync: WaitGroup counter overflow");
+        return NULL;
+    }
+    if (over < 0) {
+        d = INT64_MIN;      /* below zero whatever the counter: Go's panic */
     }
     if (wg_add_impl(wg, d) < 0) {
         return NULL;
@@ -567,6 +587,7 @@ typedef struct {
     PyObject_HEAD
     pthread_mutex_t mu;
     PyObject *L;                /* the locker: lock()/unlock() */
+    bool acq;                   /* L has acquire()/release() instead */
     uint32_t wait;              /* next ticket to hand out */
     uint32_t notify;            /* tickets below this are notified */
     waitq q;
@@ -578,7 +599,8 @@ cond_wait(condobject *c, PyObject *unused)
     pthread_mutex_lock(&c->mu);
     uint32_t t = c->wait++;
     pthread_mutex_unlock(&c->mu);
-    PyObject *r = PyObject_CallMethod(c->L, "unlock", NULL);
+    PyObject *r = PyObject_CallMethod(c->L, c->acq ? "release" : "unlock",
+                                      NULL);
     if (r == NULL) {
         return NULL;
     }
@@ -597,7 +619,7 @@ cond_wait(condobject *c, PyObject *unused)
      * so the caller's `with` block stays balanced. */
     PyObject *exc_t, *exc_v, *exc_tb;
     PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
-    r = PyObject_CallMethod(c->L, "lock", NULL);
+    r = PyObject_CallMethod(c->L, c->acq ? "acquire" : "lock", NULL);
     if (r == NULL) {
         Py_XDECREF(exc_t);
         Py_XDECREF(exc_v);
@@ -671,18 +693,47 @@ typedef struct {
     waitq q;
 } semaobject;
 
+/* A Sema size or weight: an int (__index__) >= 0 that fits in int64.
+ * Negative (however large) -> ValueError "semaphore: negative <what>";
+ * past int64 -> OverflowError.  0 or -1 with an exception. */
+static int
+int64_arg(PyObject *o, const char *what, long long *out)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (i == NULL) {
+        return -1;
+    }
+    int over;
+    long long n = PyLong_AsLongLongAndOverflow(i, &over);
+    Py_DECREF(i);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (over > 0) {
+        PyErr_Format(PyExc_OverflowError, "semaphore: %s too large", what);
+        return -1;
+    }
+    if (over < 0 || n < 0) {
+        PyErr_Format(PyExc_ValueError, "semaphore: negative %s", what);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
 static int64_t
 weight_arg(PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs == 0) {
         return 1;
     }
-    long long n = PyLong_AsLongLong(args[0]);
-    if (n == -1 && PyErr_Occurred()) {
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "expected at most 1 argument (the "
+                     "weight), got %zd", nargs);
         return -1;
     }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "semaphore: negative weight");
+    long long n;
+    if (int64_arg(args[0], "weight", &n) < 0) {
         return -1;
     }
     return n;
@@ -802,16 +853,61 @@ wg_new(PyTypeObject *t, PyObject *a, PyObject *k)
     return generic_new(t, offsetof(wgobject, mu));
 }
 
+/* 1 if o.name is a callable, 0 if o has no such attribute, -1 with an
+ * error if looking it up raised anything but AttributeError. */
+static int
+has_method(PyObject *o, const char *name)
+{
+    PyObject *m = PyObject_GetAttrString(o, name);
+    if (m == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    int r = PyCallable_Check(m);
+    Py_DECREF(m);
+    return r;
+}
+
+/* Cond(locker): a Go Locker (lock()/unlock()), or a Python lock
+ * (acquire()/release(): threading.Lock, RLock, ...).  Anything else is a
+ * TypeError here rather than at the first wait(). */
+static int
+locker_kind(PyObject *L, bool *acq)
+{
+    static const char *names[2][2] = {{"lock", "unlock"},
+                                      {"acquire", "release"}};
+    for (int i = 0; i < 2; i++) {
+        int a = has_method(L, names[i][0]);
+        int b = a > 0 ? has_method(L, names[i][1]) : 0;
+        if (a < 0 || b < 0) {
+            return -1;
+        }
+        if (a && b) {
+            *acq = i == 1;
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "Cond: locker must have lock() and "
+                 "unlock() (or acquire() and release()), not '%.200s'",
+                 Py_TYPE(L)->tp_name);
+    return -1;
+}
+
 static PyObject *
 cond_new(PyTypeObject *t, PyObject *a, PyObject *k)
 {
     PyObject *L;
-    if (!PyArg_ParseTuple(a, "O:Cond", &L)) {
+    bool acq = false;
+    if (!PyArg_ParseTuple(a, "O:Cond", &L) || locker_kind(L, &acq) < 0) {
         return NULL;
     }
     condobject *c = (condobject *)generic_new(t, offsetof(condobject, mu));
     if (c != NULL) {
         c->L = Py_NewRef(L);
+        c->acq = acq;
     }
     return (PyObject *)c;
 }
@@ -821,11 +917,11 @@ sema_new(PyTypeObject *t, PyObject *a, PyObject *k)
 {
     static char *kwlist[] = {"n", NULL};
     long long n = 1;
-    if (!PyArg_ParseTupleAndKeywords(a, k, "|L:Sema", kwlist, &n)) {
+    PyObject *nobj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(a, k, "|O:Sema", kwlist, &nobj)) {
         return NULL;
     }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "semaphore: negative size");
+    if (nobj != NULL && int64_arg(nobj, "size", &n) < 0) {
         return NULL;
     }
     semaobject *s = (semaobject *)generic_new(t, offsetof(semaobject, mu));
@@ -965,7 +1061,8 @@ SPEC(sema, "Sema", semaobject, sema_new, sema_methods,
 
 static PyType_Slot cond_slots[] = {
     {Py_tp_doc, "Cond(locker)\n--\n\nGo's sync.Cond over locker (anything "
-                "with lock() and unlock())."},
+                "with lock() and unlock(), or else acquire() and release(), "
+                "such as threading.Lock)."},
     {Py_tp_new, cond_new},
     {Py_tp_methods, cond_methods},
     {Py_tp_getset, cond_getset},

@@ -645,11 +645,65 @@ gr_sleep(double seconds)
     return r;
 }
 
+/* A duration (or deadline) argument as seconds: an int, a float, or
+ * anything with __float__ / __index__ (whose exceptions propagate; a
+ * subclass's __float__ is honoured, as float(d) would).  NaN
+ * is a ValueError with time.sleep()'s message; +-inf are accepted (they
+ * clamp to "now" and "about 146 years", as any huge value does).
+ * `what` names the argument in the TypeError.  0 or -1 with an error. */
+static int
+seconds_arg(PyObject *o, const char *what, double *out)
+{
+    double d;
+    if (PyFloat_CheckExact(o)) {
+        d = PyFloat_AS_DOUBLE(o);
+    }
+    else if (PyLong_CheckExact(o)) {
+        d = PyLong_AsDouble(o);
+    }
+    else if (Py_TYPE(o)->tp_as_number != NULL &&
+             (Py_TYPE(o)->tp_as_number->nb_float != NULL ||
+              Py_TYPE(o)->tp_as_number->nb_index != NULL)) {
+        d = PyFloat_AsDouble(o);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds, "
+                     "not '%.200s'", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    if (d == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (isnan(d)) {
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* _seconds(d, what='duration', /) -> float: seconds_arg for the Python
+ * half (goroutine.time, goroutine.context). */
+static PyObject *
+timer_seconds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && !PyUnicode_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "_seconds(d, what='duration')");
+        return NULL;
+    }
+    const char *what = nargs == 2 ? PyUnicode_AsUTF8(args[1]) : "duration";
+    double d;
+    if (what == NULL || seconds_arg(args[0], what, &d) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(d);
+}
+
 static PyObject *
 timer_sleep(PyObject *module, PyObject *arg)
 {
-    double d = PyFloat_AsDouble(arg);
-    if (d == -1.0 && PyErr_Occurred()) {
+    double d;
+    if (seconds_arg(arg, "duration", &d) < 0) {
         return NULL;
     }
     if (gr_sleep(d) < 0) {
@@ -842,9 +896,12 @@ pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"d", "f", "period", NULL};
     double d, period = 0;
-    PyObject *f = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|Od:_timer", kwlist,
-                                     &d, &f, &period)) {
+    PyObject *dobj, *f = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Od:_timer", kwlist,
+                                     &dobj, &f, &period)) {
+        return NULL;
+    }
+    if (seconds_arg(dobj, "duration", &d) < 0) {
         return NULL;
     }
     return pytimer_make(type, d, f, period);
@@ -862,8 +919,8 @@ timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_after(d, f) takes 2 arguments");
         return NULL;
     }
-    double d = PyFloat_AsDouble(args[0]);
-    if (d == -1.0 && PyErr_Occurred()) {
+    double d;
+    if (seconds_arg(args[0], "duration", &d) < 0) {
         return NULL;
     }
     return pytimer_make((PyTypeObject *)timer_type, d, args[1], 0);
@@ -878,8 +935,8 @@ pytimer_stop_m(gr_pytimer *t, PyObject *unused)
 static PyObject *
 pytimer_reset_m(gr_pytimer *t, PyObject *arg)
 {
-    double d = PyFloat_AsDouble(arg);
-    if (d == -1.0 && PyErr_Occurred()) {
+    double d;
+    if (seconds_arg(arg, "duration", &d) < 0) {
         return NULL;
     }
     bool active = pytimer_stop(t);
@@ -983,6 +1040,9 @@ static PyMethodDef timer_methods[] = {
      "sleep(d, /)\n--\n\n"
      "Park the calling goroutine (or block the thread, interruptibly) for "
      "d seconds."},
+    {"_seconds", (PyCFunction)(void (*)(void))timer_seconds, METH_FASTCALL,
+     "_seconds(d, what='duration', /)\n--\n\n"
+     "d as float seconds: TypeError for a non-number, ValueError for NaN."},
     {"_after", (PyCFunction)(void (*)(void))timer_after, METH_FASTCALL,
      "_after(d, f, /)\n--\n\n"
      "A one-shot _timer that starts f() in a goroutine after d seconds."},
