@@ -2,6 +2,7 @@
 (their OS thread runs other goroutines meanwhile) and also works from plain
 threads, where a wait is interruptible by Ctrl-C."""
 import _thread
+import numbers as _numbers
 
 from goroutine import _core, _async
 from goroutine._check import check_callable as _check_callable
@@ -101,6 +102,13 @@ class RLock:
         self._count = 0
 
     def acquire(self, blocking=True, timeout=-1):
+        # threading.RLock's checks and wording, before anything is taken.
+        if timeout != -1:
+            if isinstance(timeout, bool) or not isinstance(timeout, _numbers.Real):
+                raise TypeError("timeout must be a real number, not %r"
+                                % type(timeout).__name__)
+            if timeout != timeout:
+                raise ValueError("Invalid value NaN (not a number)")
         me = _owner_key()
         if self._owner == me:
             self._count += 1
