@@ -1,6 +1,6 @@
 """Deep recursion inside a goroutine raises RecursionError, never crashes.
 
-A goroutine runs on a C stack of its own (1 MiB by default), not on the
+A goroutine runs on a C stack of its own (a thread's size by default), not on the
 stack of the OS thread that happens to run it.  CPython must therefore
 judge its recursion against that stack: from 3.14 it compares the machine
 stack pointer with bounds kept in the thread state (pystate.c sets them to
@@ -22,18 +22,14 @@ import pytest
 
 from conftest import run_py
 
-STACK_KB = 1024
-
-# Up to 3.13 CPython budgets recursion by counting, and pystate.c's fit of
-# that count to a goroutine's stack is the stack-overflow work's to redo
-# (issue 21).  From 3.14 CPython checks the real stack pointer against the
-# bounds pystate.c gives the goroutine's thread state.
-OLD_BUDGET = pytest.mark.xfail(
-    sys.version_info < (3, 14), strict=False,
-    reason="issue 21: on <=3.13 a goroutine's recursion budget is a count "
-           "fitted to its stack with a fixed cost per level (3.12/3.13: "
-           "far below a thread's C budget; sorted(key=...) costs more "
-           "stack per level than the fit assumes)")
+# From 3.14 CPython checks the real stack pointer against the bounds
+# pystate.c gives the goroutine's thread state, so a 1 MiB goroutine stack
+# is compared with a thread of a 1 MiB stack (small, so that the quadratic
+# C-only cases stay fast).  Up to 3.13 CPython counts levels: a goroutine's
+# default stack is as large as a thread's (gstack.c) and keeps a thread's
+# count, so both run at their defaults (a thread with a 1 MiB stack is not
+# safe from the count: sorted(key=...) recursion segfaults one on 3.11).
+STACK_KB = 1024 if sys.version_info >= (3, 14) else None
 
 _SCRIPT = r"""
 import json, sys, threading, time
@@ -208,16 +204,14 @@ print(main_before, main_after, t, g, g2)
 """
 
 
-# The thread to compare with gets the goroutine's stack size from 3.14,
-# where the stack bounds recursion.  Up to 3.13 a count does, and a thread
-# with a 1 MiB stack is not safe from it (sorted(key=...) recursion
-# segfaults such a thread on 3.11): the thread keeps the default stack.
-THREAD_STACK_KB = STACK_KB if sys.version_info >= (3, 14) else 0
+THREAD_STACK_KB = STACK_KB or 0
 
 
 @functools.lru_cache(maxsize=None)
 def depths(kind):
-    env = {"GOROUTINE_STACK_KB": str(STACK_KB), "GOMAXPROCS": "2"}
+    env = {"GOMAXPROCS": "2"}
+    if STACK_KB is not None:
+        env["GOROUTINE_STACK_KB"] = str(STACK_KB)
     r = run_py(f"import sys; sys.argv[1:] = [{kind!r}, '{THREAD_STACK_KB}']\n"
                + _SCRIPT, env=env, timeout=120)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-3000:])
@@ -227,10 +221,7 @@ def depths(kind):
 PYTHON_AND_C = [
     pytest.param("eq", id="recursive __eq__"),
     pytest.param("node_repr", id="recursive __repr__"),
-    # Up to 3.13 this one overflows a goroutine's stack before the fitted
-    # count runs out (each level costs more C stack than the fit assumes).
-    pytest.param("sorted_key", id="sorted(key=...) recursion",
-                 marks=OLD_BUDGET),
+    pytest.param("sorted_key", id="sorted(key=...) recursion"),
 ]
 C_ONLY = [
     pytest.param("list_repr", id="repr of a nested list"),
@@ -244,8 +235,12 @@ ALL = [pytest.param("python", id="python calls")] + PYTHON_AND_C + C_ONLY
 def test_deep_recursion_in_a_goroutine_raises_recursion_error(kind):
     main_before, main_after, thread, g, g_migrated = depths(kind)
     # Threads keep their own bounds: running goroutines does not change
-    # the main thread's depth.
-    assert main_after == main_before
+    # the main thread's depth.  (Not to the level: on 3.11 the main
+    # thread's sorted(key=...) depth was seen at 496, then 499 -- where
+    # the RecursionError lands in sort's callbacks varies; bounds leaking
+    # from a goroutine would move it by far more.)
+    assert abs(main_after - main_before) <= max(8, main_before // 20), \
+        (main_before, main_after)
     assert g > 10 and g_migrated > 10, (thread, g, g_migrated)
 
 
@@ -262,9 +257,6 @@ def test_python_recursion_depth_is_a_threads(kind):
     _about_a_threads_depth(kind)
 
 
-# 3.13 measured: 1648 levels of C recursion in a goroutine against 9984 on
-# a thread (its C counter, fitted at 600 bytes a level).
-@OLD_BUDGET
 @pytest.mark.parametrize("kind", PYTHON_AND_C + C_ONLY)
 def test_c_recursion_depth_is_a_threads(kind):
     _about_a_threads_depth(kind)
