@@ -212,7 +212,11 @@ def test_a_thread_rlock_released_on_another_thread_says_what_to_use():
             for _ in range(20):
                 wg.go(c)
             wg.wait()
-            sys.stderr.flush()
+        # wg.wait() returns at done(), before the dying goroutines have
+        # printed their reports: let them finish, or exit cuts them short.
+        while runtime.num_goroutine() > 0:
+            time.sleep(0.01)
+        sys.stderr.flush()
     """, timeout=120)
     assert r.returncode == 0, r.stderr
     reports = r.stderr.count("panic: RuntimeError: cannot release un-acquired")
