@@ -79,6 +79,10 @@ test-next:
 # rebuilt every time, so it can never pick up plain objects; the tests
 # import it from there, run from tests/ so the source package does not
 # shadow it.
+# The per-test hang catcher, 3x pyproject's 120 s: ASan and UBSan slow the
+# core 2-3x, and test_leaks' 3,300 rounds under tracemalloc then took over
+# 120 s on a loaded 2-core machine (the map workload, in a clean-clone run).
+ASAN_TIMEOUT ?= 360
 ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
@@ -92,7 +96,8 @@ test-asan: deps
 	cd tests && PYTHONPATH=$$lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. . $(PYTEST_ARGS)
+	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. \
+	  -o timeout=$(ASAN_TIMEOUT) . $(PYTEST_ARGS)
 
 # ThreadSanitizer over the stress test and the concurrency suites.  Every
 # goroutine is a TSan fiber (gstack.c reports each stack switch), so races

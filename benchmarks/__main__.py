@@ -50,6 +50,20 @@ def build_go(tmp):
     return exe
 
 
+_CWD = []
+
+
+def _child_cwd():
+    """An empty directory of our own: sys.path[0] of a -m child is its cwd,
+    and a shared one like /tmp may hold anything (an enum.py there broke
+    every measurement)."""
+    if not _CWD:
+        import atexit
+        _CWD.append(tempfile.mkdtemp(prefix="gr-bench-"))
+        atexit.register(shutil.rmtree, _CWD[0], True)
+    return _CWD[0]
+
+
 def _child_env():
     """The checkout goes on PYTHONPATH AFTER what is there already, and the
     child runs outside the checkout: a goroutine package the caller put
@@ -68,7 +82,7 @@ def measure(name, impl, n, go_exe, timeout):
         cmd = [sys.executable, "-m", "benchmarks._one", name, impl, str(n)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True,
-                           timeout=timeout, cwd=tempfile.gettempdir(),
+                           timeout=timeout, cwd=_child_cwd(),
                            env=_child_env())
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
