@@ -30,10 +30,13 @@
  *     bound_gilstate bit is clear, so there we only clear the bit on leave.
  *   - thread_id / native_thread_id, which say where a thread state runs
  *     (faulthandler, sys._current_frames): set on every enter.
- *   - recursion budgets, fitted to the goroutine's C stack: 3.12+ count C
+ *   - recursion budgets, fitted to the goroutine's C stack: a thread's
+ *     budget on a thread-sized stack, less on a smaller one.  3.12+ count C
  *     recursion per thread state (c_recursion_remaining); 3.10/3.11 count
- *     Python calls, each of which can cost C stack, so their limit is
- *     lowered per goroutine.
+ *     Python calls, each of which can cost C stack, so their depth starts
+ *     biased.
+ *   - the stack-overflow report: a goroutine's Python traceback written
+ *     from a signal handler (gr_pystate_dump).
  *
  * All functions here run with the GIL held except gr_pystate_enter, which
  * takes it.
