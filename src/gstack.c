@@ -1,31 +1,41 @@
 /*
- * gstack.c: goroutine C stacks, their pool, and the context a new stack
- * starts in.
+ * gstack.c: goroutine C stacks, their pool, the stack-overflow report, and
+ * the context a new stack starts in.
  *
- * Layout of one stack (grows down):
+ * Layout of one slot (the stack grows down; slots are whole 2 MiB units):
  *
- *     [guard page?][red zone][........ usable ........][top: first frame]
- *      ^map         ^lo                                 ^lo + size
+ *     [..... margin .....][guard][........ stack ........][top: 1st frame]
+ *      ^slot               ^lo - GR_GUARD  ^lo                 ^lo + size
  *
- * Budget: vm.max_map_count defaults to 65530 and a PROT_NONE guard page
- * splits a mapping in two, so one guarded mmap per goroutine would cap a
- * process near 32k goroutines.  We guard the first GR_GUARDED_STACKS
- * stacks (a stray overflow there is a SIGSEGV, loud and at the fault) and
- * carve the rest from slabs of GR_SLAB_STACKS stacks in one mapping, which
- * costs one VMA per slab.  Every stack, guarded or not, has a red zone of
- * known bytes at its low end that is checked at every switch away from the
- * goroutine: an overflow there is reported as a fatal "goroutine: stack
- * overflow" before anything else runs on the corrupted memory.  The real
- * defence is upstream: CPython's recursion limits are fitted to the stack
- * (gr_pystate_fit_stack), so Python code gets RecursionError first.
+ * Size: as large as a thread's stack (RLIMIT_STACK, at least 8 MiB), so
+ * CPython's own recursion budget for a thread is safe for a goroutine too
+ * (pystate.c scales it down for a smaller GOROUTINE_STACK_KB).  Virtual
+ * address space is cheap on 64-bit: only touched pages are resident
+ * (MAP_NORESERVE, MADV_NOHUGEPAGE).
  *
- * Memory: stacks are mapped MAP_NORESERVE and only touched pages are
- * resident.  A freed stack goes back to a LIFO pool so a hot go() costs no
- * mmap; beyond GR_POOL_HOT stacks in the pool, freed stacks have their
- * pages returned to the kernel (MADV_DONTNEED) before pooling.
+ * Guards: vm.max_map_count defaults to 65530 and a PROT_NONE guard splits
+ * a mapping, so guard VMAs would cap a process near 32k goroutines.  With
+ * MADV_GUARD_INSTALL (Linux 6.13+) every stack gets a guard region that
+ * costs no VMA; slots are carved from ~1 GiB slabs, one VMA for many.
+ * Without it, the first max_map_count/8 stacks get a PROT_NONE VMA (and
+ * are preferred from the pool); the rest rely on the untouched margin and
+ * a red zone of known bytes checked at every switch away from the
+ * goroutine.  Invariant: an overflow of less than the margin never writes
+ * into another goroutine's memory.
  *
- * Locking: pool_lock guards the pool and counters; it is a leaf lock and
- * is taken without the GIL or with it, from any thread.
+ * Overflow report: a SIGSEGV/SIGBUS handler, on each M's alternate signal
+ * stack, recognises a fault inside the running goroutine's slot below its
+ * stack and prints Go's "goroutine N: stack overflow" with the goroutine's
+ * Python traceback, then aborts; other faults go to the previous handler.
+ *
+ * Memory: a freed stack goes back to a LIFO pool (records out of line) so
+ * a hot go() costs no mmap; beyond GR_POOL_HOT pooled stacks a freed one
+ * gets a fresh mapping over its slot, which gives back its pages and page
+ * tables.  sched.c bounds the dead Gs that hold stacks.
+ *
+ * Locking: pool_lock guards the pool, the slab cursor and the counters; it
+ * is a leaf lock, taken with or without the GIL, from any thread.  mark_ok
+ * is read without it (relaxed atomics).
  */
 #define _GNU_SOURCE 1
 #include "core.h"

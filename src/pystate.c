@@ -39,9 +39,12 @@
  *     not the goroutine's: we set them to the goroutine's stack when the
  *     thread state is bound to it (3.15 has an API for it,
  *     PyUnstable_ThreadState_SetStackProtection; on 3.14 we write the
- *     fields it writes).  3.12/3.13 count C recursion per thread state
- *     (c_recursion_remaining); 3.10/3.11 count Python calls, each of which
- *     can cost C stack, so their limit is lowered per goroutine.
+ *     fields it writes).  Up to 3.13: a thread's budget on a thread-sized
+ *     stack, less on a smaller one.  3.12/3.13 count C recursion per
+ *     thread state (c_recursion_remaining); 3.10/3.11 count Python calls,
+ *     each of which can cost C stack, so their depth starts biased.
+ *   - the stack-overflow report: a goroutine's Python traceback written
+ *     from a signal handler (gr_pystate_dump).
  *
  * All functions here run with the GIL held except gr_pystate_enter, which
  * takes it.

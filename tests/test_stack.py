@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import run_py
+from conftest import TSAN, beyond_tsan_thread_limit, run_py
 
 # The documented minimum of GOROUTINE_STACK_KB.
 MIN_KB = "256"
@@ -176,7 +176,9 @@ def _max_map_count():
 # max_map_count/8 stacks have a PROT_NONE VMA, later ones only an
 # untouched margin and a red zone checked when the goroutine switches out.
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("mode", ["guard", "vma", "redzone"])
+@pytest.mark.parametrize("mode", [
+    "guard", "vma",
+    pytest.param("redzone", marks=beyond_tsan_thread_limit)])
 def test_uncatchable_overflow_is_a_fatal_error_naming_the_goroutine(mode):
     n = _max_map_count() // 8 + 100 if mode == "redzone" else 0
     env = {"GOROUTINE_STACK_KB": MIN_KB, "PYTHONFAULTHANDLER": ""}
@@ -196,6 +198,8 @@ def test_uncatchable_overflow_is_a_fatal_error_naming_the_goroutine(mode):
         assert "in parse_deep" in err and "in outer" in err, err[-3000:]
 
 
+@pytest.mark.skipif(TSAN, reason="TSan's own SIGSEGV handler takes every "
+                    "fault first and ends the process")
 @pytest.mark.parametrize("order", ["before", "after"])
 def test_other_faults_still_reach_faulthandler(order):
     # The overflow handler must chain: a fault elsewhere (here ctypes
@@ -289,6 +293,7 @@ print(json.dumps([base, peak, after, peak2, after2]))
 '''
 
 
+@beyond_tsan_thread_limit
 @pytest.mark.timeout(900)
 def test_burst_gives_memory_back():
     n = 8_000 if SANITIZED else 30_000
@@ -309,6 +314,7 @@ def test_burst_gives_memory_back():
             (peak["VmPTE"] - base["VmPTE"]) * keep, (base, peak, a)
 
 
+@beyond_tsan_thread_limit
 @pytest.mark.timeout(600)
 def test_parked_goroutines_fit_the_mapping_budget():
     # 1,000,000 parked goroutines must fit under vm.max_map_count
