@@ -80,7 +80,10 @@ enter() {
 sync_src() {
     mkdir -p "$root/src/goroutine"
     # The checkout's files, without the host's builds and venvs; the
-    # root's own venvs and build trees (.venv-3.14, build/) are kept.
+    # root's own venvs (.venv-3.14, ...) are kept, everything else is
+    # replaced so that no file deleted from the checkout lingers.
+    find "$root/src/goroutine" -mindepth 1 -maxdepth 1 ! -name '.venv*' \
+        -exec rm -rf {} +
     tar -C "$here" --exclude=./.git --exclude='./.venv*' --exclude=./build \
         --exclude='*.so' --exclude='*.egg-info' --exclude=__pycache__ \
         --exclude=.pytest_cache --exclude=.hypothesis -cf - . |
