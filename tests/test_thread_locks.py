@@ -224,3 +224,31 @@ def test_a_thread_rlock_released_on_another_thread_says_what_to_use():
     reports = r.stderr.count("panic: RuntimeError: cannot release un-acquired")
     assert reports > 0, r.stderr
     assert r.stderr.count("Use goroutine.sync.RLock") == reports, r.stderr
+
+
+def test_parking_inside_a_logging_handler_keeps_refcounts_flat():
+    from test_leaks import Sentinel, _total_refcount_deltas
+    if not hasattr(__import__("sys"), "gettotalrefcount"):
+        pytest.skip("sys.gettotalrefcount needs a debug build of CPython "
+                    "(make test-debug)")
+    import logging
+    records = chan()
+
+    class Parking(logging.Handler):
+        def emit(self, record):
+            records.send(record.msg)    # parks wired, holding self.lock
+    h = Parking()
+    log = logging.getLogger("test_thread_locks.refcounts")
+    log.addHandler(h)
+    log.propagate = False
+
+    def work(s):
+        done = chan()
+        go(lambda: (log.warning("x"), done.close()))
+        records.recv()
+        done.recv()
+    try:
+        deltas = _total_refcount_deltas(work, Sentinel())
+    finally:
+        log.removeHandler(h)
+    assert min(deltas) < 50, f"total refcount grew by {deltas} per round"
