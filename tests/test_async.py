@@ -388,3 +388,31 @@ def test_a_deferred_cancel_keeps_its_message():
     assert got == ref
     if has_uncancel:
         assert got == ("shutting down",)
+
+
+def test_lock_async_cancelled_around_the_handoff_leaves_the_mutex_consistent():
+    async def main():
+        outcomes = set()
+        for _ in range(30):
+            m = sync.Mutex()
+            m.lock()
+            t = asyncio.ensure_future(m.lock_async())
+            await parked()
+            m.unlock()                  # hands the mutex to t's goroutine
+            t.cancel()
+            try:
+                await t
+                outcomes.add("locked")
+                assert m.locked()       # ours: the task holds it
+                m.unlock()
+            except asyncio.CancelledError:
+                outcomes.add("cancelled")
+            for _ in range(200):        # a cancelled acquisition is undone
+                if m.try_lock():
+                    break
+                await asyncio.sleep(0.005)
+            else:
+                raise AssertionError("the mutex stayed locked")
+            m.unlock()
+        return outcomes
+    assert run(main()) <= {"locked", "cancelled"}
