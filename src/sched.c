@@ -193,8 +193,10 @@ static struct {
                                    goroutine, the child's main one */
     atomic_bool started;
     atomic_bool exiting;
-    pthread_t sysmon;           /* joined by sched_shutdown */
-    pid_t sysmonpid;            /* the process it runs in (not a fork) */
+    pthread_t sysmon;
+    atomic_bool sysmonup;       /* sysmon runs (false in a forked child
+                                   until its first go(), and once it left
+                                   at finalization) */
     atomic_ullong sysmonseq;    /* odd while sysmon is in a pass (it may
                                    hold a G pointer then: gfscavenge) */
     PyInterpreterState *interp;
@@ -1738,7 +1740,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         Py_DECREF(fargs);
         return -1;
     }
-    if (sched.sysmonpid == 0) {
+    if (!atomic_load(&sched.sysmonup)) {
         sysmon_start();         /* a forked child's first go() */
     }
     PyObject *ctx = PyContext_CopyCurrent();
@@ -1950,17 +1952,24 @@ sysmon(void *arg)
             delay_us = delay_us * 2 > 10000 ? 10000 : delay_us * 2;
         }
     }
+    atomic_store(&sched.sysmonup, false);
     return NULL;
 }
 
-/* Joinable, unlike the Ms: sched_shutdown waits for it. */
+/* Detached, like the Ms: nothing joins it (it leaves by itself when the
+ * interpreter finalizes; sched_shutdown waits for sysmonup to drop).
+ * GIL held, so two starts cannot race. */
 static void
 sysmon_start(void)
 {
-    if (pthread_create(&sched.sysmon, NULL, sysmon, NULL) != 0) {
+    atomic_store(&sched.sysmonup, true);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&sched.sysmon, &attr, sysmon, NULL) != 0) {
         Py_FatalError("goroutine: cannot start sysmon");
     }
-    sched.sysmonpid = getpid();
+    pthread_attr_destroy(&attr);
 }
 
 /* ---- deadlock ------------------------------------------------------- */
@@ -2533,7 +2542,7 @@ fork_child(void)
         m->lockedresume = false;
         gr_sema_init(&m->park);
     }
-    sched.sysmonpid = 0;        /* no sysmon here: see sched_after_fork */
+    atomic_store(&sched.sysmonup, false);   /* started by the first go() */
 }
 
 /* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
@@ -2560,16 +2569,12 @@ sched_after_fork(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* atexit: Ms stop at their next scheduling point and never touch Python
- * again; goroutines are abandoned, as in Go.  GIL held.
- *
- * sysmon must be gone before we return: it reads goroutines' thread
- * states without the GIL (gr_pystate_attached), and finalization frees
- * them.  Setting `exiting` is not enough -- sysmon may be in the middle of
- * a pass -- so wait for it to leave its loop (at most one sleep of up to
- * 10 ms).  TSan reported that read racing the free on 3.12.  A forked
- * child has no sysmon (fork copies only the calling thread): joining the
- * parent's would wait forever. */
+/* _core._shutdown(): stop the runtime now, as finalization does by itself
+ * (see "Shutdown" in docs/design.md); for embedders and tests.  Ms stop
+ * at their next scheduling point and never touch Python again;
+ * goroutines are abandoned, as in Go; later go() and blocking waits raise.
+ * Waits until sysmon has left its loop (at most one sleep of up to 10 ms)
+ * and the timer thread is not delivering.  GIL held. */
 static PyObject *
 sched_shutdown(PyObject *module, PyObject *unused)
 {
@@ -2578,8 +2583,8 @@ sched_shutdown(PyObject *module, PyObject *unused)
     }
     Py_BEGIN_ALLOW_THREADS
     gr_timer_fence();
-    if (atomic_load(&sched.started) && sched.sysmonpid == getpid()) {
-        pthread_join(sched.sysmon, NULL);
+    while (atomic_load(&sched.sysmonup)) {
+        usleep(1000);
     }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;

@@ -5,6 +5,7 @@ hung without Deadlock.  Every case runs in a fresh interpreter with a
 timeout; children that could hang are waited for with a deadline and
 killed.
 """
+import os
 import subprocess
 
 import pytest
@@ -174,6 +175,14 @@ c = chan(); go(c.send, "ok"); print("parent", c.recv())
     assert "ValueError: boom" in r.stderr
 
 
+# gcc 12's AddressSanitizer is not fork-safe: its allocator and thread
+# registry locks are not taken around fork() (LLVM added that in 17), so a
+# child forked while another thread is inside malloc or pthread_create can
+# block on a sanitizer mutex for good.  Seen here: about one child in 40,
+# its new threads waiting in __sanitizer::FutexWait.  The plain build ran
+# 120 such forks without a hang; TSan takes its own locks around fork.
+@pytest.mark.skipif(bool(os.environ.get("GR_TEST_SANITIZED")),
+                    reason="ASan (gcc 12) is not fork-safe with busy threads")
 def test_fork_while_goroutines_are_busy():
     # Ms are switching, parking and waking and timers firing at every
     # fork: no child may inherit a held runtime lock.
