@@ -189,8 +189,12 @@ def test_thousands_of_timers_stopped_at_random_fire_exactly_the_rest():
     # removal from every position; none is lost, none fires when stopped.
     import random
     rng = random.Random(7)
-    timers = [[time.Timer(d), None, _t.time() + d]
-              for d in (rng.uniform(0, 0.2) for _ in range(3000))]
+    # `due` is read before the timer is made: read after, a preemption
+    # between the two (a loaded machine) made a punctual timer "early".
+    timers = []
+    for d in (rng.uniform(0, 0.2) for _ in range(3000)):
+        due = _t.time() + d
+        timers.append([time.Timer(d), None, due])
     for i in rng.sample(range(len(timers)), 1500):
         timers[i][1] = timers[i][0].stop()
     time.sleep(0.35)
