@@ -70,7 +70,9 @@ test-all: deps
 NEXT_VERSIONS ?= 3.14 3.15
 NEXT_TARGET   ?= test
 test-next:
-	GR_NEXT_MAKE_TARGET=$(NEXT_TARGET) PYTEST_ARGS="$(PYTEST_ARGS)" tools/test_next.sh $(NEXT_VERSIONS)
+	GR_NEXT_MAKE_TARGET=$(NEXT_TARGET) PYTEST_ARGS="$(PYTEST_ARGS)" \
+	  $(if $(filter command line,$(origin TSAN_TESTS)),TSAN_TESTS="$(TSAN_TESTS)") \
+	  tools/test_next.sh $(NEXT_VERSIONS)
 
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter

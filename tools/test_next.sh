@@ -13,7 +13,8 @@
 # `make test` with a venv per version inside the copy, and unmounts on exit.
 #
 #   tools/test_next.sh [root|shell|VERSION...]   (default: 3.14 3.15)
-#   PYTEST_ARGS=...  passed to pytest;  GR_NEXT_MAKE_TARGET=test-asan etc.
+#   PYTEST_ARGS=...  passed to pytest;  GR_NEXT_MAKE_TARGET=test-asan etc.;
+#   TSAN_TESTS=...   passed to make test-tsan
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -112,7 +113,8 @@ for v in "${versions[@]}"; do
     echo "=== Python $v (sid root, make $target)"
     if ! run_in_root /bin/sh -c "cd /src/goroutine && make --no-print-directory $target \
             PYTHON=/usr/bin/python$v VENV=.venv-$v PYTEST_ARGS='${PYTEST_ARGS:-}' \
-            ASAN_VENV=.venv-asan-$v TSAN_VENV=.venv-tsan-$v"; then
+            ASAN_VENV=.venv-asan-$v TSAN_VENV=.venv-tsan-$v \
+            ${TSAN_TESTS:+TSAN_TESTS='$TSAN_TESTS'}"; then
         failed="$failed $v"
     fi
 done
