@@ -87,8 +87,12 @@ def measure(name, impl, n, go_exe, timeout):
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
     if r.returncode != 0:
+        # The status too: a child that printed its result and then died
+        # (a signal at exit) showed only its result line here once.
+        how = (f"killed by signal {-r.returncode}" if r.returncode < 0
+               else f"exit {r.returncode}")
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:]
-        return {"error": tail[0] if tail else f"exit {r.returncode}"}
+        return {"error": f"{how}: {tail[0]}" if tail else how}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
