@@ -3133,7 +3133,8 @@ static PyType_Slot map_slots[] = {
 static PyType_Spec map_spec = {
     .name = "goroutine.Map",
     .basicsize = sizeof(hmap),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = map_slots,
 };
 
@@ -3146,9 +3147,10 @@ static PyType_Slot iter_slots[] = {
 };
 
 static PyType_Spec iter_spec = {
-    .name = "goroutine._core.map_iterator",
+    .name = "goroutine.map_iterator",
     .basicsize = sizeof(mapiterobject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = iter_slots,
 };
 
@@ -3158,9 +3160,10 @@ static PyType_Spec iter_spec = {
         {Py_tp_traverse, view_traverse}, {Py_tp_dealloc, view_dealloc},  \
         {Py_mp_length, view_len}, {Py_sq_contains, contains}, {0, NULL}};\
     static PyType_Spec var##_spec = {                                    \
-        .name = "goroutine._core." cname,                                \
+        .name = "goroutine." cname,                                      \
         .basicsize = sizeof(mapviewobject),                              \
-        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,                \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |               \
+                 Py_TPFLAGS_IMMUTABLETYPE,                               \
         .slots = var##_slots};
 
 VIEW_SPEC(keys, "map_keys", keys_contains)
