@@ -3070,7 +3070,7 @@ static PyMethodDef map_methods[] = {
      "setdefault($self, key, default=None, /)\n--\n\n"
      "The value for key, inserting default first if absent."},
     {"update", FAST(map_update), METH_VARARGS | METH_KEYWORDS,
-     "update(self, other=(), /, **kw)\n--\n\n"
+     "update($self, other=(), /, **kw)\n--\n\n"
      "Insert from a mapping or pairs, as dict.update; big inputs are "
      "inserted with the GIL released."},
     {"clear", FAST(map_clear), METH_NOARGS,

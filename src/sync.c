@@ -1064,7 +1064,7 @@ SPEC(sema, "goroutine.sync.Sema", semaobject, sema_new, sema_methods,
      "Sema(n=1)\n--\n\nA weighted semaphore of size n.")
 
 static PyType_Slot cond_slots[] = {
-    {Py_tp_doc, "Cond(locker)\n--\n\nGo's sync.Cond over locker (anything "
+    {Py_tp_doc, "Cond(locker, /)\n--\n\nGo's sync.Cond over locker (anything "
                 "with lock() and unlock(), or else acquire() and release(), "
                 "such as threading.Lock)."},
     {Py_tp_new, cond_new},
