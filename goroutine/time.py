@@ -8,7 +8,7 @@ for a slow receiver, and a Timer or Ticker that nothing references is
 garbage-collected even if it was never stopped.
 """
 import time as _time
-from typing import Any, Callable, Optional
+from typing import Any as _Any, Callable as _Callable, Optional as _Optional
 
 from goroutine import _core
 from goroutine._check import check_callable as _check_callable
@@ -53,7 +53,7 @@ class Timer(_core._timer):
     __slots__ = ()
 
     def __new__(cls, d: float,
-                _f: Optional[Callable[[], Any]] = None) -> "Timer":
+                _f: _Optional[_Callable[[], _Any]] = None) -> "Timer":
         if _f is not None:
             _check_callable("after_func", _f)
         return super().__new__(cls, _seconds(d), _f)
@@ -110,7 +110,7 @@ def tick(d: float) -> chan:
     return Ticker(d).c
 
 
-def after_func(d: float, f: Callable[[], Any]) -> Timer:
+def after_func(d: float, f: _Callable[[], _Any]) -> Timer:
     """Run f() in its own goroutine after d seconds; stop() cancels it.
     The Timer's .c is nilchan (a select on it never fires), and the timer
     runs f even if the Timer is dropped."""
