@@ -97,7 +97,7 @@
  * value pointers for iterators: they stay valid until clear() ends those
  * iterations.  Keys of up to GKEY_INLINE bytes live in the slot; longer
  * ones in a keybuf shared, with an atomic count, between an old slot and
- * its evacuated copy (and between a map and its copy()).
+ * its evacuated copy (copy() encodes its keys anew: see update()).
  *
  * Invariants
  * ----------
@@ -128,12 +128,12 @@
  * GIL holder never blocks on the lock.  This is CPython's own recipe for
  * the lock of a buffered io object.
  *
- * Without the GIL run only the inserts of update() batches of BULK_MIN
- * entries or more (bulk); copy() is a snapshot taken under the lock and an
- * update() of a new map, so its inserts are such batches too.  clear()
- * detaches the tables under the lock and drains them with the GIL held:
- * draining DECREFs every key and value.  While a bulk section runs on a
- * map, its pointers change under
+ Without the GIL run, from BULK_MIN entries: the inserts of update()
+ * batches (bulk); copy()'s, since copy() is a snapshot taken under the
+ * lock and an update() of a new map; and clear()'s walk of the tables it
+ * detached, which moves their objects into an array whose DECREFs follow
+ * with the GIL (clear from GC's tp_clear or dealloc keeps the GIL).  While
+ * a bulk section of update() runs on a map, its pointers change under
  * the GC's feet, so tp_traverse (always run with the GIL) reports nothing
  * for a map whose bulk counter is set; its values then merely look
  * externally referenced, which keeps them alive one collection longer and
@@ -200,8 +200,9 @@
 /* Batches of update(): 64k entries (2.5 MB) per GIL-free insert; a batch
  * under BULK_MIN entries is inserted with the GIL (releasing it costs a
  * switch interval for the other threads' benefit only when there is
- * enough work).  copy() inserts
- * through update(), so the same threshold holds for it. */
+ * enough work).  copy() inserts through update(), so the same threshold
+ * holds for it; clear() walks a map of BULK_MIN entries or more without
+ * the GIL. */
 #define UPDATE_BATCH 65536
 #define BULK_MIN 4096
 

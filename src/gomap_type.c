@@ -525,16 +525,46 @@ map_update_impl(hmap *h, PyObject *arg, PyObject *kw)
 /* ------------------------------------------------------------------ */
 /* clear (GIL held)                                                    */
 
+/* Detach the tables under the lock, then empty them.  Nobody reads the
+ * detached tables' slots any more (an iterator holding one sees clearseq
+ * moved on), so emptying them needs no lock.  With bulk set, a table of
+ * BULK_MIN entries or more is walked without the GIL, as update()'s
+ * batches are: the walk moves every key object and value into one array
+ * and frees the tables' keys and buckets, and the DECREFs follow with the
+ * GIL (they can run __del__, which may use this map).  Without bulk (GC's
+ * tp_clear and dealloc, which must not let other threads run in the
+ * middle), for a small map, or without memory for the array, everything
+ * is done with the GIL. */
 static void
-map_clear_impl(hmap *h)
+map_clear_impl(hmap *h, bool bulk)
 {
     htab *cur, *old;
     map_lock(h);
+    uint64_t n = h->count;
     gr_hmap_detach(h, &cur, &old);
     map_unlock(h);
-    /* Nobody references the detached tables' slots now: drain them with
-     * the GIL (the DECREFs can run __del__, which may use this map). */
     htab *ts[2] = {cur, old};
+    PyObject **objs = NULL;
+    if (bulk && n >= BULK_MIN &&
+        n <= PY_SSIZE_T_MAX / (2 * sizeof(PyObject *))) {
+        objs = PyMem_RawMalloc(2 * n * sizeof(PyObject *));
+    }
+    if (objs != NULL) {
+        size_t got = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (int j = 0; j < 2; j++) {
+            if (ts[j] != NULL) {
+                got += gr_htab_drain(ts[j], objs + got);
+                gr_htab_release(ts[j]);
+            }
+        }
+        Py_END_ALLOW_THREADS
+        for (size_t i = 0; i < got; i++) {
+            Py_DECREF(objs[i]);
+        }
+        PyMem_RawFree(objs);
+        return;
+    }
     for (int j = 0; j < 2; j++) {
         if (ts[j] != NULL) {
             gr_htab_drain(ts[j], NULL);
@@ -698,7 +728,7 @@ map_update(hmap *h, PyObject *args, PyObject *kw)
 static PyObject *
 map_clear(hmap *h, PyObject *unused)
 {
-    map_clear_impl(h);
+    map_clear_impl(h, true);
     Py_RETURN_NONE;
 }
 
@@ -1155,7 +1185,7 @@ map_traverse(hmap *h, visitproc visit, void *arg)
 static int
 map_tp_clear(hmap *h)
 {
-    map_clear_impl(h);
+    map_clear_impl(h, false);
     return 0;
 }
 
@@ -1165,7 +1195,7 @@ map_dealloc(hmap *h)
     PyTypeObject *tp = Py_TYPE(h);
     PyObject_GC_UnTrack(h);
     Py_TRASHCAN_BEGIN(h, map_dealloc)
-    map_clear_impl(h);
+    map_clear_impl(h, false);
     pthread_mutex_destroy(&h->waitmu);
     pthread_cond_destroy(&h->waitcv);
     tp->tp_free(h);
