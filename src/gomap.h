@@ -128,7 +128,7 @@
  * GIL holder never blocks on the lock.  This is CPython's own recipe for
  * the lock of a buffered io object.
  *
- Without the GIL run, from BULK_MIN entries: the inserts of update()
+ * Without the GIL run, from BULK_MIN entries: the inserts of update()
  * batches (bulk); copy()'s, since copy() is a snapshot taken under the
  * lock and an update() of a new map; and clear()'s walk of the tables it
  * detached, which moves their objects into an array whose DECREFs follow
@@ -173,6 +173,13 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+
+/* Short keys are built and compared as words whose byte order is the
+ * canonical bytes' (see ckey); every platform we build for is
+ * little-endian. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "goroutine: the map assumes a little-endian target"
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Constants                                                           */
