@@ -355,6 +355,19 @@ def test_clear_of_a_big_map_releases_every_value():
     assert dict(m.items()) == {1: 2}
 
 
+def test_clear_of_a_big_map_drops_exactly_its_references():
+    value = object()
+    key = "a key long enough for a keybuf of its own"
+    keys = [key] + ["key %d, long enough for a keybuf" % i for i in range(6000)]
+    v0, k0 = sys.getrefcount(value), sys.getrefcount(key)
+    m = Map((k, value) for k in keys)
+    v1, k1 = sys.getrefcount(value), sys.getrefcount(key)
+    m.clear()
+    v2, k2 = sys.getrefcount(value), sys.getrefcount(key)
+    assert (v1 - v0, k1 - k0) == (6001, 1)
+    assert (v2, k2) == (v0, k0)
+
+
 def test_an_iteration_ends_when_a_big_map_is_cleared():
     m = Map((i, i) for i in range(20000))
     it = iter(m.items())
