@@ -9,6 +9,8 @@
  */
 #include "core.h"
 
+#include <structmember.h>
+
 gr_globals_t gr_globals;
 
 PyObject *
@@ -21,11 +23,25 @@ gr_panic(const char *msg)
 /* The exception classes are immutable like every type of the package
  * (goroutine.Panic.x = 1 raises TypeError, as ValueError.x = 1 does), so
  * they are made from specs, not with PyErr_NewException.  Their instances
- * have the builtin base's layout and slots, with one addition every heap
- * type needs: an instance owns a reference to its type, which dealloc
- * drops and traverse reports.  The builtin base's own dealloc and traverse
- * are found through tp_base (the first type that is not a heap type), so
- * a Python subclass of Panic works as well. */
+ * have the builtin base's layout and slots, with two additions: what every
+ * heap type needs, a reference to its type that dealloc drops and
+ * traverse reports; and the weak reference list that type() gave the
+ * classes PyErr_NewException made (the builtin bases have none).  The
+ * builtin base's own dealloc and traverse are found through tp_base (the
+ * first type that is not a heap type), so a Python subclass of Panic works
+ * as well: it inherits the weak reference list, and its subtype_dealloc
+ * leaves the list and the type reference to exc_dealloc. */
+typedef struct {
+    PyBaseExceptionObject base;
+    PyObject *weakreflist;    /* weak references to this exception */
+} excobject;
+
+static PyMemberDef exc_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(excobject, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject *
 exc_static_base(PyTypeObject *tp)
 {
@@ -46,6 +62,12 @@ static void
 exc_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
+    if (((excobject *)self)->weakreflist != NULL) {
+        /* The callbacks run Python code: not on an object still tracked
+         * by the GC.  The base's dealloc untracks it again, harmlessly. */
+        PyObject_GC_UnTrack(self);
+        PyObject_ClearWeakRefs(self);
+    }
     exc_static_base(tp)->tp_dealloc(self);
     Py_DECREF(tp);
 }
@@ -73,6 +95,7 @@ static PyType_Slot panic_slots[] = {
      "Panic(arg): a Go panic.  Raised by panic(v) and by every Go runtime\n"
      "panic; str(exc) is Go's message and .arg the value given to panic."},
     {Py_tp_getset, panic_getset},
+    {Py_tp_members, exc_members},
     {Py_tp_traverse, exc_traverse},
     {Py_tp_dealloc, exc_dealloc},
     {0, NULL},
@@ -82,6 +105,7 @@ static PyType_Slot deadlock_slots[] = {
     {Py_tp_doc,
      "Deadlock: all goroutines are asleep - deadlock!  Raised in every\n"
      "thread blocked in a runtime operation that nothing can wake."},
+    {Py_tp_members, exc_members},
     {Py_tp_traverse, exc_traverse},
     {Py_tp_dealloc, exc_dealloc},
     {0, NULL},
@@ -91,6 +115,7 @@ static PyType_Slot goexit_slots[] = {
     {Py_tp_doc,
      "Goexit: raised by runtime.goexit() to end the calling goroutine\n"
      "after its deferred calls ran.  recover() does not stop it."},
+    {Py_tp_members, exc_members},
     {Py_tp_traverse, exc_traverse},
     {Py_tp_dealloc, exc_dealloc},
     {0, NULL},
@@ -98,7 +123,7 @@ static PyType_Slot goexit_slots[] = {
 
 #define EXC_SPEC(var, dotted)                                               \
     static PyType_Spec var##_spec = {                                       \
-        .name = dotted, .basicsize = sizeof(PyBaseExceptionObject),         \
+        .name = dotted, .basicsize = sizeof(excobject),                     \
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |                 \
                  Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,             \
         .slots = var##_slots};

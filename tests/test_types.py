@@ -86,3 +86,21 @@ def test_panic_arg_is_a_readonly_attribute_of_the_class():
     with pytest.raises(AttributeError):
         p.arg = 2
     assert "arg" in vars(goroutine.Panic)
+
+
+def test_exceptions_take_weak_references_as_before():
+    # The classes PyErr_NewException made had a weak reference list
+    # (type() adds one); the spec-made ones keep it, for subclasses too.
+    import gc
+    import weakref
+
+    class MyPanic(goroutine.Panic):
+        pass
+    for cls in (goroutine.Panic, goroutine.Deadlock, _core.Goexit, MyPanic):
+        e = cls("x")
+        called = []
+        r = weakref.ref(e, called.append)
+        assert r() is e
+        del e
+        gc.collect()
+        assert r() is None and called == [r]
