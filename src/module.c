@@ -63,10 +63,13 @@ exc_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (((excobject *)self)->weakreflist != NULL) {
-        /* The callbacks run Python code: not on an object still tracked
-         * by the GC.  The base's dealloc untracks it again, harmlessly. */
+        /* The callbacks run Python code, which may collect: not while the
+         * GC can see self.  Tracked again after them, as subtype_dealloc
+         * does, because the base's dealloc untracks it (on 3.10 with
+         * _PyObject_GC_UNTRACK, which requires a tracked object). */
         PyObject_GC_UnTrack(self);
         PyObject_ClearWeakRefs(self);
+        PyObject_GC_Track(self);
     }
     exc_static_base(tp)->tp_dealloc(self);
     Py_DECREF(tp);
