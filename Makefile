@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
+.PHONY: all demo typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
 
 all: build
 
@@ -44,6 +44,18 @@ demo: build
 
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The typing stubs against the built module (mypy.stubtest: every name,
+# signature and class property of goroutine._core) and the package under
+# mypy with pyproject's [tool.mypy] settings.  mypy comes from the
+# typecheck extra.
+$(VENV)/.typecheck: pyproject.toml | $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,typecheck]'
+	touch $@
+
+typecheck: build $(VENV)/.typecheck
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml goroutine._core
+	$(PY) -m mypy
 
 # Every CPython 3.10-3.13 on this machine (pyenv's or on PATH): a venv each,
 # the whole suite each.  Absent versions are skipped, a failing one fails.

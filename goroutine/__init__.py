@@ -8,7 +8,9 @@ Go's sync primitives and Go's hash map, implemented in C (goroutine._core).
 """
 import sys as _sys
 import traceback as _traceback
-from typing import NamedTuple as _NamedTuple, Optional as _Optional
+from types import TracebackType as _TracebackType
+from typing import (NamedTuple as _NamedTuple, Optional as _Optional,
+                    Type as _Type)
 
 if "t" in getattr(_sys, "abiflags", ""):
     # A free-threaded CPython build (3.13t, 3.14t; "t" in its ABI flags),
@@ -36,9 +38,9 @@ __all__ = [
 
 class ExceptHookArgs(_NamedTuple):
     """What goroutine.excepthook receives, like threading.ExceptHookArgs."""
-    exc_type: type
+    exc_type: _Type[BaseException]
     exc_value: _Optional[BaseException]
-    exc_traceback: object
+    exc_traceback: _Optional[_TracebackType]
     goid: int
 
 

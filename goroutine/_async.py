@@ -33,6 +33,7 @@ task.cancel() again) lost the value in the first case and raised a
 CancelledError nobody asked for in the second.
 """
 import asyncio
+from typing import Any, List, Tuple, cast
 
 from goroutine._core import chan, default, go, select
 
@@ -69,8 +70,8 @@ async def _bridge(cases):
         return i, v
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    cancel = chan()
-    outcome = chan(1)
+    cancel: chan[None] = chan()
+    outcome: chan[Tuple[bool, Any]] = chan(1)
 
     def deliver(res):
         if not fut.done():
@@ -78,7 +79,7 @@ async def _bridge(cases):
 
     def run():
         try:
-            res = (True, select(*cases, cancel.recv))
+            res: Tuple[bool, Any] = (True, select(*cases, cancel.recv))
         except BaseException as e:      # a send on a closed channel
             res = (False, e)
         outcome.send(res)
@@ -91,7 +92,9 @@ async def _bridge(cases):
         ok, res = await fut
     except asyncio.CancelledError as exc:
         cancel.close()
-        ok, res = outcome.recv()        # imminent: the select has settled
+        # imminent: the select has settled; outcome is never closed, so
+        # recv() returns a value, not None
+        ok, res = cast(Tuple[bool, Any], outcome.recv())
         if ok and res[0] == n:
             raise                       # cancelled first: nothing happened
         _defer_cancel(asyncio.current_task(), exc)
@@ -173,10 +176,10 @@ async def acquire(lock, unlock):
     happens, so a cancelled lock_async leaves the lock as it found it."""
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    state = chan(1)         # a token: whoever holds it decides
+    state: chan[None] = chan(1)   # a token: whoever holds it decides
     state.send(None)
-    cancelled = []
-    handed = []
+    cancelled: List[bool] = []
+    handed: List[bool] = []
 
     def deliver():
         if not fut.done():

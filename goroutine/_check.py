@@ -2,9 +2,10 @@
 function which hands f to a goroutine later rejects a bad f at the call,
 with go()'s wording."""
 import inspect as _inspect
+from typing import Any as _Any
 
 
-def check_callable(what: str, f) -> None:
+def check_callable(what: str, f: _Any) -> None:
     """What go(f) checks at once: f is callable and not a coroutine (or
     async generator) function, whose call would only make an object that
     nobody awaits.  `what` names the function in the message."""

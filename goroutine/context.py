@@ -22,6 +22,8 @@ because a critical section never iterates over anything still reachable
 from the tree: a subtree being cancelled is detached first.
 """
 import threading as _threading
+from typing import (Any as _Any, Dict as _Dict,
+                    Optional as _Optional, Tuple as _Tuple)
 from time import time as _now       # goroutine.time.now()
 
 from goroutine import _core
@@ -142,11 +144,12 @@ class _CancelCtx(Context):
 
     def __init__(self, parents, deadline=None):
         self._parents = parents         # tuple of the parent contexts
-        self._ancs = ()                 # _tree: the _CancelCtx we are in
-        self._done = chan()
+        self._ancs: _Tuple[_Any, ...] = ()    # _tree: the _CancelCtx we are in
+        self._done: chan[None] = chan()
         self._err = None                # _tree: set once, on cancel
         self._cause = None              # _tree
-        self._children = {}             # _tree: None once cancelled
+        # _tree: None once cancelled
+        self._children: _Optional[_Dict[_Any, None]] = {}
         self._deadline = deadline
         self._timer = None              # _tree: the deadline's timer
 
@@ -439,7 +442,7 @@ def after_func(ctx, f):
         if not linked:
             node._fire()
     else:
-        stopc = chan()
+        stopc: chan[None] = chan()
 
         def watch():
             if select(ctx.done().recv, stopc.recv)[0] == 0:

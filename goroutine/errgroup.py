@@ -5,6 +5,7 @@ all of them and raises the first exception any raised.  set_limit(n) caps
 the active goroutines: go() then blocks for a free slot, which makes a
 Group the worker-pool primitive."""
 import operator as _operator
+from typing import Any as _Any, Callable as _Callable
 
 from goroutine import Panic
 from goroutine._check import check_callable as _check_callable
@@ -46,7 +47,7 @@ class Group:
                 self._wg.done()
         _go(run)
 
-    def go(self, f, *args, **kw) -> None:
+    def go(self, f: _Callable[..., _Any], *args: _Any, **kw: _Any) -> None:
         """Run f(*args, **kw) in a goroutine; with a limit, first wait for
         a slot.  f not callable -> TypeError at once, as go(f)."""
         _check_callable("Group.go", f)
@@ -59,7 +60,7 @@ class Group:
             self._sem.acquire()
         self._run(f, args, kw)
 
-    def try_go(self, f, *args, **kw) -> bool:
+    def try_go(self, f: _Callable[..., _Any], *args: _Any, **kw: _Any) -> bool:
         """go() only if a slot is free now; return whether it started."""
         _check_callable("Group.try_go", f)
         if self._sem is not None and not self._sem.try_acquire():

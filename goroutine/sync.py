@@ -3,6 +3,7 @@
 threads, where a wait is interruptible by Ctrl-C."""
 import _thread
 import numbers as _numbers
+from typing import Any as _Any, Callable as _Callable
 
 from goroutine import _core, _async
 from goroutine._check import check_callable as _check_callable
@@ -16,7 +17,7 @@ class WaitGroup(_core.WaitGroup):
     """Waits for a collection of goroutines to finish."""
     __slots__ = ()
 
-    def go(self, f, *args, **kw) -> None:
+    def go(self, f: _Callable[..., _Any], *args: _Any, **kw: _Any) -> None:
         """add(1), run f(*args, **kw) in a goroutine, done() when it ends
         (even by an exception, which is reported as any goroutine's).
         f not callable -> TypeError at once, as go(f)."""
@@ -97,7 +98,7 @@ class RLock:
     __slots__ = ("_token", "_owner", "_count", "__weakref__")
 
     def __init__(self):
-        self._token = chan(1)       # full while held
+        self._token: chan[None] = chan(1)   # full while held
         self._owner = None          # written only by the holder
         self._count = 0
 
@@ -187,7 +188,7 @@ class Once:
         self._done = False
         self._m = Mutex()
 
-    def do(self, f) -> None:
+    def do(self, f: _Callable[[], _Any]) -> None:
         _check_callable("Once.do", f)
         if self._done:
             return
@@ -211,7 +212,7 @@ class WorkGroup:
         self._m = Mutex()
         self._err = None
 
-    def go(self, f, *args, **kw) -> None:
+    def go(self, f: _Callable[..., _Any], *args: _Any, **kw: _Any) -> None:
         _check_callable("WorkGroup.go", f)
         self._wg.add(1)
 

@@ -8,6 +8,7 @@ for a slow receiver, and a Timer or Ticker that nothing references is
 garbage-collected even if it was never stopped.
 """
 import time as _time
+from typing import Any as _Any, Callable as _Callable, Optional as _Optional
 
 from goroutine import _core
 from goroutine._check import check_callable as _check_callable
@@ -51,7 +52,8 @@ class Timer(_core._timer):
     """
     __slots__ = ()
 
-    def __new__(cls, d: float, _f=None):
+    def __new__(cls, d: float,
+                _f: _Optional[_Callable[[], _Any]] = None) -> "Timer":
         if _f is not None:
             _check_callable("after_func", _f)
         return super().__new__(cls, _seconds(d), _f)
@@ -73,18 +75,20 @@ class Ticker(_core._timer):
     receiver."""
     __slots__ = ()
 
-    def __new__(cls, d: float):
+    def __new__(cls, d: float) -> "Ticker":
         d = _seconds(d)
         if not d > 0:
             raise ValueError("non-positive interval for NewTicker")
         return super().__new__(cls, d, None, d)
 
-    def stop(self) -> None:
+    # Go's Ticker.Stop and Reset return nothing, where Timer's (and the
+    # shared C base's) return whether the timer was still pending.
+    def stop(self) -> None:  # type: ignore[override]
         """Turn the ticker off; no more ticks are sent (none is left
         buffered)."""
         super().stop()
 
-    def reset(self, d: float) -> None:
+    def reset(self, d: float) -> None:  # type: ignore[override]
         """Stop, then tick every d seconds from now."""
         d = _seconds(d)
         if not d > 0:
@@ -106,7 +110,7 @@ def tick(d: float) -> chan:
     return Ticker(d).c
 
 
-def after_func(d: float, f) -> Timer:
+def after_func(d: float, f: _Callable[[], _Any]) -> Timer:
     """Run f() in its own goroutine after d seconds; stop() cancels it.
     The Timer's .c is nilchan (a select on it never fires), and the timer
     runs f even if the Timer is dropped."""

@@ -781,9 +781,10 @@ static PyMemberDef chan_members[] = {
 };
 
 static PyType_Slot chan_slots[] = {
-    {Py_tp_doc, "chan(size=0)\n--\n\n"
+    {Py_tp_doc, "chan(size=0, dtype=None)\n--\n\n"
                 "A Go channel: unbuffered when size == 0, buffered "
-                "otherwise."},
+                "otherwise.  dtype is accepted for pygolang's API and "
+                "ignored."},
     {Py_tp_new, chan_new},
     {Py_tp_dealloc, chan_dealloc},
     {Py_tp_traverse, chan_traverse},

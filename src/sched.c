@@ -2593,7 +2593,7 @@ sched_shutdown(PyObject *module, PyObject *unused)
 static PyMethodDef sched_methods[] = {
     {"go", (PyCFunction)(void (*)(void))sched_go,
      METH_VARARGS | METH_KEYWORDS,
-     "go(f, *args, **kw)\n--\n\n"
+     "go(f, /, *args, **kw)\n--\n\n"
      "Start f(*args, **kw) as a goroutine on the M:N scheduler."},
     {"num_cpu", sched_num_cpu, METH_NOARGS,
      "num_cpu()\n--\n\n"

@@ -1039,28 +1039,32 @@ static PyMethodDef sema_methods[] = {
 };
 
 /* The four lock types own no Python references: same slots but for
- * their names, constructors and methods. */
-#define SPEC(var, cname, type, newf, meths, doc)                            \
+ * their names, constructors and methods.  Each spec names the type where
+ * a user reaches it: Sema as goroutine.sync.Sema; Mutex, RWMutex and
+ * WaitGroup in goroutine._core, as the C bases of sync's Python classes of
+ * the same names (which add the async methods). */
+#define SPEC(var, dotted, type, newf, meths, doc)                           \
     static PyType_Slot var##_slots[] = {                                    \
         {Py_tp_doc, doc}, {Py_tp_new, newf}, {Py_tp_methods, meths},        \
         {Py_tp_dealloc, plain_dealloc}, {0, NULL}};                         \
     static PyType_Spec var##_spec = {                                       \
-        .name = "goroutine._core." cname, .basicsize = sizeof(type),         \
-        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                  \
+        .name = dotted, .basicsize = sizeof(type),                          \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |                 \
+                 Py_TPFLAGS_IMMUTABLETYPE,                                  \
         .slots = var##_slots};
 
-SPEC(mutex, "Mutex", mutexobject, mutex_new, mutex_methods,
+SPEC(mutex, "goroutine._core.Mutex", mutexobject, mutex_new, mutex_methods,
      "Mutex()\n--\n\nGo's sync.Mutex: not reentrant, not owned; parks "
      "goroutines, starvation-free.")
-SPEC(rw, "RWMutex", rwmutexobject, rw_new, rw_methods,
+SPEC(rw, "goroutine._core.RWMutex", rwmutexobject, rw_new, rw_methods,
      "RWMutex()\n--\n\nGo's sync.RWMutex: writers are not starved.")
-SPEC(wg, "WaitGroup", wgobject, wg_new, wg_methods,
+SPEC(wg, "goroutine._core.WaitGroup", wgobject, wg_new, wg_methods,
      "WaitGroup()\n--\n\nGo's sync.WaitGroup.")
-SPEC(sema, "Sema", semaobject, sema_new, sema_methods,
+SPEC(sema, "goroutine.sync.Sema", semaobject, sema_new, sema_methods,
      "Sema(n=1)\n--\n\nA weighted semaphore of size n.")
 
 static PyType_Slot cond_slots[] = {
-    {Py_tp_doc, "Cond(locker)\n--\n\nGo's sync.Cond over locker (anything "
+    {Py_tp_doc, "Cond(locker, /)\n--\n\nGo's sync.Cond over locker (anything "
                 "with lock() and unlock(), or else acquire() and release(), "
                 "such as threading.Lock)."},
     {Py_tp_new, cond_new},
@@ -1075,7 +1079,8 @@ static PyType_Slot cond_slots[] = {
 static PyType_Spec cond_spec = {
     .name = "goroutine.sync.Cond",
     .basicsize = sizeof(condobject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = cond_slots,
 };
 

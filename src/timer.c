@@ -1031,7 +1031,8 @@ static PyType_Slot pytimer_slots[] = {
 static PyType_Spec pytimer_spec = {
     .name = "goroutine._core._timer",
     .basicsize = sizeof(gr_pytimer),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = pytimer_slots,
 };
 

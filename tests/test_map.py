@@ -307,6 +307,101 @@ def test_update_of_a_million_pairs_lets_other_threads_run():
     assert during > 1000, (during, dt)
 
 
+def test_clear_of_a_big_map_releases_the_gil():
+    # With a switch interval far longer than the test, the other thread
+    # gets the GIL only when this one gives it up by itself: a clear()
+    # that kept the GIL throughout would leave `ticks` exactly where it
+    # was.  The other thread gives the GIL back at every tick.  Its being
+    # scheduled during one clear() is up to the OS, so a few tries.
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0)
+    old_interval = sys.getswitchinterval()
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        sys.setswitchinterval(60.0)
+        for attempt in range(5):
+            m = Map((i, i) for i in range(300000))
+            time.sleep(0.001)       # let it run once: its wait starts anew
+            before = ticks[0]
+            m.clear()
+            during = ticks[0] - before
+            assert len(m) == 0
+            if during > 0:
+                break
+    finally:
+        sys.setswitchinterval(old_interval)
+        stop.set()
+        t.join()
+    assert during > 0, attempt
+
+
+def test_clear_of_a_big_map_releases_every_value():
+    class V:
+        pass
+    vs = [V() for _ in range(10000)]
+    refs = [weakref.ref(v) for v in vs]
+    m = Map((i, v) for i, v in enumerate(vs))
+    m[("a", 1.5, "long enough to need a keybuf " * 2)] = V()
+    del vs
+    m.clear()
+    assert len(m) == 0 and all(r() is None for r in refs)
+    m[1] = 2
+    assert dict(m.items()) == {1: 2}
+
+
+def test_clear_of_a_big_map_drops_exactly_its_references():
+    value = object()
+    key = "a key long enough for a keybuf of its own"
+    keys = [key] + ["key %d, long enough for a keybuf" % i for i in range(6000)]
+    v0, k0 = sys.getrefcount(value), sys.getrefcount(key)
+    m = Map((k, value) for k in keys)
+    v1, k1 = sys.getrefcount(value), sys.getrefcount(key)
+    m.clear()
+    v2, k2 = sys.getrefcount(value), sys.getrefcount(key)
+    assert (v1 - v0, k1 - k0) == (6001, 1)
+    assert (v2, k2) == (v0, k0)
+
+
+def test_an_iteration_ends_when_a_big_map_is_cleared():
+    m = Map((i, i) for i in range(20000))
+    it = iter(m.items())
+    next(it)
+    m.clear()
+    assert list(it) == []
+
+
+def test_iterations_in_other_threads_survive_gil_free_clears():
+    m = Map()
+    stop = threading.Event()
+    errors = []
+
+    def iterate():
+        try:
+            while not stop.is_set():
+                for k, v in m.items():
+                    assert k == v
+        except BaseException as e:     # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=iterate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(10):
+            m.update((i, i) for i in range(20000))
+            m.clear()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
 def test_operations_and_gil_free_updates_on_one_map_wait_for_each_other():
     # Two update()s insert batches without the GIL while a third thread
     # does single operations: each waits for the map lock in turn (the
