@@ -63,18 +63,6 @@ from goroutine._core import Panic
 __all__ = ["func", "defer", "panic", "recover"]
 
 
-def _panic_arg(self: BaseException) -> Any:
-    """The value given to panic(); for a runtime panic, its message."""
-    return self.args[0] if self.args else None
-
-
-# Panic is made in C by PyErr_NewExceptionWithDoc: a heap type, so it takes
-# a property.  Runtime panics raised from C carry Go's message as args[0],
-# so .arg is that message, as recover() returns it in Go.
-Panic.arg = property(  # type: ignore[attr-defined]
-    _panic_arg, doc=_panic_arg.__doc__)
-
-
 # runtime.goexit() raises the core's Goexit (a BaseException); the
 # goroutine's entry swallows it once every @func frame has run its defers.
 Goexit = _core.Goexit
@@ -169,7 +157,7 @@ def _wrap(f: Callable[..., Any]) -> Callable[..., Any]:
 
 # Every @func wrapper runs this one code object: defer() and recover() find
 # @func frames by it.
-_GOFUNC_CODE = _wrap(_panic_arg).__code__
+_GOFUNC_CODE = _wrap(lambda: None).__code__
 
 
 def _func(f: Any) -> Any:

@@ -1,55 +1,154 @@
 /*
- * module.c: the goroutine._core module object and nothing else.
+ * module.c: the goroutine._core module object, the top layer of the core.
  *
- * Multi-phase init: the exec slot creates the process-wide exception
- * classes once (gr_globals), then lets each concept file add its types and
- * functions.  The runtime behind them (scheduler threads, libuv loop) is
+ * It registers: the exec slot builds the process state (state.h)
+ * all-or-nothing from every file's gr_<concept>_init, then lets each file
+ * add its types and functions to the module (gr_<concept>_exec).  It also
+ * wires the few things that span files and so belong to no file below:
+ * the pthread_atfork handlers (sched.c's locks, then timer.c's), the
+ * child's after-fork restart, _core._shutdown (sched.c stops, timer.c's
+ * fence), and _core._register, through which goroutine/__init__.py hands
+ * the core its Python callbacks.  No other file calls into this one.
+ *
+ * The runtime behind the module (scheduler threads, timer loop) is
  * process-wide and started lazily by the first call that needs it, so
- * importing the module costs no thread.
+ * importing the module costs no thread.  GIL held everywhere here except
+ * in the fork handlers (inside fork(), pure C).
  */
 #include "core.h"
 
-gr_globals_t gr_globals;
+#include <stdlib.h>
 
-PyObject *
-gr_panic(const char *msg)
+/* ---- fork and shutdown: sched.c's locks outside timer.c's ------------ */
+
+static void
+fork_prepare(void)
 {
-    PyErr_SetString(gr_globals.Panic, msg);
-    return NULL;
+    gr_sched_fork_prepare();
+    gr_timer_fork_prepare();
 }
 
-/* All three classes or none: they are published only once every one was
- * made, so an import that failed halfway (out of memory) leaves nothing
- * that the next import would trust as complete. */
-static int
-globals_init(void)
+static void
+fork_parent(void)
 {
-    if (gr_globals.Panic != NULL) {
-        return 0;
+    gr_timer_fork_parent();
+    gr_sched_fork_parent();
+}
+
+static void
+fork_child(void)
+{
+    gr_sched_fork_child();
+    gr_timer_fork_child();
+}
+
+/* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
+ * every thread state but the current one.  The timer thread starts again
+ * now only if the parent's timers are still armed, else with the first
+ * timer: a child that only execs or exits starts no thread. */
+static PyObject *
+core_after_fork(PyObject *module, PyObject *unused)
+{
+    if (gr_sched_after_fork() < 0 || gr_timer_after_fork() < 0) {
+        return NULL;
     }
-    PyObject *panic = PyErr_NewExceptionWithDoc(
-        "goroutine.Panic",
-        "Panic(arg): a Go panic.  Raised by panic(v) and by every Go runtime\n"
-        "panic; str(exc) is Go's message and .arg the value given to panic.",
-        PyExc_Exception, NULL);
-    PyObject *deadlock = panic == NULL ? NULL : PyErr_NewExceptionWithDoc(
-        "goroutine.Deadlock",
-        "Deadlock: all goroutines are asleep - deadlock!  Raised in every\n"
-        "thread blocked in a runtime operation that nothing can wake.",
-        PyExc_RuntimeError, NULL);
-    PyObject *goexit = deadlock == NULL ? NULL : PyErr_NewExceptionWithDoc(
-        "goroutine.Goexit",
-        "Goexit: raised by runtime.goexit() to end the calling goroutine\n"
-        "after its deferred calls ran.  recover() does not stop it.",
-        PyExc_BaseException, NULL);
-    if (goexit == NULL) {
-        Py_XDECREF(panic);
-        Py_XDECREF(deadlock);
+    Py_RETURN_NONE;
+}
+
+/* _core._shutdown(): stop the runtime now, as finalization does by itself
+ * (see "Shutdown" in docs/design.md); for embedders and tests.  Waits
+ * until the timer thread is not delivering and sysmon has left its loop.
+ * GIL held. */
+static PyObject *
+core_shutdown(PyObject *module, PyObject *unused)
+{
+    if (!gr_sched_stop()) {
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    gr_timer_fence();
+    gr_sched_wait_sysmon();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* _core._register(report, send_async, recv_async, recv_async_, aiter):
+ * the package's Python callbacks (goroutine/__init__.py calls it once at
+ * import; a later call replaces them).  Each must be callable. */
+static PyObject *
+core_register(PyObject *module, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"report", "send_async", "recv_async",
+                             "recv_async_", "aiter", NULL};
+    PyObject *fn[5];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO:_register", kwlist,
+                                     &fn[0], &fn[1], &fn[2], &fn[3],
+                                     &fn[4])) {
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!PyCallable_Check(fn[i])) {
+            return PyErr_Format(PyExc_TypeError,
+                                "_register: %s must be callable, not %.200s",
+                                kwlist[i], Py_TYPE(fn[i])->tp_name);
+        }
+    }
+    Py_XSETREF(gr_globals.report, Py_NewRef(fn[0]));
+    Py_XSETREF(gr_globals.send_async, Py_NewRef(fn[1]));
+    Py_XSETREF(gr_globals.recv_async, Py_NewRef(fn[2]));
+    Py_XSETREF(gr_globals.recv_async_, Py_NewRef(fn[3]));
+    Py_XSETREF(gr_globals.aiter, Py_NewRef(fn[4]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"_register", (PyCFunction)(void (*)(void))core_register,
+     METH_VARARGS | METH_KEYWORDS,
+     "_register(report, send_async, recv_async, recv_async_, aiter)\n--\n\n"
+     "Hand the core the package's Python callbacks (goroutine/__init__.py)."},
+    {"_shutdown", core_shutdown, METH_NOARGS, NULL},
+    {"_after_fork", core_after_fork, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- the process state, all or nothing ------------------------------ */
+
+/* GR_TEST_INIT_FAIL=n makes step n of state_init fail as if out of
+ * memory, for tests/test_layers.py: the import raises, and the next one
+ * (with the variable unset) must start clean. */
+static int
+fail_on_purpose(int step)
+{
+    const char *e = getenv("GR_TEST_INIT_FAIL");
+    if (e != NULL && atoi(e) == step) {
+        PyErr_Format(PyExc_MemoryError,
+                     "goroutine: init step %d failed on purpose "
+                     "(GR_TEST_INIT_FAIL)", step);
         return -1;
     }
-    gr_globals.Deadlock = deadlock;
-    gr_globals.Goexit = goexit;
-    gr_globals.Panic = panic;      /* last: it marks the set complete */
+    return 0;
+}
+
+static int
+state_init(void)
+{
+    if (gr_globals.ready) {
+        return 0;
+    }
+    static int (*const steps[])(gr_globals_t *) = {
+        gr_state_init, gr_sched_init, gr_chan_init, gr_select_init,
+        gr_timer_init, gr_sync_init, gr_gomap_init,
+    };
+    gr_globals_t st;
+    memset(&st, 0, sizeof st);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (fail_on_purpose((int)i + 1) < 0 || steps[i](&st) < 0) {
+            gr_globals_clear(&st);
+            return -1;
+        }
+    }
+    st.ready = true;
+    gr_globals = st;
     return 0;
 }
 
@@ -68,12 +167,22 @@ module_exec(PyObject *module)
             "in the main interpreter");
         return -1;
     }
-    if (globals_init() < 0) {
+    static bool atfork;
+    if (!atfork) {
+        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "goroutine: pthread_atfork failed");
+            return -1;
+        }
+        atfork = true;
+    }
+    if (state_init() < 0) {
         return -1;
     }
     if (PyModule_AddObjectRef(module, "Panic", gr_globals.Panic) < 0 ||
         PyModule_AddObjectRef(module, "Deadlock", gr_globals.Deadlock) < 0 ||
-        PyModule_AddObjectRef(module, "Goexit", gr_globals.Goexit) < 0) {
+        PyModule_AddObjectRef(module, "Goexit", gr_globals.Goexit) < 0 ||
+        PyModule_AddFunctions(module, core_methods) < 0) {
         return -1;
     }
     if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||
