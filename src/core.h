@@ -2,7 +2,14 @@
  * core.h: the types shared between the files of goroutine._core, and the
  * internal API between them.
  *
+ * The files form layers, each using only files below it (docs/design.md,
+ * "Layout"; `make check-layers` checks it from the object files), bottom
+ * first: state.c, pystate.c, switch_*.S | gstack.c, gomap.c | sched.c |
+ * waiter.c | chan.c, sync.c | select.c, timer.c | module.c.
+ *
  * Every concept file (sched.c, chan.c, gomap.c, ...) exposes at most:
+ *   - gr_<concept>_init(st): makes its part of the process state into the
+ *     staging copy `st` (state.h), once per process, from module.c;
  *   - gr_<concept>_exec(module): adds its types and functions to the module
  *     (called once per module object by module.c's Py_mod_exec slot);
  *   - gr_<concept>_<verb>(...): what other files call.
@@ -128,6 +135,8 @@ typedef struct gr_sudog {
     bool isselect;
 } gr_sudog;
 
+/* The semaphore is defined in sched.c, whose Ms sleep on it: it must stay
+ * at or below sched.c (waiter.c, above it, parks through sched.c). */
 void gr_sema_init(gr_sema *s);
 void gr_sema_destroy(gr_sema *s);
 void gr_sema_post(gr_sema *s);
@@ -177,21 +186,24 @@ void gr_sched_fork_parent(void);
 void gr_sched_fork_child(void);
 int gr_sched_after_fork(void);
 
-/* ---- timers (timer.c) ----------------------------------------------- */
-
-int gr_timer_init(gr_globals_t *st);
-int gr_timer_exec(PyObject *module);
-int gr_sync_init(gr_globals_t *st);
-int gr_sync_exec(PyObject *module);
-int gr_gomap_init(gr_globals_t *st);
-int gr_gomap_exec(PyObject *module);
-
 /* Deadlock bookkeeping for plain threads blocked in the runtime (GIL
  * held): note_blocked(+1/-1) around a wait; deadlocked() asks whether
  * nothing can ever end it; epoch() changes whenever a G is made runnable. */
 int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
 uint64_t gr_sched_epoch(void);
+
+/* ---- sync (sync.c) and the map (gomap.c) ----------------------------- */
+
+int gr_sync_init(gr_globals_t *st);
+int gr_sync_exec(PyObject *module);
+int gr_gomap_init(gr_globals_t *st);
+int gr_gomap_exec(PyObject *module);
+
+/* ---- timers (timer.c) ----------------------------------------------- */
+
+int gr_timer_init(gr_globals_t *st);
+int gr_timer_exec(PyObject *module);
 /* At exit: wait until the timer thread is done delivering under the GIL. */
 void gr_timer_fence(void);
 /* fork: module.c's pthread_atfork handlers call these around sched.c's
