@@ -2868,7 +2868,8 @@ map_dealloc(hmap *h)
 static PyObject *
 iter_new(hmap *h, int kind)
 {
-    mapiterobject *it = PyObject_GC_New(mapiterobject, gr_globals.map.Iter);
+    mapiterobject *it = PyObject_GC_New(mapiterobject,
+                                        gr_globals.map.Iter);
     if (it == NULL) {
         return NULL;
     }
@@ -3177,5 +3178,6 @@ gr_gomap_init(gr_globals_t *st)
 int
 gr_gomap_exec(PyObject *module)
 {
-    return PyModule_AddObjectRef(module, "Map", (PyObject *)gr_globals.map.Map);
+    return PyModule_AddObjectRef(module, "Map",
+                                 (PyObject *)gr_globals.map.Map);
 }

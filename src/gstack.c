@@ -82,10 +82,10 @@
  * GR_STACK_FULL (core.h): CPython's default recursion budgets (the
  * recursion limit of 1000 on 3.10/3.11, the C recursion limit of
  * 3.12/3.13) are what the main thread runs with on its 8 MiB stack, and
- * what threading.Thread runs with on the pthread default (RLIMIT_STACK, 8 MiB here).  A goroutine
- * stack at least this large keeps that budget unchanged, so whatever a
- * thread survives a goroutine survives.  Smaller stacks (GOROUTINE_STACK_KB)
- * get a budget scaled down in pystate.c.
+ * what threading.Thread runs with on the pthread default (RLIMIT_STACK,
+ * 8 MiB here).  A goroutine stack at least this large keeps that budget
+ * unchanged, so whatever a thread survives a goroutine survives.  Smaller
+ * stacks (GOROUTINE_STACK_KB) get a budget scaled down in pystate.c.
  *
  * GR_SLOT_ALIGN: every slot starts on a 2 MiB boundary and spans whole
  * 2 MiB units, so replacing a slot's mapping (trim) frees its page-table
