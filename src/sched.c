@@ -2413,7 +2413,9 @@ sched_stats(PyObject *module, PyObject *unused)
  * The child of fork() has one thread: the one that forked.  Every other M,
  * sysmon and the timer thread are gone, and so is every goroutine but the
  * forking one (if a goroutine forked), as Python's threading loses every
- * thread but the forking one.  The child gets a working runtime:
+ * thread but the forking one.  The child gets a working runtime.
+ * module.c registers the handlers and runs timer.c's inside these (timer.c
+ * is above this file; its lock is a leaf):
  *
  *   prepare (pthread_atfork, in fork() itself, after the Python before-
  *   hooks): wait until no M is between giving the GIL back and the end of
