@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
+.PHONY: all demo check-layers typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
 
 all: build
 
@@ -38,6 +38,11 @@ $(VENV)/.installed: pyproject.toml setup.py | deps
 
 build: deps $(VENV)/.installed
 	$(PY) setup.py -q build_ext --inplace
+
+# The C files must layer without a cycle (docs/design.md, "Layout"):
+# tools/check_layers.py reads the graph from the object files.
+check-layers: build
+	$(PY) tools/check_layers.py
 
 demo: build
 	$(PY) examples/tour.py

@@ -101,8 +101,7 @@ def _report(exc_type, exc_value, exc_tb, goid):
         hook(ExceptHookArgs(exc_type, exc_value, exc_tb, goid))
     except BaseException:
         _default_excepthook(ExceptHookArgs(exc_type, exc_value, exc_tb, goid))
-    from goroutine import runtime as _rt
-    if _rt._panic_exit:
+    if runtime._panic_exit:     # the submodule imported at the end
         for f in (_sys.stdout, _sys.stderr):
             try:
                 f.flush()
@@ -110,6 +109,16 @@ def _report(exc_type, exc_value, exc_tb, goid):
                 pass
         import os
         os._exit(2)
+
+
+# The core calls back into this package through what it registers here,
+# never by importing it: _report for an exception that escapes a goroutine,
+# goroutine._async for the channels' *_async methods.
+from goroutine import _async as _async_mod  # noqa: E402
+_core._register(report=_report, send_async=_async_mod.send_async,
+                recv_async=_async_mod.recv_async,
+                recv_async_=_async_mod.recv_async_, aiter=_async_mod.aiter_)
+del _async_mod
 
 
 # No atexit hook: the runtime serves goroutines until every atexit callback

@@ -562,18 +562,21 @@ chan_iternext(hchan *self)
     return r > 0 ? v : NULL;    /* 0: closed and drained -> StopIteration */
 }
 
-/* The asyncio twins live in goroutine/_async.py: call its function
- * `name` with (self, *args). */
+/* The asyncio twins live in goroutine/_async.py, which the package
+ * registered (_core._register): call fn(self, *args). */
 static PyObject *
-async_call(const char *name, PyObject *self, PyObject *arg)
+async_call(PyObject *fn, PyObject *self, PyObject *arg)
 {
-    PyObject *mod = PyImport_ImportModule("goroutine._async");
-    if (mod == NULL) {
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine: the asyncio bridge is not registered "
+                        "(import goroutine, not goroutine._core alone)");
         return NULL;
     }
-    PyObject *r = arg ? PyObject_CallMethod(mod, name, "OO", self, arg)
-                      : PyObject_CallMethod(mod, name, "O", self);
-    Py_DECREF(mod);
+    PyObject *args[2] = {self, arg};
+    Py_INCREF(fn);          /* a later _register may replace it */
+    PyObject *r = PyObject_Vectorcall(fn, args, arg != NULL ? 2 : 1, NULL);
+    Py_DECREF(fn);
     return r;
 }
 
@@ -583,7 +586,7 @@ chan_send_async(hchan *self, PyObject *v)
     if (check_dir(self, GR_DIR_SEND, "ch.send_async") < 0) {
         return NULL;
     }
-    return async_call("send_async", (PyObject *)self, v);
+    return async_call(gr_globals.send_async, (PyObject *)self, v);
 }
 
 static PyObject *
@@ -592,7 +595,7 @@ chan_recv_async(hchan *self, PyObject *unused)
     if (check_dir(self, GR_DIR_RECV, "ch.recv_async") < 0) {
         return NULL;
     }
-    return async_call("recv_async", (PyObject *)self, NULL);
+    return async_call(gr_globals.recv_async, (PyObject *)self, NULL);
 }
 
 static PyObject *
@@ -601,7 +604,7 @@ chan_recv_async_(hchan *self, PyObject *unused)
     if (check_dir(self, GR_DIR_RECV, "ch.recv_async_") < 0) {
         return NULL;
     }
-    return async_call("recv_async_", (PyObject *)self, NULL);
+    return async_call(gr_globals.recv_async_, (PyObject *)self, NULL);
 }
 
 static PyObject *
@@ -610,7 +613,7 @@ chan_aiter(hchan *self)
     if (check_dir(self, GR_DIR_RECV, "range over channel") < 0) {
         return NULL;
     }
-    return async_call("aiter_", (PyObject *)self, NULL);
+    return async_call(gr_globals.aiter, (PyObject *)self, NULL);
 }
 
 static PyObject *
@@ -832,27 +835,30 @@ gr_chan_method_kind(PyObject *obj, PyObject **self)
     return 0;
 }
 
+/* Module init, staging (state.h): the chan type and nilchan. */
 int
-gr_chan_exec(PyObject *module)
+gr_chan_init(gr_globals_t *st)
 {
-    if (gr_globals.chan_type == NULL) {
-        gr_globals.chan_type = (PyTypeObject *)PyType_FromSpec(&chan_spec);
-        if (gr_globals.chan_type == NULL) {
-            return -1;
-        }
-    }
-    if (PyModule_AddObjectRef(module, "chan",
-                              (PyObject *)gr_globals.chan_type) < 0) {
+    st->chan_type = (PyTypeObject *)PyType_FromSpec(&chan_spec);
+    if (st->chan_type == NULL) {
         return -1;
     }
-    hchan *nil = (hchan *)gr_globals.chan_type->tp_alloc(
-        gr_globals.chan_type, 0);
+    hchan *nil = (hchan *)st->chan_type->tp_alloc(st->chan_type, 0);
     if (nil == NULL) {
         return -1;
     }
     pthread_mutex_init(&nil->lock, NULL);
     nil->isnil = 1;
-    int r = PyModule_AddObjectRef(module, "nilchan", (PyObject *)nil);
-    Py_DECREF(nil);
-    return r;
+    st->nilchan = (PyObject *)nil;
+    return 0;
+}
+
+int
+gr_chan_exec(PyObject *module)
+{
+    if (PyModule_AddObjectRef(module, "chan",
+                              (PyObject *)gr_globals.chan_type) < 0) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "nilchan", gr_globals.nilchan);
 }

@@ -2,7 +2,14 @@
  * core.h: the types shared between the files of goroutine._core, and the
  * internal API between them.
  *
+ * The files form layers, each using only files below it (docs/design.md,
+ * "Layout"; `make check-layers` checks it from the object files), bottom
+ * first: state.c, pystate.c, switch_*.S | gstack.c, gomap.c | sched.c |
+ * waiter.c | chan.c, sync.c | select.c, timer.c | module.c.
+ *
  * Every concept file (sched.c, chan.c, gomap.c, ...) exposes at most:
+ *   - gr_<concept>_init(st): makes its part of the process state into the
+ *     staging copy `st` (state.h), once per process, from module.c;
  *   - gr_<concept>_exec(module): adds its types and functions to the module
  *     (called once per module object by module.c's Py_mod_exec slot);
  *   - gr_<concept>_<verb>(...): what other files call.
@@ -30,31 +37,18 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- process-wide objects (module.c) -------------------------------- */
+/* ---- process state, panic helper, shared counters (state.c) ------- */
 
-/*
- * The scheduler owns OS threads, so the runtime is a process-wide singleton
- * anyway; the exception classes live here as well so that GIL-holding code
- * in any file can raise them without a module lookup (PyType_GetModuleByDef
- * does not exist on 3.10).  Filled on the first exec, never freed: threads
- * that use them can outlive the module object.
- */
-typedef struct {
-    PyObject *Panic;        /* goroutine.Panic(Exception) */
-    PyObject *Deadlock;     /* goroutine.Deadlock(RuntimeError) */
-    PyObject *Goexit;       /* _core.Goexit(BaseException): runtime.goexit */
-    PyObject *default_;     /* the `default` select case sentinel */
-    PyTypeObject *chan_type;
-} gr_globals_t;
-
-extern gr_globals_t gr_globals;
-
-/* Raise goroutine.Panic(msg) with Go's wording; returns NULL. */
-PyObject *gr_panic(const char *msg);
+#include "state.h"
 
 /* ---- context switch (switch_*.S, gstack.c) -------------------------- */
 
 #include "switch.h"
+
+/* The stack a goroutine needs to keep a thread's recursion budget: the
+ * main thread's and threading.Thread's here (gstack.c says why; pystate.c
+ * scales the budget of smaller stacks). */
+#define GR_STACK_FULL (8u * 1024u * 1024u)
 
 typedef struct {
     char *lo;               /* lowest usable address (above the guard) */
@@ -72,11 +66,13 @@ void gr_ctx_make(gr_ctx *ctx, gr_stack *st, void (*entry)(void *), void *arg,
                  uint64_t goid);
 void gr_ctx_done(gr_stack *st);
 void gr_stack_check(gr_stack *st, uint64_t goid, PyThreadState *ts);
-size_t gr_stack_size(void);
-size_t gr_stack_full_size(void);
 const char *gr_stack_config_error(void);
-void gr_stack_thread_init(void *m);
-void gr_stack_overflow_report(uint64_t goid, PyThreadState *ts);
+/* For the fault handler, on the faulting M (async-signal-safe reads):
+ * the stack of the goroutine running on m, its id and thread state, or
+ * NULL when none runs there. */
+typedef gr_stack *(*gr_stack_curg_fn)(void *m, uint64_t *goid,
+                                      PyThreadState **ts);
+void gr_stack_thread_init(void *m, gr_stack_curg_fn curg);
 
 /* Fiber annotations for the sanitizers, around every gr_ctx_switch
  * (no-ops in plain builds): ASan's fake stacks, TSan's fibers. */
@@ -124,10 +120,6 @@ typedef struct gr_waiter {
     unsigned forkgen;           /* GR_WAIT_THREAD: gr_forkgen when made */
 } gr_waiter;
 
-/* Bumped in a forked child: a thread waiter made before it belongs to a
- * thread that does not exist there, and can no longer be claimed. */
-extern atomic_uint gr_forkgen;
-
 /* A waiter's place on one channel queue (Go's sudog). */
 typedef struct gr_sudog {
     struct gr_sudog *next;      /* queue links, under the channel's lock */
@@ -143,6 +135,8 @@ typedef struct gr_sudog {
     bool isselect;
 } gr_sudog;
 
+/* The semaphore is defined in sched.c, whose Ms sleep on it: it must stay
+ * at or below sched.c (waiter.c, above it, parks through sched.c). */
 void gr_sema_init(gr_sema *s);
 void gr_sema_destroy(gr_sema *s);
 void gr_sema_post(gr_sema *s);
@@ -164,11 +158,6 @@ int gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
 
 /* The goroutine running on this OS thread, or NULL on a plain thread. */
 gr_g *gr_getg(void);
-uint64_t gr_g_id(gr_g *g);
-/* For the fault handler (sched.c; async-signal-safe reads). */
-gr_g *gr_m_curg(void *m);
-gr_stack *gr_g_stack(gr_g *g);
-PyThreadState *gr_g_tstate(gr_g *g);
 /* A goroutine of the parent seen in a forked child: it does not exist. */
 bool gr_g_ghost(gr_g *g);
 /* Park the current goroutine.  The GIL is held on entry and exit (possibly
@@ -179,20 +168,23 @@ void gr_park(void (*unlockf)(void *), void *arg, const char *reason);
 /* Make a parked goroutine runnable.  Any thread; GIL held or not. */
 void gr_ready(gr_g *g);
 uint32_t gr_fastrand(void);
+int gr_sched_init(gr_globals_t *st);
 int gr_sched_exec(PyObject *module);
 /* Start fn(*args) as a goroutine (GIL held); new ref to None or NULL. */
 PyObject *gr_go(PyObject *fn, PyObject *args);
 /* The interpreter is exiting: runtime threads must not touch Python. */
 bool gr_sched_exiting(void);
 bool gr_sched_stopped(void);
-
-/* ---- timers (timer.c) ----------------------------------------------- */
-
-int gr_timer_exec(PyObject *module);
-int gr_sync_exec(PyObject *module);
-int gr_gomap_exec(PyObject *module);
-/* Park the goroutine / block the thread for `seconds`; 0 or -1. */
-int gr_sleep(double seconds);
+/* _core._shutdown (module.c): mark exiting (false if it already was),
+ * then, GIL released, wait for sysmon to leave its loop. */
+bool gr_sched_stop(void);
+void gr_sched_wait_sysmon(void);
+/* fork: the pthread_atfork handlers (module.c calls them around timer.c's)
+ * and after_in_child's part (GIL held; 0, or -1 with an exception). */
+void gr_sched_fork_prepare(void);
+void gr_sched_fork_parent(void);
+void gr_sched_fork_child(void);
+int gr_sched_after_fork(void);
 
 /* Deadlock bookkeeping for plain threads blocked in the runtime (GIL
  * held): note_blocked(+1/-1) around a wait; deadlocked() asks whether
@@ -200,12 +192,22 @@ int gr_sleep(double seconds);
 int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
 uint64_t gr_sched_epoch(void);
-/* Timers that can still fire (timer.c keeps the count). */
-extern atomic_long gr_timers_pending;
-long gr_timer_pending(void);
+
+/* ---- sync (sync.c) and the map (gomap.c) ----------------------------- */
+
+int gr_sync_init(gr_globals_t *st);
+int gr_sync_exec(PyObject *module);
+int gr_gomap_init(gr_globals_t *st);
+int gr_gomap_exec(PyObject *module);
+
+/* ---- timers (timer.c) ----------------------------------------------- */
+
+int gr_timer_init(gr_globals_t *st);
+int gr_timer_exec(PyObject *module);
 /* At exit: wait until the timer thread is done delivering under the GIL. */
 void gr_timer_fence(void);
-/* fork (sched.c's pthread_atfork handlers call these; see there). */
+/* fork: module.c's pthread_atfork handlers call these around sched.c's
+ * (see sched.c's "fork" section). */
 void gr_timer_fork_prepare(void);
 void gr_timer_fork_parent(void);
 void gr_timer_fork_child(void);
@@ -255,7 +257,9 @@ gr_pystate_small_int(PyObject *v, int64_t *out)
 
 /* ---- channels and select (chan.c, select.c) ------------------------- */
 
+int gr_chan_init(gr_globals_t *st);
 int gr_chan_exec(PyObject *module);
+int gr_select_init(gr_globals_t *st);
 int gr_select_exec(PyObject *module);
 
 /* The hchan behind a chan object, or NULL for nilchan.  `dir` is the

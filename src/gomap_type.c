@@ -6,16 +6,6 @@
  */
 #include "gomap.h"
 
-/* The types, created once (a process-wide singleton: 3.10 has no
- * PyType_GetModuleByDef and the runtime is per process anyway). */
-static struct {
-    PyTypeObject *Map;
-    PyTypeObject *Iter;
-    PyTypeObject *Keys;
-    PyTypeObject *Values;
-    PyTypeObject *Items;
-} gmap_types;
-
 /* An iterator object: keys, values or items of one map. */
 enum { ITER_KEYS, ITER_VALUES, ITER_ITEMS };
 
@@ -422,7 +412,7 @@ update_from(hmap *h, upbatch *ub, PyObject *arg)
     if (PyDict_Check(arg)) {
         items = PyDict_Items(arg);
     }
-    else if (PyObject_TypeCheck(arg, gmap_types.Map)) {
+    else if (PyObject_TypeCheck(arg, gr_globals.map.Map)) {
         items = map_items_list((hmap *)arg);
     }
     else {
@@ -1079,7 +1069,7 @@ map_richcompare(hmap *h, PyObject *other, int op)
 {
     if ((op != Py_EQ && op != Py_NE) ||
         !(PyDict_Check(other) ||
-          PyObject_TypeCheck(other, gmap_types.Map))) {
+          PyObject_TypeCheck(other, gr_globals.map.Map))) {
         Py_RETURN_NOTIMPLEMENTED;
     }
     Py_ssize_t olen = PyObject_Length(other);
@@ -1208,7 +1198,7 @@ map_dealloc(hmap *h)
 static PyObject *
 iter_new(hmap *h, int kind)
 {
-    mapiterobject *it = PyObject_GC_New(mapiterobject, gmap_types.Iter);
+    mapiterobject *it = PyObject_GC_New(mapiterobject, gr_globals.map.Iter);
     if (it == NULL) {
         return NULL;
     }
@@ -1303,19 +1293,19 @@ view_new(hmap *h, PyTypeObject *tp)
 static PyObject *
 map_keys(hmap *h, PyObject *unused)
 {
-    return view_new(h, gmap_types.Keys);
+    return view_new(h, gr_globals.map.Keys);
 }
 
 static PyObject *
 map_values(hmap *h, PyObject *unused)
 {
-    return view_new(h, gmap_types.Values);
+    return view_new(h, gr_globals.map.Values);
 }
 
 static PyObject *
 map_items(hmap *h, PyObject *unused)
 {
-    return view_new(h, gmap_types.Items);
+    return view_new(h, gr_globals.map.Items);
 }
 
 static Py_ssize_t
@@ -1328,8 +1318,8 @@ static PyObject *
 view_iter(mapviewobject *v)
 {
     PyTypeObject *tp = Py_TYPE(v);
-    int kind = tp == gmap_types.Keys ? ITER_KEYS
-               : tp == gmap_types.Values ? ITER_VALUES : ITER_ITEMS;
+    int kind = tp == gr_globals.map.Keys ? ITER_KEYS
+               : tp == gr_globals.map.Values ? ITER_VALUES : ITER_ITEMS;
     return iter_new(v->map, kind);
 }
 
@@ -1500,30 +1490,26 @@ VIEW_SPEC(keys, "map_keys", keys_contains)
 VIEW_SPEC(values, "map_values", NULL)
 VIEW_SPEC(items, "map_items", items_contains)
 
+/* Module init, staging (state.h): Map, its iterator and its views. */
+int
+gr_gomap_init(gr_globals_t *st)
+{
+    st->map.Iter = (PyTypeObject *)PyType_FromSpec(&iter_spec);
+    st->map.Keys = (PyTypeObject *)PyType_FromSpec(&keys_spec);
+    st->map.Values = (PyTypeObject *)PyType_FromSpec(&values_spec);
+    st->map.Items = (PyTypeObject *)PyType_FromSpec(&items_spec);
+    st->map.Map = (PyTypeObject *)PyType_FromSpec(&map_spec);
+    if (st->map.Iter == NULL || st->map.Keys == NULL ||
+        st->map.Values == NULL || st->map.Items == NULL ||
+        st->map.Map == NULL) {
+        return -1;      /* the caller clears what was made */
+    }
+    return 0;
+}
+
 int
 gr_gomap_exec(PyObject *module)
 {
-    if (gmap_types.Map == NULL) {
-        /* All five or none: published only when every one was made, so
-         * an import that failed halfway leaves no half-set the next import
-         * would trust (it checks Map alone). */
-        PyType_Spec *specs[5] = {&iter_spec, &keys_spec, &values_spec,
-                                 &items_spec, &map_spec};
-        PyTypeObject *made[5] = {NULL};
-        for (int i = 0; i < 5; i++) {
-            made[i] = (PyTypeObject *)PyType_FromSpec(specs[i]);
-            if (made[i] == NULL) {
-                while (i-- > 0) {
-                    Py_DECREF(made[i]);
-                }
-                return -1;
-            }
-        }
-        gmap_types.Iter = made[0];
-        gmap_types.Keys = made[1];
-        gmap_types.Values = made[2];
-        gmap_types.Items = made[3];
-        gmap_types.Map = made[4];
-    }
-    return PyModule_AddObjectRef(module, "Map", (PyObject *)gmap_types.Map);
+    return PyModule_AddObjectRef(module, "Map",
+                                 (PyObject *)gr_globals.map.Map);
 }

@@ -79,13 +79,13 @@
 
 /* Sizes, with why (measurements in docs/design.md, "Goroutine stacks").
  *
- * GR_STACK_FULL: CPython's default recursion budgets (the recursion limit
- * of 1000 on 3.10/3.11, the C recursion limit of 3.12/3.13) are what the
- * main thread runs with on its 8 MiB stack, and what threading.Thread runs
- * with on the pthread default (RLIMIT_STACK, 8 MiB here).  A goroutine
- * stack at least this large keeps that budget unchanged, so whatever a
- * thread survives a goroutine survives.  Smaller stacks (GOROUTINE_STACK_KB)
- * get a budget scaled down in pystate.c.
+ * GR_STACK_FULL (core.h): CPython's default recursion budgets (the
+ * recursion limit of 1000 on 3.10/3.11, the C recursion limit of
+ * 3.12/3.13) are what the main thread runs with on its 8 MiB stack, and
+ * what threading.Thread runs with on the pthread default (RLIMIT_STACK,
+ * 8 MiB here).  A goroutine stack at least this large keeps that budget
+ * unchanged, so whatever a thread survives a goroutine survives.  Smaller
+ * stacks (GOROUTINE_STACK_KB) get a budget scaled down in pystate.c.
  *
  * GR_SLOT_ALIGN: every slot starts on a 2 MiB boundary and spans whole
  * 2 MiB units, so replacing a slot's mapping (trim) frees its page-table
@@ -96,7 +96,6 @@
  * guard that costs no VMA), or, without it, the stack's own PROT_NONE VMA
  * for the first max_map_count/8 stacks; the rest is untouched margin, so
  * an overflow that skips the guard still lands on nobody's memory. */
-#define GR_STACK_FULL (8u * 1024u * 1024u)
 #define GR_STACK_MIN_KB 256u
 #define GR_STACK_MAX_KB (1024u * 1024u)
 #define GR_SLOT_ALIGN (2u * 1024u * 1024u)
@@ -162,8 +161,8 @@ thread_stack_size(void)
     return sz;
 }
 
-size_t
-gr_stack_size(void)
+static size_t
+stack_bytes(void)
 {
     if (stack_size == 0) {
         page_size = (size_t)sysconf(_SC_PAGESIZE);
@@ -194,15 +193,8 @@ gr_stack_size(void)
 const char *
 gr_stack_config_error(void)
 {
-    gr_stack_size();
+    stack_bytes();
     return size_error;
-}
-
-/* The size a goroutine stack needs to keep a thread's recursion budget. */
-size_t
-gr_stack_full_size(void)
-{
-    return GR_STACK_FULL;
 }
 
 static size_t
@@ -277,7 +269,7 @@ guard_mark(char *lo)
 static int
 stack_map(gr_stack *st)
 {
-    size_t size = gr_stack_size();
+    size_t size = stack_bytes();
     if (nvmaguard_max == 0) {
         nvmaguard_max = read_max_map_count() / 8;
         /* Tests exercise the path for kernels without guard regions. */
@@ -388,7 +380,7 @@ gr_stack_alloc(gr_stack *st)
         pthread_mutex_unlock(&pool_lock);
         memset(st, 0, sizeof *st);
         st->lo = e.lo;
-        st->size = gr_stack_size();
+        st->size = stack_bytes();
         st->map = e.guard == GUARD_VMA ? slot_of(e.lo) : NULL;
         st->guard = e.guard;
         st->valgrind_id = e.valgrind_id;
@@ -496,6 +488,7 @@ static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 typedef struct {
     uint64_t magic;
     void *m;
+    gr_stack_curg_fn curg;      /* what runs on m (sched.c's) */
 } altheader;
 
 static void
@@ -525,8 +518,8 @@ write_u64(uint64_t v)
     write_str(p);
 }
 
-void
-gr_stack_overflow_report(uint64_t goid, PyThreadState *ts)
+static void
+overflow_report(uint64_t goid, PyThreadState *ts)
 {
     write_str("fatal error: goroutine ");
     write_u64(goid);
@@ -572,12 +565,14 @@ fault_handler(int sig, siginfo_t *si, void *uctx)
     if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)
             && ss.ss_sp != NULL) {
         altheader *h = ss.ss_sp;
-        gr_g *g = h->magic == GR_ALT_MAGIC ? gr_m_curg(h->m) : NULL;
-        gr_stack *st = g != NULL ? gr_g_stack(g) : NULL;
+        uint64_t goid = 0;
+        PyThreadState *ts = NULL;
+        gr_stack *st = h->magic == GR_ALT_MAGIC ?
+            h->curg(h->m, &goid, &ts) : NULL;
         char *addr = si->si_addr;
         if (st != NULL && st->lo != NULL && addr >= slot_of(st->lo)
                 && addr < st->lo + GR_REDZONE) {
-            gr_stack_overflow_report(gr_g_id(g), gr_g_tstate(g));
+            overflow_report(goid, ts);
             abort();
         }
     }
@@ -598,10 +593,11 @@ fault_install(void)
 }
 
 /* On every new M, before it runs a goroutine: give this thread an
- * alternate signal stack that names `m`, and make sure the handler is
+ * alternate signal stack that names `m` and how to find what runs on it
+ * (`curg`, which the handler calls), and make sure the handler is
  * installed (once per process). */
 void
-gr_stack_thread_init(void *m)
+gr_stack_thread_init(void *m, gr_stack_curg_fn curg)
 {
     pthread_once(&fault_once, fault_install);
     char *alt = map_anon(NULL, GR_ALTSTACK, PROT_READ | PROT_WRITE, 0);
@@ -611,6 +607,7 @@ gr_stack_thread_init(void *m)
     altheader *h = (altheader *)alt;
     h->magic = GR_ALT_MAGIC;
     h->m = m;
+    h->curg = curg;
     stack_t ss = {.ss_sp = alt, .ss_size = GR_ALTSTACK, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0) {
         munmap(alt, GR_ALTSTACK);
@@ -637,7 +634,7 @@ gr_stack_check(gr_stack *st, uint64_t goid, PyThreadState *ts)
         diff |= top[i] ^ pat;
     }
     if (diff != 0) {
-        gr_stack_overflow_report(goid, ts);
+        overflow_report(goid, ts);
         abort();
     }
 }

@@ -1,163 +1,154 @@
 /*
- * module.c: the goroutine._core module object and nothing else.
+ * module.c: the goroutine._core module object, the top layer of the core.
  *
- * Multi-phase init: the exec slot creates the process-wide exception
- * classes once (gr_globals), then lets each concept file add its types and
- * functions.  The runtime behind them (scheduler threads, libuv loop) is
+ * It registers: the exec slot builds the process state (state.h)
+ * all-or-nothing from every file's gr_<concept>_init, then lets each file
+ * add its types and functions to the module (gr_<concept>_exec).  It also
+ * wires the few things that span files and so belong to no file below:
+ * the pthread_atfork handlers (sched.c's locks, then timer.c's), the
+ * child's after-fork restart, _core._shutdown (sched.c stops, timer.c's
+ * fence), and _core._register, through which goroutine/__init__.py hands
+ * the core its Python callbacks.  No other file calls into this one.
+ *
+ * The runtime behind the module (scheduler threads, timer loop) is
  * process-wide and started lazily by the first call that needs it, so
- * importing the module costs no thread.
+ * importing the module costs no thread.  GIL held everywhere here except
+ * in the fork handlers (inside fork(), pure C).
  */
 #include "core.h"
 
-#include <structmember.h>
+#include <stdlib.h>
 
-gr_globals_t gr_globals;
+/* ---- fork and shutdown: sched.c's locks outside timer.c's ------------ */
 
-PyObject *
-gr_panic(const char *msg)
+static void
+fork_prepare(void)
 {
-    PyErr_SetString(gr_globals.Panic, msg);
-    return NULL;
-}
-
-/* The exception classes are immutable like every type of the package
- * (goroutine.Panic.x = 1 raises TypeError, as ValueError.x = 1 does), so
- * they are made from specs, not with PyErr_NewException.  Their instances
- * have the builtin base's layout and slots, with two additions: what every
- * heap type needs, a reference to its type that dealloc drops and
- * traverse reports; and the weak reference list that type() gave the
- * classes PyErr_NewException made (the builtin bases have none).  The
- * builtin base's own dealloc and traverse are found through tp_base (the
- * first type that is not a heap type), so a Python subclass of Panic works
- * as well: it inherits the weak reference list, and its subtype_dealloc
- * leaves the list and the type reference to exc_dealloc. */
-typedef struct {
-    PyBaseExceptionObject base;
-    PyObject *weakreflist;    /* weak references to this exception */
-} excobject;
-
-static PyMemberDef exc_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(excobject, weakreflist),
-     READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyTypeObject *
-exc_static_base(PyTypeObject *tp)
-{
-    while (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-        tp = tp->tp_base;
-    }
-    return tp;
-}
-
-static int
-exc_traverse(PyObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    return exc_static_base(Py_TYPE(self))->tp_traverse(self, visit, arg);
+    gr_sched_fork_prepare();
+    gr_timer_fork_prepare();
 }
 
 static void
-exc_dealloc(PyObject *self)
+fork_parent(void)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    if (((excobject *)self)->weakreflist != NULL) {
-        /* The callbacks run Python code, which may collect: not while the
-         * GC can see self.  Tracked again after them, as subtype_dealloc
-         * does, because the base's dealloc untracks it (on 3.10 with
-         * _PyObject_GC_UNTRACK, which requires a tracked object). */
-        PyObject_GC_UnTrack(self);
-        PyObject_ClearWeakRefs(self);
-        PyObject_GC_Track(self);
-    }
-    exc_static_base(tp)->tp_dealloc(self);
-    Py_DECREF(tp);
+    gr_timer_fork_parent();
+    gr_sched_fork_parent();
 }
 
-/* Panic.arg: the value given to panic(); for a runtime panic raised from
- * C, Go's message, which is args[0] (recover() returns it, as in Go). */
-static PyObject *
-panic_arg(PyObject *self, void *closure)
+static void
+fork_child(void)
 {
-    PyObject *args = ((PyBaseExceptionObject *)self)->args;
-    if (args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0) {
-        return Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    gr_sched_fork_child();
+    gr_timer_fork_child();
+}
+
+/* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
+ * every thread state but the current one.  The timer thread starts again
+ * now only if the parent's timers are still armed, else with the first
+ * timer: a child that only execs or exits starts no thread. */
+static PyObject *
+core_after_fork(PyObject *module, PyObject *unused)
+{
+    if (gr_sched_after_fork() < 0 || gr_timer_after_fork() < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
 
-static PyGetSetDef panic_getset[] = {
-    {"arg", panic_arg, NULL,
-     "The value given to panic(); for a runtime panic, its message.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot panic_slots[] = {
-    {Py_tp_doc,
-     "Panic(arg): a Go panic.  Raised by panic(v) and by every Go runtime\n"
-     "panic; str(exc) is Go's message and .arg the value given to panic."},
-    {Py_tp_getset, panic_getset},
-    {Py_tp_members, exc_members},
-    {Py_tp_traverse, exc_traverse},
-    {Py_tp_dealloc, exc_dealloc},
-    {0, NULL},
-};
-
-static PyType_Slot deadlock_slots[] = {
-    {Py_tp_doc,
-     "Deadlock: all goroutines are asleep - deadlock!  Raised in every\n"
-     "thread blocked in a runtime operation that nothing can wake."},
-    {Py_tp_members, exc_members},
-    {Py_tp_traverse, exc_traverse},
-    {Py_tp_dealloc, exc_dealloc},
-    {0, NULL},
-};
-
-static PyType_Slot goexit_slots[] = {
-    {Py_tp_doc,
-     "Goexit: raised by runtime.goexit() to end the calling goroutine\n"
-     "after its deferred calls ran.  recover() does not stop it."},
-    {Py_tp_members, exc_members},
-    {Py_tp_traverse, exc_traverse},
-    {Py_tp_dealloc, exc_dealloc},
-    {0, NULL},
-};
-
-#define EXC_SPEC(var, dotted)                                               \
-    static PyType_Spec var##_spec = {                                       \
-        .name = dotted, .basicsize = sizeof(excobject),                     \
-        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |                 \
-                 Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,             \
-        .slots = var##_slots};
-
-EXC_SPEC(panic, "goroutine.Panic")
-EXC_SPEC(deadlock, "goroutine.Deadlock")
-EXC_SPEC(goexit, "goroutine.Goexit")
-
-/* All three classes or none: they are published only once every one was
- * made, so an import that failed halfway (out of memory) leaves nothing
- * that the next import would trust as complete. */
-static int
-globals_init(void)
+/* _core._shutdown(): stop the runtime now, as finalization does by itself
+ * (see "Shutdown" in docs/design.md); for embedders and tests.  Waits
+ * until the timer thread is not delivering and sysmon has left its loop.
+ * GIL held. */
+static PyObject *
+core_shutdown(PyObject *module, PyObject *unused)
 {
-    if (gr_globals.Panic != NULL) {
-        return 0;
+    if (!gr_sched_stop()) {
+        Py_RETURN_NONE;
     }
-    PyObject *panic = PyType_FromSpecWithBases(&panic_spec,
-                                               PyExc_Exception);
-    PyObject *deadlock = panic == NULL ? NULL : PyType_FromSpecWithBases(
-        &deadlock_spec, PyExc_RuntimeError);
-    PyObject *goexit = deadlock == NULL ? NULL : PyType_FromSpecWithBases(
-        &goexit_spec, PyExc_BaseException);
-    if (goexit == NULL) {
-        Py_XDECREF(panic);
-        Py_XDECREF(deadlock);
+    Py_BEGIN_ALLOW_THREADS
+    gr_timer_fence();
+    gr_sched_wait_sysmon();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* _core._register(report, send_async, recv_async, recv_async_, aiter):
+ * the package's Python callbacks (goroutine/__init__.py calls it once at
+ * import; a later call replaces them).  Each must be callable. */
+static PyObject *
+core_register(PyObject *module, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"report", "send_async", "recv_async",
+                             "recv_async_", "aiter", NULL};
+    PyObject *fn[5];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO:_register", kwlist,
+                                     &fn[0], &fn[1], &fn[2], &fn[3],
+                                     &fn[4])) {
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!PyCallable_Check(fn[i])) {
+            return PyErr_Format(PyExc_TypeError,
+                                "_register: %s must be callable, not %.200s",
+                                kwlist[i], Py_TYPE(fn[i])->tp_name);
+        }
+    }
+    Py_XSETREF(gr_globals.report, Py_NewRef(fn[0]));
+    Py_XSETREF(gr_globals.send_async, Py_NewRef(fn[1]));
+    Py_XSETREF(gr_globals.recv_async, Py_NewRef(fn[2]));
+    Py_XSETREF(gr_globals.recv_async_, Py_NewRef(fn[3]));
+    Py_XSETREF(gr_globals.aiter, Py_NewRef(fn[4]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"_register", (PyCFunction)(void (*)(void))core_register,
+     METH_VARARGS | METH_KEYWORDS,
+     "_register(report, send_async, recv_async, recv_async_, aiter)\n--\n\n"
+     "Hand the core the package's Python callbacks (goroutine/__init__.py)."},
+    {"_shutdown", core_shutdown, METH_NOARGS, NULL},
+    {"_after_fork", core_after_fork, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- the process state, all or nothing ------------------------------ */
+
+/* GR_TEST_INIT_FAIL=n makes step n of state_init fail as if out of
+ * memory, for tests/test_layers.py: the import raises, and the next one
+ * (with the variable unset) must start clean. */
+static int
+fail_on_purpose(int step)
+{
+    const char *e = getenv("GR_TEST_INIT_FAIL");
+    if (e != NULL && atoi(e) == step) {
+        PyErr_Format(PyExc_MemoryError,
+                     "goroutine: init step %d failed on purpose "
+                     "(GR_TEST_INIT_FAIL)", step);
         return -1;
     }
-    gr_globals.Deadlock = deadlock;
-    gr_globals.Goexit = goexit;
-    gr_globals.Panic = panic;      /* last: it marks the set complete */
+    return 0;
+}
+
+static int
+state_init(void)
+{
+    if (gr_globals.ready) {
+        return 0;
+    }
+    static int (*const steps[])(gr_globals_t *) = {
+        gr_state_init, gr_sched_init, gr_chan_init, gr_select_init,
+        gr_timer_init, gr_sync_init, gr_gomap_init,
+    };
+    gr_globals_t st;
+    memset(&st, 0, sizeof st);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (fail_on_purpose((int)i + 1) < 0 || steps[i](&st) < 0) {
+            gr_globals_clear(&st);
+            return -1;
+        }
+    }
+    st.ready = true;
+    gr_globals = st;
     return 0;
 }
 
@@ -176,12 +167,22 @@ module_exec(PyObject *module)
             "in the main interpreter");
         return -1;
     }
-    if (globals_init() < 0) {
+    static bool atfork;
+    if (!atfork) {
+        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "goroutine: pthread_atfork failed");
+            return -1;
+        }
+        atfork = true;
+    }
+    if (state_init() < 0) {
         return -1;
     }
     if (PyModule_AddObjectRef(module, "Panic", gr_globals.Panic) < 0 ||
         PyModule_AddObjectRef(module, "Deadlock", gr_globals.Deadlock) < 0 ||
-        PyModule_AddObjectRef(module, "Goexit", gr_globals.Goexit) < 0) {
+        PyModule_AddObjectRef(module, "Goexit", gr_globals.Goexit) < 0 ||
+        PyModule_AddFunctions(module, core_methods) < 0) {
         return -1;
     }
     if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||

@@ -113,7 +113,7 @@ status_store(PyThreadState *ts, status_bits s)
 }
 #endif
 
-/* Recursion budgets.  A goroutine stack of at least gr_stack_full_size()
+/* Recursion budgets.  A goroutine stack of at least GR_STACK_FULL
  * (8 MiB: the main thread's and threading.Thread's stack here) keeps the
  * budget a thread has on this version, unchanged: CPython's defaults are
  * what it considers safe on such a stack, and a goroutine is then exactly
@@ -145,7 +145,7 @@ stack_levels(size_t stack_bytes)
 {
     int levels = stack_bytes <= STACK_RESERVE + STACK_PER_LEVEL ? 1
         : (int)((stack_bytes - STACK_RESERVE) / STACK_PER_LEVEL);
-    if (stack_bytes >= gr_stack_full_size()) {
+    if (stack_bytes >= GR_STACK_FULL) {
 #if PY_VERSION_HEX >= 0x030C0000
         levels = INT_MAX;       /* a thread's C budget: no lowering */
 #else

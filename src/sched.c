@@ -226,29 +226,17 @@ gr_getg(void)
     return m != NULL ? m->curg : NULL;
 }
 
-uint64_t
-gr_g_id(gr_g *g)
+/* gstack.c's fault handler asks this, on the faulting M: plain reads. */
+static gr_stack *
+fault_curg(void *mp, uint64_t *goid, PyThreadState **ts)
 {
-    return g->goid;
-}
-
-/* For gstack.c's fault handler, on the faulting M: plain reads. */
-gr_g *
-gr_m_curg(void *m)
-{
-    return ((gr_m *)m)->curg;
-}
-
-gr_stack *
-gr_g_stack(gr_g *g)
-{
+    gr_g *g = ((gr_m *)mp)->curg;
+    if (g == NULL) {
+        return NULL;
+    }
+    *goid = g->goid;
+    *ts = g->tstate;
     return &g->stack;
-}
-
-PyThreadState *
-gr_g_tstate(gr_g *g)
-{
-    return g->tstate;
 }
 
 bool
@@ -1089,7 +1077,7 @@ mstart(void *arg)
     m->g0fiber = gr_switch_fiber_self();
     /* An alternate signal stack, so that a goroutine's stack overflow is
      * reported (gstack.c) rather than a bare SIGSEGV. */
-    gr_stack_thread_init(m);
+    gr_stack_thread_init(m, fault_curg);
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -1441,7 +1429,8 @@ gentry(void *arg)
 }
 
 /* An exception escaped a goroutine: runtime.goexit ends it quietly,
- * anything else goes to goroutine._report (excepthook, panic exit). */
+ * anything else goes to goroutine._report (excepthook, panic exit), which
+ * the package registered with _core._register. */
 static void
 report_exception(gr_g *g)
 {
@@ -1458,15 +1447,20 @@ report_exception(gr_g *g)
     if (tb != NULL && value != NULL) {
         PyException_SetTraceback(value, tb);
     }
-    PyObject *mod = PyImport_ImportModule("goroutine");
-    PyObject *res = NULL;
-    if (mod != NULL) {
-        res = PyObject_CallMethod(mod, "_report", "OOOK",
-                                  type, value ? value : Py_None,
-                                  tb ? tb : Py_None,
-                                  (unsigned long long)g->goid);
-        Py_DECREF(mod);
+    PyObject *report = gr_globals.report;
+    if (report == NULL) {
+        /* goroutine/__init__.py has not registered yet (it failed, or
+         * only _core was loaded): say what escaped, as threading would. */
+        PyErr_Restore(type, value, tb);
+        PyErr_WriteUnraisable(g->fn);
+        return;
     }
+    Py_INCREF(report);      /* a later _register may replace it */
+    PyObject *res = PyObject_CallFunction(report, "OOOK",
+                                          type, value ? value : Py_None,
+                                          tb ? tb : Py_None,
+                                          (unsigned long long)g->goid);
+    Py_DECREF(report);
     if (res == NULL) {
         PyErr_WriteUnraisable(g->fn);
     }
@@ -1974,14 +1968,6 @@ sysmon_start(void)
 
 /* ---- deadlock ------------------------------------------------------- */
 
-atomic_long gr_timers_pending;
-
-long
-gr_timer_pending(void)
-{
-    return atomic_load(&gr_timers_pending);
-}
-
 static void
 thread_block(int delta)
 {
@@ -1990,32 +1976,25 @@ thread_block(int delta)
 }
 
 /* Registry of OS threads blocked in the runtime, for the deadlock check:
- * ident -> count, a Python dict guarded by the GIL. */
-static PyObject *blocked_idents;
-
+ * gr_globals.blocked, ident -> count, a Python dict guarded by the GIL
+ * (made by gr_sched_init). */
 int
 gr_sched_note_blocked(int delta)
 {
-    if (blocked_idents == NULL) {
-        blocked_idents = PyDict_New();
-        if (blocked_idents == NULL) {
-            return -1;
-        }
-    }
     PyObject *key = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     if (key == NULL) {
         return -1;
     }
-    PyObject *cur = PyDict_GetItemWithError(blocked_idents, key);
+    PyObject *cur = PyDict_GetItemWithError(gr_globals.blocked, key);
     long c = cur ? PyLong_AsLong(cur) : 0;
     c += delta;
     int r;
     if (c <= 0) {
-        r = cur ? PyDict_DelItem(blocked_idents, key) : 0;
+        r = cur ? PyDict_DelItem(gr_globals.blocked, key) : 0;
     }
     else {
         PyObject *v = PyLong_FromLong(c);
-        r = v ? PyDict_SetItem(blocked_idents, key, v) : -1;
+        r = v ? PyDict_SetItem(gr_globals.blocked, key, v) : -1;
         Py_XDECREF(v);
     }
     Py_DECREF(key);
@@ -2083,8 +2062,7 @@ other_thread_may_act(void)
                 may = true;
             }
             else if (id != self && !is_m_ident(id)) {
-                may = blocked_idents == NULL ||
-                      PyDict_Contains(blocked_idents, ident) != 1;
+                may = PyDict_Contains(gr_globals.blocked, ident) != 1;
             }
         }
         Py_XDECREF(ident);
@@ -2154,7 +2132,7 @@ gr_sched_deadlocked(void)
     if (atomic_load(&sched.nactive) != 0) {
         return false;
     }
-    if (gr_timer_pending() != 0) {
+    if (atomic_load(&gr_timers_pending) != 0) {
         return false;
     }
     if (other_thread_may_act() || signal_handler_installed()) {
@@ -2427,7 +2405,7 @@ sched_stats(PyObject *module, PyObject *unused)
         "handoffs", (unsigned long long)atomic_load(&sched.nhandoffs),
         "context_switches", (unsigned long long)atomic_load(&sched.nswitches),
         "spinning_ms", atomic_load(&sched.nmspinning),
-        "timers", gr_timer_pending());
+        "timers", atomic_load(&gr_timers_pending));
 }
 
 /* ---- fork ------------------------------------------------------------
@@ -2435,7 +2413,9 @@ sched_stats(PyObject *module, PyObject *unused)
  * The child of fork() has one thread: the one that forked.  Every other M,
  * sysmon and the timer thread are gone, and so is every goroutine but the
  * forking one (if a goroutine forked), as Python's threading loses every
- * thread but the forking one.  The child gets a working runtime:
+ * thread but the forking one.  The child gets a working runtime.
+ * module.c registers the handlers and runs timer.c's inside these (timer.c
+ * is above this file; its lock is a leaf):
  *
  *   prepare (pthread_atfork, in fork() itself, after the Python before-
  *   hooks): wait until no M is between giving the GIL back and the end of
@@ -2459,29 +2439,26 @@ sched_stats(PyObject *module, PyObject *unused)
  * A goroutine that forks is the child's main goroutine: when it ends, the
  * child exits (forkmain_exit), as a Go program does when main returns.
  */
-static void
-fork_prepare(void)
+void
+gr_sched_fork_prepare(void)
 {
     while (atomic_load(&sched.nunlocking) != 0) {
         sched_yield();
     }
     pthread_mutex_lock(&sched.lock);
-    gr_timer_fork_prepare();
 }
 
-static void
-fork_parent(void)
+void
+gr_sched_fork_parent(void)
 {
-    gr_timer_fork_parent();
     pthread_mutex_unlock(&sched.lock);
 }
 
-static void
-fork_child(void)
+void
+gr_sched_fork_child(void)
 {
     pthread_mutex_init(&sched.lock, NULL);
     atomic_fetch_add(&gr_forkgen, 1);
-    gr_timer_fork_child();
     gr_m *m = tls_m;
     gr_g *g = m != NULL ? m->curg : NULL;
     /* Every G but g is now a ghost (its forkgen is older): no walk over
@@ -2547,8 +2524,8 @@ fork_child(void)
 
 /* os.register_at_fork(after_in_child=...): GIL held, after CPython freed
  * every thread state but the current one. */
-static PyObject *
-sched_after_fork(PyObject *module, PyObject *unused)
+int
+gr_sched_after_fork(void)
 {
     gr_m *m = getm();
     if (m != NULL) {
@@ -2559,35 +2536,31 @@ sched_after_fork(PyObject *module, PyObject *unused)
             Py_FatalError("goroutine: cannot make a thread state for an M");
         }
     }
-    Py_CLEAR(blocked_idents);   /* their threads are gone */
-    /* sysmon starts with the child's first go() (newproc); the timer
-     * thread now only if the parent's timers are still armed, else with
-     * the first timer: a child that only execs or exits starts neither. */
-    if (gr_timer_after_fork() < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    /* Their threads are gone.  sysmon starts with the child's first go()
+     * (newproc). */
+    PyDict_Clear(gr_globals.blocked);
+    return 0;
 }
 
-/* _core._shutdown(): stop the runtime now, as finalization does by itself
- * (see "Shutdown" in docs/design.md); for embedders and tests.  Ms stop
- * at their next scheduling point and never touch Python again;
- * goroutines are abandoned, as in Go; later go() and blocking waits raise.
- * Waits until sysmon has left its loop (at most one sleep of up to 10 ms)
- * and the timer thread is not delivering.  GIL held. */
-static PyObject *
-sched_shutdown(PyObject *module, PyObject *unused)
+/* The first half of _core._shutdown() (module.c): mark the runtime as
+ * exiting, as finalization does by itself (see "Shutdown" in
+ * docs/design.md).  Ms stop at their next scheduling point and never touch
+ * Python again; goroutines are abandoned, as in Go; later go() and
+ * blocking waits raise.  Returns false if it was already exiting. */
+bool
+gr_sched_stop(void)
 {
-    if (atomic_exchange(&sched.exiting, true)) {
-        Py_RETURN_NONE;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    gr_timer_fence();
+    return !atomic_exchange(&sched.exiting, true);
+}
+
+/* After gr_sched_stop, GIL released: wait until sysmon has left its loop
+ * (at most one sleep of up to 10 ms). */
+void
+gr_sched_wait_sysmon(void)
+{
     while (atomic_load(&sched.sysmonup)) {
         usleep(1000);
     }
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef sched_methods[] = {
@@ -2620,10 +2593,16 @@ static PyMethodDef sched_methods[] = {
     {"stats", sched_stats, METH_NOARGS,
      "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "
      "handoffs, context switches, timers."},
-    {"_shutdown", sched_shutdown, METH_NOARGS, NULL},
-    {"_after_fork", sched_after_fork, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
+
+/* Module init, staging (state.h): the blocked-thread registry. */
+int
+gr_sched_init(gr_globals_t *st)
+{
+    st->blocked = PyDict_New();
+    return st->blocked == NULL ? -1 : 0;
+}
 
 int
 gr_sched_exec(PyObject *module)
@@ -2632,15 +2611,6 @@ gr_sched_exec(PyObject *module)
     if (err != NULL) {
         PyErr_SetString(PyExc_ValueError, err);
         return -1;
-    }
-    static bool atfork;
-    if (!atfork) {
-        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "goroutine: pthread_atfork failed");
-            return -1;
-        }
-        atfork = true;
     }
     return PyModule_AddFunctions(module, sched_methods);
 }

@@ -309,17 +309,19 @@ static PyMethodDef select_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Module init, staging (state.h): the `default` sentinel. */
+int
+gr_select_init(gr_globals_t *st)
+{
+    /* A unique, named sentinel: `default` in select. */
+    st->default_ = PyObject_CallFunction((PyObject *)&PyBaseObject_Type,
+                                         NULL);
+    return st->default_ == NULL ? -1 : 0;
+}
+
 int
 gr_select_exec(PyObject *module)
 {
-    if (gr_globals.default_ == NULL) {
-        /* A unique, named sentinel: `default` in select. */
-        gr_globals.default_ = PyObject_CallFunction(
-            (PyObject *)&PyBaseObject_Type, NULL);
-        if (gr_globals.default_ == NULL) {
-            return -1;
-        }
-    }
     if (PyModule_AddObjectRef(module, "default", gr_globals.default_) < 0) {
         return -1;
     }

@@ -1084,21 +1084,29 @@ static PyType_Spec cond_spec = {
     .slots = cond_slots,
 };
 
+/* Module init, staging (state.h): the five types, in names[] order. */
+int
+gr_sync_init(gr_globals_t *st)
+{
+    PyType_Spec *specs[GR_SYNC_NTYPES] = {&mutex_spec, &rw_spec, &wg_spec,
+                                          &cond_spec, &sema_spec};
+    for (int i = 0; i < GR_SYNC_NTYPES; i++) {
+        st->sync_types[i] = PyType_FromSpec(specs[i]);
+        if (st->sync_types[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
 gr_sync_exec(PyObject *module)
 {
-    static PyObject *types[5];
-    PyType_Spec *specs[5] = {&mutex_spec, &rw_spec, &wg_spec, &cond_spec,
-                             &sema_spec};
-    const char *names[5] = {"Mutex", "RWMutex", "WaitGroup", "Cond", "Sema"};
-    for (int i = 0; i < 5; i++) {
-        if (types[i] == NULL) {
-            types[i] = PyType_FromSpec(specs[i]);
-            if (types[i] == NULL) {
-                return -1;
-            }
-        }
-        if (PyModule_AddObjectRef(module, names[i], types[i]) < 0) {
+    const char *names[GR_SYNC_NTYPES] = {"Mutex", "RWMutex", "WaitGroup",
+                                         "Cond", "Sema"};
+    for (int i = 0; i < GR_SYNC_NTYPES; i++) {
+        if (PyModule_AddObjectRef(module, names[i],
+                                  gr_globals.sync_types[i]) < 0) {
             return -1;
         }
     }

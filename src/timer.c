@@ -210,7 +210,7 @@ heap_remove(gr_timer_rec *rec)
 
 /* ---- loop thread ---------------------------------------------------- */
 
-void gr_pytimer_fire(gr_timer_rec *rec);   /* below, GIL held */
+static void pytimer_fire(gr_timer_rec *rec);  /* below, GIL held */
 
 /* Fire everything due, then arm the uv timer for what remains.  Runs on
  * the loop thread from either of its callbacks. */
@@ -269,7 +269,7 @@ run_timers(void)
                 gil = true;
             }
             if (gil) {
-                gr_pytimer_fire(rec);
+                pytimer_fire(rec);
             }
         }
         if (rec->period == 0) {
@@ -613,8 +613,8 @@ cancel_sleep(void *arg)
 
 /* Park the goroutine, or block the thread interruptibly, for `seconds`.
  * GIL held.  0 or -1 with an exception. */
-int
-gr_sleep(double seconds)
+static int
+sleep_for(double seconds)
 {
     if (!(seconds > 0)) {
         return 0;
@@ -706,7 +706,7 @@ timer_sleep(PyObject *module, PyObject *arg)
     if (seconds_arg(arg, "duration", &d) < 0) {
         return NULL;
     }
-    if (gr_sleep(d) < 0) {
+    if (sleep_for(d) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -723,7 +723,6 @@ struct gr_pytimer {
 };
 
 /* nilchan: the .c of a func timer (Go's AfterFunc timer has a nil C). */
-static PyObject *nilchan_obj;
 
 /* The wall-clock time at monotonic `when`: Go sends the time the timer
  * was due, not the time the loop thread got to it. */
@@ -748,8 +747,8 @@ rec_disown(gr_timer_rec *rec)
 }
 
 /* Loop thread, GIL held: deliver a PY record's fire. */
-void
-gr_pytimer_fire(gr_timer_rec *rec)
+static void
+pytimer_fire(gr_timer_rec *rec)
 {
     gr_pytimer *t = rec->owner;
     /* A weak owner at refcount 0 is being deallocated (a weakref
@@ -907,7 +906,6 @@ pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return pytimer_make(type, d, f, period);
 }
 
-static PyObject *timer_type;
 
 /* _after(d, f): a bare one-shot _timer that starts f() in a goroutine
  * after d seconds; what context's deadlines use (no argument parsing by
@@ -923,7 +921,7 @@ timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (seconds_arg(args[0], "duration", &d) < 0) {
         return NULL;
     }
-    return pytimer_make((PyTypeObject *)timer_type, d, args[1], 0);
+    return pytimer_make(gr_globals.timer_type, d, args[1], 0);
 }
 
 static PyObject *
@@ -960,7 +958,7 @@ pytimer_set_period(gr_pytimer *t, PyObject *arg)
 static PyObject *
 pytimer_get_c(gr_pytimer *t, void *unused)
 {
-    return Py_NewRef(t->c != NULL ? t->c : nilchan_obj);
+    return Py_NewRef(t->c != NULL ? t->c : gr_globals.nilchan);
 }
 
 static int
@@ -1050,23 +1048,19 @@ static PyMethodDef timer_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Module init, staging (state.h): the _timer type. */
+int
+gr_timer_init(gr_globals_t *st)
+{
+    st->timer_type = (PyTypeObject *)PyType_FromSpec(&pytimer_spec);
+    return st->timer_type == NULL ? -1 : 0;
+}
+
 int
 gr_timer_exec(PyObject *module)
 {
-    if (timer_type == NULL) {
-        timer_type = PyType_FromSpec(&pytimer_spec);
-        if (timer_type == NULL) {
-            return -1;
-        }
-    }
-    if (nilchan_obj == NULL) {
-        /* chan.c's exec ran first and added it. */
-        nilchan_obj = PyObject_GetAttrString(module, "nilchan");
-        if (nilchan_obj == NULL) {
-            return -1;
-        }
-    }
-    if (PyModule_AddObjectRef(module, "_timer", timer_type) < 0) {
+    if (PyModule_AddObjectRef(module, "_timer",
+                              (PyObject *)gr_globals.timer_type) < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, timer_methods);

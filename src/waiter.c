@@ -22,8 +22,6 @@
 
 #define GR_POLL_NS 50000000         /* 50 ms: Ctrl-C latency bound / 2 */
 
-atomic_uint gr_forkgen;
-
 /* A waiter whose owner did not survive a fork (a ghost goroutine, or a
  * thread of the parent) is never claimed: a peer skips it as if another
  * select case had won, so no value is handed to a party that cannot take
