@@ -158,9 +158,10 @@ def test_register_checks_its_arguments():
 
 
 def test_panic_arg_is_defined_in_c():
+    # A getset descriptor of the C type (a Python property would be a
+    # `property` whose fget is a Python function).
     prop = vars(goroutine.Panic)["arg"]
-    assert isinstance(prop, property)
-    assert isinstance(prop.fget, types.BuiltinFunctionType)
+    assert isinstance(prop, types.GetSetDescriptorType)
     assert goroutine.Panic(3).arg == 3
     assert goroutine.Panic().arg is None
     with pytest.raises(AttributeError):
