@@ -4,7 +4,7 @@
  *
  * The files form layers, each using only files below it (docs/design.md,
  * "Layout"; `make check-layers` checks it from the object files), bottom
- * first: state.c, pystate.c, switch_*.S | gstack.c, gomap.c | sched.c |
+ * first: state.c, pystate.c, switch_*.S | gstack.c, gomap_*.c | sched.c |
  * waiter.c | chan.c, sync.c | select.c, timer.c | module.c.
  *
  * Every concept file (sched.c, chan.c, gomap.c, ...) exposes at most:
@@ -193,7 +193,7 @@ int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
 uint64_t gr_sched_epoch(void);
 
-/* ---- sync (sync.c) and the map (gomap.c) ----------------------------- */
+/* ---- sync (sync.c) and the map (gomap_type.c)---------------------------- */
 
 int gr_sync_init(gr_globals_t *st);
 int gr_sync_exec(PyObject *module);
