@@ -193,7 +193,7 @@ int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
 uint64_t gr_sched_epoch(void);
 
-/* ---- sync (sync.c) and the map (gomap_type.c)---------------------------- */
+/* ---- sync (sync.c) and the map (gomap_type.c) ------------------------ */
 
 int gr_sync_init(gr_globals_t *st);
 int gr_sync_exec(PyObject *module);
