@@ -1,28 +1,139 @@
 /*
- * waiter.c: one waiter ("sudog" owner) for the three kinds of blocked
- * party: a parked goroutine, a plain OS thread, an asyncio task.
+ * waiter.c: how anything in the runtime waits -- Go's sudog and gopark,
+ * written once.  Channels, select, sync's Mutex/RWMutex/WaitGroup/Cond/
+ * Sema and sleep all block through the functions of this file:
  *
- * The claim: a waiter may sit on several channel queues at once (select).
- * Whoever wants to complete it -- a peer's send/recv, close, or a cancel
- * (Ctrl-C, Deadlock, asyncio cancellation) -- must first win
- * w->claimed 0 -> 1 with a CAS.  So exactly one case of a select fires,
- * and a cancel that loses the race knows the operation has completed (its
- * result is delivered, never dropped): it waits for the wake that is
- * surely coming and reports the interruption afterwards.
+ *   gr_waiter   one blocked party: a parked goroutine or a plain OS thread
+ *               (the main thread, a threading.Thread).  The asyncio twins
+ *               need no third kind: goroutine/_async.py runs the operation
+ *               in a goroutine and cancels it through a select's claim.
+ *   gr_sudog    its place on one wait queue (a channel's sendq/recvq, a
+ *               sync object's queue); a select has one per case, all
+ *               pointing at one waiter.
+ *   gr_waitq    a FIFO of sudogs, guarded by its owner's lock.
+ *   gr_wakelist the waiters taken off their queues under a lock, woken
+ *               once it is released (STYLE recipe 4).
+ *   gr_block    the park-or-block primitive: a goroutine parks (its locks
+ *               released on g0, once it is off the CPU), a plain thread
+ *               releases them and waits on a semaphore in its own frame.
+ *   gr_sema     that semaphore (also an idle M's park, sched.c).
  *
- * Waking happens after the waker has released every runtime lock (the
- * channel code collects waiters, unlocks, then calls gr_waiter_wake).
+ * The claim: a waiter may sit on several queues at once (select).  Whoever
+ * wants to complete it -- a peer's send/recv, close, an unlock, a timer, or
+ * a cancel (Ctrl-C, Deadlock) -- must first win w->claimed 0 -> 1 with a
+ * CAS.  So exactly one case of a select fires, and a cancel that loses the
+ * race knows the operation has completed (its result is delivered, never
+ * dropped): it waits for the wake that is surely coming and reports the
+ * interruption afterwards.
  *
- * A plain thread waits on a gr_sema in its own stack frame with the GIL
- * released, in slices of GR_POLL_NS: between slices the main thread runs
- * signal handlers (Ctrl-C lands within 100 ms), and every thread asks the
- * scheduler whether the wait can ever end (Deadlock within a second).
+ * Invariants:
+ *   - sg->q != NULL  iff  sg is linked on *sg->q (under the queue owner's
+ *     lock);
+ *   - a sudog on a wakelist is on no queue (its `next` is the wakelist's
+ *     link) and its waiter is claimed, so nobody else will wake it;
+ *   - a waiter, its sudogs and a thread's semaphore live in the blocked
+ *     party's frame (the stack stays put while it is parked), or in a
+ *     timer record: valid until the waiter is woken or its cancel won.
+ *     So a waker reads everything it needs before gr_waiter_wake.
+ *
+ * Locks: the queues are guarded by their owners' locks (hchan.lock, a sync
+ * object's mu), which are never held while waking, calling Python or
+ * taking the GIL.  gr_sema's mu is a leaf.  Nothing here needs the GIL
+ * except gr_block on a plain thread (it releases it around each slice).
+ *
+ * A plain thread waits with the GIL released, in slices of GR_POLL_NS:
+ * between slices the main thread runs signal handlers (Ctrl-C lands within
+ * 100 ms), and every thread asks the scheduler whether the wait can ever
+ * end (Deadlock within a second).
  */
 #include "core.h"
 
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
 #define GR_POLL_NS 50000000         /* 50 ms: Ctrl-C latency bound / 2 */
+#define GR_SEMA_SPIN_NS 20000       /* blocked thread spin before sleeping
+                                       (design.md, "spin 20 us") */
 
 atomic_uint gr_forkgen;
+
+int64_t
+gr_nanotime(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- semaphores (a thread waiter's wake-up, an M's park) ------------ */
+
+void
+gr_sema_init(gr_sema *s)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    s->posted = 0;
+}
+
+void
+gr_sema_destroy(gr_sema *s)
+{
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+void
+gr_sema_post(gr_sema *s)
+{
+    pthread_mutex_lock(&s->mu);
+    __atomic_store_n(&s->posted, 1, __ATOMIC_RELEASE);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait for a post, at most timeout_ns (< 0: forever).  Consumes the post.
+ * Returns true if posted.  No GIL. */
+bool
+gr_sema_wait(gr_sema *s, int64_t timeout_ns)
+{
+    struct timespec dl;
+    if (timeout_ns >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += timeout_ns / 1000000000;
+        dl.tv_nsec += timeout_ns % 1000000000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
+        }
+    }
+    /* Spin first: a wake that comes within GR_SEMA_SPIN_NS (a goroutine
+     * answering a thread) then costs no futex sleep on either side. */
+    int64_t spin_end = gr_nanotime() + GR_SEMA_SPIN_NS;
+    while (!__atomic_load_n(&s->posted, __ATOMIC_ACQUIRE) &&
+           gr_nanotime() < spin_end) {
+        sched_yield();
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->posted) {
+        if (timeout_ns < 0) {
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+        else if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool posted = s->posted;
+    s->posted = 0;
+    pthread_mutex_unlock(&s->mu);
+    return posted;
+}
+
+/* ---- the waiter ----------------------------------------------------- */
 
 /* A waiter whose owner did not survive a fork (a ghost goroutine, or a
  * thread of the parent) is never claimed: a peer skips it as if another
@@ -33,72 +144,223 @@ bool
 gr_waiter_claim(gr_waiter *w)
 {
     if (w->kind == GR_WAIT_G ? gr_g_ghost(w->g)
-        : (w->kind == GR_WAIT_THREAD &&
-           w->forkgen != atomic_load_explicit(&gr_forkgen,
-                                              memory_order_relaxed))) {
+        : w->forkgen != atomic_load_explicit(&gr_forkgen,
+                                             memory_order_relaxed)) {
         return false;
     }
     int expect = 0;
     return atomic_compare_exchange_strong(&w->claimed, &expect, 1);
 }
 
-/* Wake a claimed waiter.  No runtime lock held.  For an asyncio waiter the
- * GIL must be held. */
+/* Wake a claimed waiter.  No runtime lock held; GIL held or not. */
 void
 gr_waiter_wake(gr_waiter *w)
 {
-    switch (w->kind) {
-    case GR_WAIT_G:
+    if (w->kind == GR_WAIT_G) {
         gr_ready(w->g);
-        break;
-    case GR_WAIT_THREAD:
+    }
+    else {
         gr_sema_post(w->sema);
-        break;
-    case GR_WAIT_ASYNC: {
-        PyObject *r = PyObject_CallNoArgs(w->async_wake);
-        if (r == NULL) {
-            PyErr_WriteUnraisable(w->async_wake);
-        }
-        Py_XDECREF(r);
-        break;
-    }
     }
 }
 
-void
-gr_waiter_init_thread(gr_waiter *w, gr_sema *sema)
-{
-    memset(w, 0, sizeof *w);
-    w->kind = GR_WAIT_THREAD;
-    w->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
-    gr_sema_init(sema);
-    w->sema = sema;
-}
-
-/* Set w up for whoever is calling: the current goroutine (returned), or,
- * on a plain thread, a thread waiter on `sema` (returns NULL; finish it
- * with gr_waiter_fini_thread). */
 gr_g *
-gr_waiter_init_current(gr_waiter *w, gr_sema *sema)
+gr_waiter_init(gr_waiter *w)
 {
     gr_g *g = gr_getg();
+    memset(w, 0, sizeof *w);
     if (g != NULL) {
-        memset(w, 0, sizeof *w);
         w->kind = GR_WAIT_G;
         w->g = g;
     }
     else {
-        gr_waiter_init_thread(w, sema);
+        w->kind = GR_WAIT_THREAD;
+        w->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     }
     return g;
 }
 
+/* ---- wait queues (the owner's lock held) ---------------------------- */
+
 void
-gr_waiter_fini_thread(gr_waiter *w)
+gr_waitq_push(gr_waitq *q, gr_sudog *sg, bool front)
 {
-    gr_sema_destroy(w->sema);
+    sg->q = q;
+    if (front) {
+        sg->prev = NULL;
+        sg->next = q->head;
+        if (q->head != NULL) {
+            q->head->prev = sg;
+        }
+        else {
+            q->tail = sg;
+        }
+        q->head = sg;
+        return;
+    }
+    sg->next = NULL;
+    sg->prev = q->tail;
+    if (q->tail != NULL) {
+        q->tail->next = sg;
+    }
+    else {
+        q->head = sg;
+    }
+    q->tail = sg;
 }
 
+void
+gr_waitq_remove(gr_sudog *sg)
+{
+    gr_waitq *q = sg->q;
+    if (q == NULL) {
+        return;
+    }
+    if (sg->prev != NULL) {
+        sg->prev->next = sg->next;
+    }
+    else {
+        q->head = sg->next;
+    }
+    if (sg->next != NULL) {
+        sg->next->prev = sg->prev;
+    }
+    else {
+        q->tail = sg->prev;
+    }
+    sg->next = sg->prev = NULL;
+    sg->q = NULL;
+}
+
+gr_sudog *
+gr_waitq_first(gr_waitq *q)
+{
+    while (q->head != NULL) {
+        gr_sudog *sg = q->head;
+        if (atomic_load(&sg->w->claimed) == 0) {
+            return sg;
+        }
+        gr_waitq_remove(sg);
+    }
+    return NULL;
+}
+
+bool
+gr_waitq_take(gr_sudog *sg)
+{
+    gr_waitq_remove(sg);
+    if (!gr_waiter_claim(sg->w)) {
+        return false;
+    }
+    sg->w->fired = sg;
+    return true;
+}
+
+gr_sudog *
+gr_waitq_dequeue(gr_waitq *q)
+{
+    gr_sudog *sg;
+    while ((sg = gr_waitq_first(q)) != NULL) {
+        if (gr_waitq_take(sg)) {
+            return sg;
+        }
+    }
+    return NULL;
+}
+
+/* ---- waking after unlocking ----------------------------------------- */
+
+void
+gr_wakelist_add(gr_wakelist *wl, gr_sudog *sg)
+{
+    sg->next = NULL;
+    if (wl->tail != NULL) {
+        wl->tail->next = sg;
+    }
+    else {
+        wl->head = sg;
+    }
+    wl->tail = sg;
+}
+
+void
+gr_wakelist_wake(gr_wakelist *wl)
+{
+    gr_sudog *sg = wl->head;
+    wl->head = wl->tail = NULL;
+    while (sg != NULL) {
+        gr_sudog *next = sg->next;  /* sg may be gone once woken */
+        gr_waiter_wake(sg->w);
+        sg = next;
+    }
+}
+
+/* ---- blocking ------------------------------------------------------- */
+
+void
+gr_blockon_lock(const gr_blockon *bo)
+{
+    for (int i = 0; i < bo->nlocks; i++) {
+        pthread_mutex_lock(bo->locks[i]);
+    }
+}
+
+void
+gr_blockon_unlock(const gr_blockon *bo)
+{
+    for (int i = bo->nlocks; i-- > 0;) {
+        pthread_mutex_unlock(bo->locks[i]);
+    }
+}
+
+void
+gr_blockon_dequeue(const gr_blockon *bo)
+{
+    if (bo->nsgs == 0) {
+        return;
+    }
+    gr_blockon_lock(bo);
+    for (int i = 0; i < bo->nsgs; i++) {
+        gr_waitq_remove(&bo->sgs[i]);
+    }
+    gr_blockon_unlock(bo);
+}
+
+/* gr_park's unlock function: on g0, once the goroutine is off the CPU.
+ * The locks were handed over to g0 by gr_block (gstack.c explains). */
+static void
+park_release(void *arg)
+{
+    gr_blockon *bo = arg;
+    /* *bo lives in the goroutine's frame, which a waker may resume as soon
+     * as the last lock is released: read it all before.  (With several
+     * locks, locks[] is read between unlocks: safe, because a woken
+     * select takes every lock again, in pass 3, before its frame goes.) */
+    pthread_mutex_t **locks = bo->locks;
+    int n = bo->nlocks;
+    void (*publish)(void *) = bo->publish;
+    void *parg = bo->arg;
+    for (int i = 0; i < n; i++) {
+        gr_lock_handoff_in(locks[i]);
+    }
+    while (n-- > 0) {
+        pthread_mutex_unlock(locks[n]);
+    }
+    if (publish != NULL) {
+        publish(parg);
+    }
+}
+
+/* A plain thread's interrupt won the claim: nobody will complete the
+ * waiter now, so take it off everything it was published on. */
+static void
+cancel(gr_blockon *bo)
+{
+    if (bo->unpublish != NULL) {
+        bo->unpublish(bo->arg);
+    }
+    gr_blockon_dequeue(bo);
+}
 /* Pending call: raise, in the main thread's next bytecode, the exception
  * that interrupted an operation which completed anyway. */
 static int
@@ -132,9 +394,11 @@ is_main_thread(void)
     return PyThread_get_thread_ident() == main_ident;
 }
 
-int
-gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
-                       const char *reason)
+/* Block the calling plain thread until w fires.  GIL held on entry and
+ * exit.  0 when fired, -1 with an exception (KeyboardInterrupt, Deadlock)
+ * when the operation left no trace. */
+static int
+block_thread(gr_waiter *w, gr_blockon *bo)
 {
     bool is_main = is_main_thread();
     if (gr_sched_note_blocked(+1) < 0) {
@@ -189,9 +453,7 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
             continue;
         }
         if (gr_waiter_claim(w)) {
-            if (cancel != NULL) {
-                cancel(arg);
-            }
+            cancel(bo);
             result = -1;
             break;
         }
@@ -223,6 +485,46 @@ gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
         PyErr_Clear();
     }
     PyErr_Restore(exc_t, exc_v, exc_tb);
-    (void)reason;
     return result;
+}
+
+int
+gr_block(gr_waiter *w, gr_blockon *bo, const char *reason)
+{
+    if (w->kind == GR_WAIT_G) {
+        for (int i = bo->nlocks; i-- > 0;) {
+            gr_lock_handoff_out(bo->locks[i]);
+        }
+        bool release = bo->nlocks > 0 || bo->publish != NULL;
+        gr_park(release ? park_release : NULL, bo, reason);
+        return 0;
+    }
+    /* Set before the waiter can be found: the locks still hide it, and
+     * publish() has not run. */
+    gr_sema sema;
+    gr_sema_init(&sema);
+    w->sema = &sema;
+    gr_blockon_unlock(bo);
+    if (bo->publish != NULL) {
+        bo->publish(bo->arg);
+    }
+    int r = block_thread(w, bo);
+    gr_sema_destroy(&sema);
+    return r;
+}
+
+int
+gr_block_on(gr_waitq *q, gr_sudog *sg, bool front, pthread_mutex_t *mu,
+            const char *reason)
+{
+    gr_waiter w;
+    gr_waiter_init(&w);
+    sg->w = &w;
+    sg->success = false;
+    gr_blockon bo = {0};
+    if (q != NULL) {
+        gr_waitq_push(q, sg, front);
+        bo = (gr_blockon){.locks = &mu, .nlocks = 1, .sgs = sg, .nsgs = 1};
+    }
+    return gr_block(&w, &bo, reason);
 }
