@@ -244,13 +244,51 @@ static PyMethodDef select_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* `default`: a unique sentinel that says its name (repr "default", not
+ * "<object object at ...>") and pickles and copies as itself.  Its type
+ * cannot be instantiated, so there is only ever the one. */
+static PyObject *
+default_repr(PyObject *self)
+{
+    return PyUnicode_FromString("default");
+}
+
+static PyObject *
+default_reduce(PyObject *self, PyObject *unused)
+{
+    return PyUnicode_FromString("default");     /* goroutine._core.default */
+}
+
+static PyMethodDef default_methods[] = {
+    {"__reduce__", default_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot default_slots[] = {
+    {Py_tp_doc, "The type of select's `default` case (one instance)."},
+    {Py_tp_repr, default_repr},
+    {Py_tp_methods, default_methods},
+    {0, NULL},
+};
+
+static PyType_Spec default_spec = {
+    .name = "goroutine._core._DefaultType",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = default_slots,
+};
+
 int
 gr_select_exec(PyObject *module)
 {
     if (gr_globals.default_ == NULL) {
-        /* A unique, named sentinel: `default` in select. */
-        gr_globals.default_ = PyObject_CallFunction(
-            (PyObject *)&PyBaseObject_Type, NULL);
+        PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&default_spec);
+        if (tp == NULL) {
+            return -1;
+        }
+        gr_globals.default_ = PyType_GenericAlloc(tp, 0);
+        Py_DECREF(tp);      /* the instance holds its heap type */
         if (gr_globals.default_ == NULL) {
             return -1;
         }
