@@ -387,7 +387,8 @@ wg_wait(wgobject *wg, PyObject *unused)
         Py_RETURN_NONE;
     }
     gr_sudog n = {0};
-    if (gr_block_on(&wg->q, &n, false, &wg->mu, "sync.WaitGroup.Wait") < 0) {
+    if (gr_block_on(&wg->q, &n, false, &wg->mu,
+                    "sync.WaitGroup.Wait") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -616,7 +617,8 @@ sema_release(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
     }
     s->cur -= n;
     gr_sudog *w;
-    while ((w = gr_waitq_first(&s->q)) != NULL && s->size - s->cur >= w->weight) {
+    while ((w = gr_waitq_first(&s->q)) != NULL &&
+           s->size - s->cur >= w->weight) {
         if (gr_waitq_take(w)) {
             s->cur += w->weight;
             gr_wakelist_add(&wl, w);

@@ -186,27 +186,12 @@ void
 gr_waitq_push(gr_waitq *q, gr_sudog *sg, bool front)
 {
     sg->q = q;
-    if (front) {
-        sg->prev = NULL;
-        sg->next = q->head;
-        if (q->head != NULL) {
-            q->head->prev = sg;
-        }
-        else {
-            q->tail = sg;
-        }
-        q->head = sg;
-        return;
-    }
-    sg->next = NULL;
-    sg->prev = q->tail;
-    if (q->tail != NULL) {
-        q->tail->next = sg;
-    }
-    else {
-        q->head = sg;
-    }
-    q->tail = sg;
+    sg->prev = front ? NULL : q->tail;
+    sg->next = front ? q->head : NULL;
+    /* Whatever pointed past the gap (a neighbour, or the queue's head or
+     * tail) now points at sg. */
+    *(sg->prev != NULL ? &sg->prev->next : &q->head) = sg;
+    *(sg->next != NULL ? &sg->next->prev : &q->tail) = sg;
 }
 
 void
@@ -361,6 +346,7 @@ cancel(gr_blockon *bo)
     }
     gr_blockon_dequeue(bo);
 }
+
 /* Pending call: raise, in the main thread's next bytecode, the exception
  * that interrupted an operation which completed anyway. */
 static int
