@@ -165,23 +165,13 @@ void gr_waiter_wake(gr_waiter *w);
  * thread.  Nothing to free afterwards. */
 gr_g *gr_waiter_init(gr_waiter *w);
 
-/* Wait queues, FIFO; the owner's lock held.  first() skips (and unlinks)
- * sudogs whose waiter is already claimed; take() unlinks sg and claims
- * its waiter, false if that lost (sg is then just dropped); dequeue() is
- * first() + take() until one wins. */
-void gr_waitq_push(gr_waitq *q, gr_sudog *sg, bool front);
-void gr_waitq_remove(gr_sudog *sg);     /* no-op if sg is not queued */
-gr_sudog *gr_waitq_first(gr_waitq *q);
-bool gr_waitq_take(gr_sudog *sg);
-gr_sudog *gr_waitq_dequeue(gr_waitq *q);
-
-/* Taken sudogs to wake after the lock is released (needs no memory: it
- * links them through their own `next`). */
+/* Taken sudogs to wake after the lock is released. */
 typedef struct {
     gr_sudog *head, *tail;
 } gr_wakelist;
-void gr_wakelist_add(gr_wakelist *wl, gr_sudog *sg);
-void gr_wakelist_wake(gr_wakelist *wl);
+
+/* The wait queue's and the wake list's operations (inline). */
+#include "waitq.h"
 
 /* What a blocker holds when it blocks: `locks` (held on entry, in lock
  * order; gr_block releases them) guard the queues its `sgs` are on.  Or,

@@ -10,9 +10,10 @@
  *   gr_sudog    its place on one wait queue (a channel's sendq/recvq, a
  *               sync object's queue); a select has one per case, all
  *               pointing at one waiter.
- *   gr_waitq    a FIFO of sudogs, guarded by its owner's lock.
+ *   gr_waitq    a FIFO of sudogs, guarded by its owner's lock, and
  *   gr_wakelist the waiters taken off their queues under a lock, woken
- *               once it is released (STYLE recipe 4).
+ *               once it is released (STYLE recipe 4): both in waitq.h,
+ *               inline, as they sit on every channel operation.
  *   gr_block    the park-or-block primitive: a goroutine parks (its locks
  *               released on g0, once it is off the CPU), a plain thread
  *               releases them and waits on a semaphore in its own frame.
@@ -26,11 +27,7 @@
  * dropped): it waits for the wake that is surely coming and reports the
  * interruption afterwards.
  *
- * Invariants:
- *   - sg->q != NULL  iff  sg is linked on *sg->q (under the queue owner's
- *     lock);
- *   - a sudog on a wakelist is on no queue (its `next` is the wakelist's
- *     link) and its waiter is claimed, so nobody else will wake it;
+ * Invariants (the queue's own are in waitq.h):
  *   - a waiter, its sudogs and a thread's semaphore live in the blocked
  *     party's frame (the stack stays put while it is parked), or in a
  *     timer record: valid until the waiter is woken or its cancel won.
@@ -178,106 +175,6 @@ gr_waiter_init(gr_waiter *w)
         w->forkgen = atomic_load_explicit(&gr_forkgen, memory_order_relaxed);
     }
     return g;
-}
-
-/* ---- wait queues (the owner's lock held) ---------------------------- */
-
-void
-gr_waitq_push(gr_waitq *q, gr_sudog *sg, bool front)
-{
-    sg->q = q;
-    sg->prev = front ? NULL : q->tail;
-    sg->next = front ? q->head : NULL;
-    /* Whatever pointed past the gap (a neighbour, or the queue's head or
-     * tail) now points at sg. */
-    *(sg->prev != NULL ? &sg->prev->next : &q->head) = sg;
-    *(sg->next != NULL ? &sg->next->prev : &q->tail) = sg;
-}
-
-void
-gr_waitq_remove(gr_sudog *sg)
-{
-    gr_waitq *q = sg->q;
-    if (q == NULL) {
-        return;
-    }
-    if (sg->prev != NULL) {
-        sg->prev->next = sg->next;
-    }
-    else {
-        q->head = sg->next;
-    }
-    if (sg->next != NULL) {
-        sg->next->prev = sg->prev;
-    }
-    else {
-        q->tail = sg->prev;
-    }
-    sg->next = sg->prev = NULL;
-    sg->q = NULL;
-}
-
-gr_sudog *
-gr_waitq_first(gr_waitq *q)
-{
-    while (q->head != NULL) {
-        gr_sudog *sg = q->head;
-        if (atomic_load(&sg->w->claimed) == 0) {
-            return sg;
-        }
-        gr_waitq_remove(sg);
-    }
-    return NULL;
-}
-
-bool
-gr_waitq_take(gr_sudog *sg)
-{
-    gr_waitq_remove(sg);
-    if (!gr_waiter_claim(sg->w)) {
-        return false;
-    }
-    sg->w->fired = sg;
-    return true;
-}
-
-gr_sudog *
-gr_waitq_dequeue(gr_waitq *q)
-{
-    gr_sudog *sg;
-    while ((sg = gr_waitq_first(q)) != NULL) {
-        if (gr_waitq_take(sg)) {
-            return sg;
-        }
-    }
-    return NULL;
-}
-
-/* ---- waking after unlocking ----------------------------------------- */
-
-void
-gr_wakelist_add(gr_wakelist *wl, gr_sudog *sg)
-{
-    sg->next = NULL;
-    if (wl->tail != NULL) {
-        wl->tail->next = sg;
-    }
-    else {
-        wl->head = sg;
-    }
-    wl->tail = sg;
-}
-
-void
-gr_wakelist_wake(gr_wakelist *wl)
-{
-    gr_sudog *sg = wl->head;
-    wl->head = wl->tail = NULL;
-    while (sg != NULL) {
-        gr_sudog *next = sg->next;  /* sg may be gone once woken */
-        gr_waiter_wake(sg->w);
-        sg = next;
-    }
 }
 
 /* ---- blocking ------------------------------------------------------- */
