@@ -1,9 +1,9 @@
 /*
  * waitq.h: the wait queue (gr_waitq) and the wake list (gr_wakelist) of
  * waiter.c, inline: they are on every channel, select and sync operation
- * that meets a waiter, where calls into waiter.c for each step measured
- * about +3% instructions per unbuffered round trip (callgrind, see
- * design.md).  Included by core.h only.
+ * that meets a waiter, where a call into waiter.c for each step cost 3%
+ * more instructions per unbuffered round trip (callgrind; design.md,
+ * "Blocking and waking").  Included by core.h only.
  *
  * A gr_waitq is a FIFO of sudogs guarded by its owner's lock (hchan.lock,
  * a sync object's mu): every function here runs with it held, except
