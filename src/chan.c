@@ -7,15 +7,16 @@
  *   - Buffered: qcount > 0 implies recvq is empty; qcount < dataqsiz
  *     implies sendq is empty.
  *   - closed implies no new sudog is enqueued.
- *   - Every sudog on a queue has queued == true; a sudog's waiter is
- *     claimed before anyone completes it (waiter.c), so a stale sudog (its
- *     select fired elsewhere, or it was cancelled) is dropped on sight.
+ *   - A sudog's waiter is claimed before anyone completes it (waiter.c),
+ *     so a stale sudog (its select fired elsewhere, or it was cancelled)
+ *     is dropped on sight.
  *
  * Locking: `lock` guards every field below it.  While holding it: no
  * Python call, no DECREF (it can run __del__), no GIL release, no waking.
  * Py_NewRef of a value is fine (the caller holds the GIL; all channel
- * operations are made from Python).  Waiters to wake and references to
- * drop are collected in a gr_chan_after and handled after unlocking.
+ * operations are made from Python).  Waiters to wake are collected on a
+ * gr_wakelist and woken after unlocking.  Blocking is waiter.c's
+ * gr_block_on, with this lock as the one it releases.
  * Lock order: channels by address (select.c), never two otherwise.
  *
  * Values are passed by reference: the buffer owns strong references; a
@@ -44,8 +45,8 @@ struct hchan {
     Py_ssize_t sendx;           /* next slot to fill */
     Py_ssize_t recvx;           /* next slot to drain */
     int closed;
-    gr_sudog *recvqh, *recvqt;  /* blocked receivers, FIFO */
-    gr_sudog *sendqh, *sendqt;  /* blocked senders, FIFO */
+    gr_waitq recvq;             /* blocked receivers, FIFO */
+    gr_waitq sendq;             /* blocked senders, FIFO */
     /* immutable after creation: */
     struct hchan *base;         /* views: the channel they restrict */
     int dir;                    /* GR_DIR_* allowed through this object */
@@ -85,16 +86,10 @@ gr_chan_unlock(hchan *c)
     pthread_mutex_unlock(&c->lock);
 }
 
-void
-gr_chan_lock_handoff_out(hchan *c)
+pthread_mutex_t *
+gr_chan_mutex(hchan *c)
 {
-    gr_lock_handoff_out(&c->lock);
-}
-
-void
-gr_chan_lock_handoff_in(hchan *c)
-{
-    gr_lock_handoff_in(&c->lock);
+    return &c->lock;
 }
 
 void
@@ -103,91 +98,26 @@ gr_chan_set_timer(hchan *c, PyObject *timer)
     Py_XSETREF(c->timer, Py_NewRef(timer));
 }
 
-/* ---- queues (lock held) --------------------------------------------- */
-
 void
 gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send)
 {
-    gr_sudog **h = send ? &c->sendqh : &c->recvqh;
-    gr_sudog **t = send ? &c->sendqt : &c->recvqt;
-    sg->c = c;
-    sg->next = NULL;
-    sg->prev = *t;
-    if (*t != NULL) {
-        (*t)->next = sg;
-    }
-    else {
-        *h = sg;
-    }
-    *t = sg;
-    sg->queued = true;
-}
-
-static void
-unlink_sudog(gr_sudog **h, gr_sudog **t, gr_sudog *sg)
-{
-    if (sg->prev != NULL) {
-        sg->prev->next = sg->next;
-    }
-    else {
-        *h = sg->next;
-    }
-    if (sg->next != NULL) {
-        sg->next->prev = sg->prev;
-    }
-    else {
-        *t = sg->prev;
-    }
-    sg->next = sg->prev = NULL;
-    sg->queued = false;
-}
-
-/* Remove sg if it is still queued (a cancel or a select's losers). */
-void
-gr_chan_dequeue_sudog(hchan *c, gr_sudog *sg)
-{
-    if (!sg->queued) {
-        return;
-    }
-    /* A sudog is on exactly one of the two queues; find which. */
-    for (gr_sudog *x = c->sendqh; x != NULL; x = x->next) {
-        if (x == sg) {
-            unlink_sudog(&c->sendqh, &c->sendqt, sg);
-            return;
-        }
-    }
-    unlink_sudog(&c->recvqh, &c->recvqt, sg);
-}
-
-/* Pop the first sudog whose waiter we can claim; stale ones are dropped. */
-static gr_sudog *
-dequeue(gr_sudog **h, gr_sudog **t)
-{
-    while (*h != NULL) {
-        gr_sudog *sg = *h;
-        unlink_sudog(h, t, sg);
-        if (gr_waiter_claim(sg->w)) {
-            sg->w->fired = sg;
-            return sg;
-        }
-    }
-    return NULL;
+    gr_waitq_push(send ? &c->sendq : &c->recvq, sg, false);
 }
 
 /* ---- the three operations, non-blocking part (lock held) ------------ */
 
 int
-gr_chan_trysend(hchan *c, PyObject *v, gr_chan_after *after)
+gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl)
 {
     if (c->closed) {
         return -1;
     }
-    gr_sudog *sg = dequeue(&c->recvqh, &c->recvqt);
+    gr_sudog *sg = gr_waitq_dequeue(&c->recvq);
     if (sg != NULL) {
         /* Direct handoff to a parked receiver. */
         sg->elem = Py_NewRef(v);
         sg->success = true;
-        after->wake[0] = sg->w;
+        gr_wakelist_add(wl, sg);
         return 1;
     }
     if (c->qcount < c->dataqsiz) {
@@ -202,9 +132,9 @@ gr_chan_trysend(hchan *c, PyObject *v, gr_chan_after *after)
 }
 
 int
-gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after)
+gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl)
 {
-    gr_sudog *sg = dequeue(&c->sendqh, &c->sendqt);
+    gr_sudog *sg = gr_waitq_dequeue(&c->sendq);
     if (sg != NULL) {
         if (c->dataqsiz == 0) {
             *out = Py_NewRef(sg->elem);
@@ -220,7 +150,7 @@ gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after)
             c->sendx = c->recvx;
         }
         sg->success = true;
-        after->wake[0] = sg->w;
+        gr_wakelist_add(wl, sg);
         return 1;
     }
     if (c->qcount > 0) {
@@ -239,76 +169,20 @@ gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after)
     return 0;
 }
 
-void
-gr_chan_after_run(gr_chan_after *after)
-{
-    for (int i = 0; i < 2; i++) {
-        if (after->wake[i] != NULL) {
-            gr_waiter_wake(after->wake[i]);
-            after->wake[i] = NULL;
-        }
-    }
-    Py_CLEAR(after->decref);
-}
-
 /* ---- blocking ------------------------------------------------------- */
 
-/* gr_park's unlock function: on g0, c's lock handed over by the
- * parked goroutine. */
-static void
-unlock_chan(void *arg)
-{
-    gr_chan_lock_handoff_in((hchan *)arg);
-    gr_chan_unlock((hchan *)arg);
-}
-
-typedef struct {
-    hchan *c;
-    gr_sudog *sg;
-} cancel_arg;
-
-static void
-cancel_one(void *arg)
-{
-    cancel_arg *ca = arg;
-    gr_chan_lock(ca->c);
-    gr_chan_dequeue_sudog(ca->c, ca->sg);
-    gr_chan_unlock(ca->c);
-}
-
-/* Block on c (locked on entry, unlocked on return) with sg enqueued on
- * the send or receive queue.  c NULL: nilchan, blocks forever.  Returns 0
+/* Block on c (locked on entry, unlocked on return) with sg queued on its
+ * send or receive queue.  c NULL: nilchan, blocks forever.  Returns 0
  * when woken, -1 with an exception when a thread's wait was interrupted
  * (nothing happened). */
 static int
 block_on(hchan *c, gr_sudog *sg, bool send, const char *reason)
 {
-    gr_g *g = gr_getg();
-    if (g != NULL) {
-        gr_waiter w = {.kind = GR_WAIT_G, .g = g};
-        sg->w = &w;
-        if (c != NULL) {
-            gr_chan_enqueue(c, sg, send);
-            gr_chan_lock_handoff_out(c);
-            gr_park(unlock_chan, c, reason);
-        }
-        else {
-            gr_park(NULL, NULL, reason);
-        }
-        return 0;
+    if (c == NULL) {
+        return gr_block_on(NULL, sg, false, NULL, reason);
     }
-    gr_waiter w;
-    gr_sema sema;
-    gr_waiter_init_thread(&w, &sema);
-    sg->w = &w;
-    cancel_arg ca = {c, sg};
-    if (c != NULL) {
-        gr_chan_enqueue(c, sg, send);
-        gr_chan_unlock(c);
-    }
-    int r = gr_waiter_block_thread(&w, c ? cancel_one : NULL, &ca, reason);
-    gr_waiter_fini_thread(&w);
-    return r;
+    return gr_block_on(send ? &c->sendq : &c->recvq, sg, false, &c->lock,
+                       reason);
 }
 
 /* chansend: 0 sent, -1 exception set. */
@@ -320,12 +194,12 @@ chansend(hchan *c, PyObject *v)
         block_on(NULL, &sg, true, "chan send (nil chan)");
         return -1;      /* only an interrupted wait returns */
     }
-    gr_chan_after after = {{0}};
+    gr_wakelist wl = {0};
     gr_chan_lock(c);
-    int r = gr_chan_trysend(c, v, &after);
+    int r = gr_chan_trysend(c, v, &wl);
     if (r != 0) {
         gr_chan_unlock(c);
-        gr_chan_after_run(&after);
+        gr_wakelist_wake(&wl);
         if (r < 0) {
             gr_panic("send on closed channel");
             return -1;
@@ -355,12 +229,12 @@ chanrecv(hchan *c, PyObject **out)
         block_on(NULL, &sg, false, "chan receive (nil chan)");
         return -1;
     }
-    gr_chan_after after = {{0}};
+    gr_wakelist wl = {0};
     gr_chan_lock(c);
-    int r = gr_chan_tryrecv(c, out, &after);
+    int r = gr_chan_tryrecv(c, out, &wl);
     if (r != 0) {
         gr_chan_unlock(c);
-        gr_chan_after_run(&after);
+        gr_wakelist_wake(&wl);
         return r > 0 ? 1 : 0;
     }
     gr_sudog sg = {0};
@@ -390,27 +264,19 @@ closechan(hchan *c)
         return -1;
     }
     c->closed = 1;
-    /* Collect claimed sudogs on a private list (their own next links are
-     * free once they are off the queue), then wake after unlocking. */
-    gr_sudog *list = NULL;
+    gr_wakelist wl = {0};
     gr_sudog *sg;
-    while ((sg = dequeue(&c->recvqh, &c->recvqt)) != NULL) {
+    while ((sg = gr_waitq_dequeue(&c->recvq)) != NULL) {
         sg->elem = NULL;
         sg->success = false;
-        sg->next = list;
-        list = sg;
+        gr_wakelist_add(&wl, sg);
     }
-    while ((sg = dequeue(&c->sendqh, &c->sendqt)) != NULL) {
+    while ((sg = gr_waitq_dequeue(&c->sendq)) != NULL) {
         sg->success = false;
-        sg->next = list;
-        list = sg;
+        gr_wakelist_add(&wl, sg);
     }
     gr_chan_unlock(c);
-    while (list != NULL) {
-        gr_sudog *next = list->next;
-        gr_waiter_wake(list->w);    /* list may be gone after this */
-        list = next;
-    }
+    gr_wakelist_wake(&wl);
     return 0;
 }
 

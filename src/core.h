@@ -87,72 +87,115 @@ void *gr_switch_fiber_self(void);
 void gr_lock_handoff_out(pthread_mutex_t *mu);
 void gr_lock_handoff_in(pthread_mutex_t *mu);
 
-/* ---- waiters (waiter.c) --------------------------------------------- */
+/* ---- waiting (waiter.c: Go's sudog and gopark, for every blocker) ---- */
 
 typedef struct gr_g gr_g;
 typedef struct gr_m gr_m;
 typedef struct gr_p gr_p;
 typedef struct hchan hchan;
 
-enum { GR_WAIT_G = 1, GR_WAIT_THREAD = 2, GR_WAIT_ASYNC = 3 };
+enum { GR_WAIT_G = 1, GR_WAIT_THREAD = 2 };
 
-/* A per-waiter semaphore for a plain OS thread. */
+/* A binary semaphore: a plain thread's wake-up, an idle M's park.  In
+ * sema.c, a leaf: below both sched.c and waiter.c (which parks through
+ * sched.c), so neither makes a cycle with the other. */
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int posted;
 } gr_sema;
 
+void gr_sema_init(gr_sema *s);
+void gr_sema_destroy(gr_sema *s);
+void gr_sema_post(gr_sema *s);
+/* Wait for a post, at most timeout_ns (< 0: forever); true if posted. */
+bool gr_sema_wait(gr_sema *s, int64_t timeout_ns);
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t gr_nanotime(void);
+
 /*
- * One blocked party: a goroutine, a plain thread or an asyncio task.  A
- * select puts one sudog per case on the channels' queues, all pointing at
- * the same waiter; whoever completes one of them (or cancels the wait) must
- * first win `claimed` 0 -> 1.  Losers leave the waiter alone: exactly one
- * case fires, and a cancel that loses means the operation completed.
+ * One blocked party: a goroutine or a plain thread.  A select puts one
+ * sudog per case on the queues, all pointing at the same waiter; whoever
+ * completes one of them (or cancels the wait) must first win `claimed`
+ * 0 -> 1.  Losers leave the waiter alone: exactly one case fires, and a
+ * cancel that loses means the operation completed.
  */
 typedef struct gr_waiter {
     int kind;                   /* GR_WAIT_* */
     atomic_int claimed;         /* 0 open, 1 taken by a waker or a cancel */
     struct gr_sudog *fired;     /* the sudog that completed, set by winner */
     gr_g *g;                    /* GR_WAIT_G: the parked goroutine */
-    gr_sema *sema;              /* GR_WAIT_THREAD */
-    PyObject *async_wake;       /* GR_WAIT_ASYNC: callable(loop-threadsafe) */
+    gr_sema *sema;              /* GR_WAIT_THREAD: in gr_block's frame */
     unsigned forkgen;           /* GR_WAIT_THREAD: gr_forkgen when made */
 } gr_waiter;
 
-/* A waiter's place on one channel queue (Go's sudog). */
+typedef struct gr_waitq {
+    struct gr_sudog *head, *tail;
+} gr_waitq;
+
+/* A waiter's place on one wait queue (Go's sudog): a channel's sendq or
+ * recvq, or a sync object's queue. */
 typedef struct gr_sudog {
-    struct gr_sudog *next;      /* queue links, under the channel's lock */
-    struct gr_sudog *prev;
+    struct gr_sudog *next;      /* queue links, under the queue's lock; */
+    struct gr_sudog *prev;      /* off the queue, next links a wakelist */
+    gr_waitq *q;                /* the queue it is on, or NULL */
     gr_waiter *w;
-    hchan *c;
-    PyObject *elem;             /* send: the value (borrowed from the
+    PyObject *elem;             /* chan send: the value (borrowed from the
                                    sender, who keeps it alive); recv: the
                                    value handed over (new reference) */
-    int caseidx;                /* select case index */
-    bool queued;                /* on c's sendq/recvq (under c's lock) */
-    bool success;               /* completed by a peer (false: by close) */
-    bool isselect;
+    bool success;               /* completed by the waker -- chan: by a
+                                   peer (false: by close); sync: granted
+                                   (ownership, units, the rw lock) */
+    int caseidx;                /* select: the case index */
+    int64_t weight;             /* sync.Sema: units wanted */
+    int64_t since;              /* sync.Mutex: when it first waited */
+    uint32_t ticket;            /* sync.Cond: its notifyList ticket */
 } gr_sudog;
 
-/* The semaphore is defined in sched.c, whose Ms sleep on it: it must stay
- * at or below sched.c (waiter.c, above it, parks through sched.c). */
-void gr_sema_init(gr_sema *s);
-void gr_sema_destroy(gr_sema *s);
-void gr_sema_post(gr_sema *s);
-bool gr_sema_wait(gr_sema *s, int64_t timeout_ns);
-
 bool gr_waiter_claim(gr_waiter *w);
+/* Wake a claimed waiter.  No runtime lock held; GIL held or not. */
 void gr_waiter_wake(gr_waiter *w);
-void gr_waiter_init_thread(gr_waiter *w, gr_sema *sema);
-void gr_waiter_fini_thread(gr_waiter *w);
-gr_g *gr_waiter_init_current(gr_waiter *w, gr_sema *sema);
-/* Block the calling thread (not a goroutine) until `w` fires.  GIL held on
- * entry and exit.  cancel(arg) must unlink the waiter's sudogs once a
- * cancel has won the claim.  Returns 0 when fired, -1 with an exception
- * (KeyboardInterrupt, Deadlock) when the operation left no trace. */
-int gr_waiter_block_thread(gr_waiter *w, void (*cancel)(void *), void *arg,
-                           const char *reason);
+/* Set w up for the caller: its goroutine (returned), or NULL on a plain
+ * thread.  Nothing to free afterwards. */
+gr_g *gr_waiter_init(gr_waiter *w);
+
+/* Taken sudogs to wake after the lock is released. */
+typedef struct {
+    gr_sudog *head, *tail;
+} gr_wakelist;
+
+/* The wait queue's and the wake list's operations (inline). */
+#include "waitq.h"
+
+/* What a blocker holds when it blocks: `locks` (held on entry, in lock
+ * order; gr_block releases them) guard the queues its `sgs` are on.  Or,
+ * for a sleep, publish(arg) makes the waiter findable (after the locks,
+ * and for a goroutine only once it is off the CPU) and unpublish(arg)
+ * undoes that when a thread's interrupt won the claim. */
+typedef struct {
+    pthread_mutex_t **locks;
+    int nlocks;
+    gr_sudog *sgs;
+    int nsgs;
+    void (*publish)(void *arg);
+    void (*unpublish)(void *arg);
+    void *arg;
+} gr_blockon;
+
+/* The park-or-block primitive.  GIL held on entry and exit (a goroutine
+ * may come back on another OS thread).  w from gr_waiter_init.  0 when
+ * woken (see w->fired and its success); -1 with an exception
+ * (KeyboardInterrupt, Deadlock, finalization) when a plain thread's wait
+ * was interrupted and left no trace: its sudogs are off their queues. */
+int gr_block(gr_waiter *w, gr_blockon *bo, const char *reason);
+/* The common case: push sg on q (guarded by mu, held; front: at the
+ * head) and gr_block.  q NULL: block forever (nilchan). */
+int gr_block_on(gr_waitq *q, gr_sudog *sg, bool front, pthread_mutex_t *mu,
+                const char *reason);
+void gr_blockon_lock(const gr_blockon *bo);
+void gr_blockon_unlock(const gr_blockon *bo);
+/* Lock, unlink every sudog still queued, unlock (select's pass 3). */
+void gr_blockon_dequeue(const gr_blockon *bo);
 
 /* ---- scheduler (sched.c) -------------------------------------------- */
 
@@ -267,24 +310,17 @@ int gr_select_exec(PyObject *module);
 enum { GR_DIR_BOTH = 0, GR_DIR_SEND = 1, GR_DIR_RECV = 2 };
 int gr_chan_unwrap(PyObject *obj, hchan **c, int *dir);
 
-/* Lock, enqueue, dequeue and the one-shot operations selectgo needs. */
+/* Lock, enqueue and the one-shot operations selectgo needs. */
 void gr_chan_lock(hchan *c);
 void gr_chan_unlock(hchan *c);
-/* gr_lock_handoff_out/in for c's lock (select parks holding several). */
-void gr_chan_lock_handoff_out(hchan *c);
-void gr_chan_lock_handoff_in(hchan *c);
-typedef struct {
-    gr_waiter *wake[2];         /* at most one waiter to wake after unlock */
-    PyObject *decref;           /* a reference to drop after unlock */
-} gr_chan_after;
+pthread_mutex_t *gr_chan_mutex(hchan *c);
 /* Try to complete a send/recv on a locked channel without blocking.
  * Returns 1 done, 0 would block, -1 closed (send: panic; recv: zero value).
- * recv stores a new reference in *out. */
-int gr_chan_trysend(hchan *c, PyObject *v, gr_chan_after *after);
-int gr_chan_tryrecv(hchan *c, PyObject **out, gr_chan_after *after);
+ * recv stores a new reference in *out.  A peer to wake after unlocking is
+ * added to wl. */
+int gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl);
+int gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
-void gr_chan_dequeue_sudog(hchan *c, gr_sudog *sg);
-void gr_chan_after_run(gr_chan_after *after);
 /* GIL held: make c (a fresh channel) the channel of `timer`, which it then
  * keeps alive; len()/cap() of c read 0 (Go 1.23). */
 void gr_chan_set_timer(hchan *c, PyObject *timer);

@@ -79,7 +79,6 @@
 #define GR_RUNQ 256                 /* Go's local run queue size */
 #define GR_GLOBAL_TICK 61           /* check the global queue every 61 */
 #define GR_SPIN_NS 50000            /* idle M spin before sleeping */
-#define GR_SEMA_SPIN_NS 20000       /* blocked thread spin before sleeping */
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
@@ -321,73 +320,6 @@ gr_fastrand(void)
     x ^= x << 5;
     tls_rand = x;
     return x;
-}
-
-/* ---- semaphores (an M's park, a thread waiter's wake-up) ------------ */
-
-void
-gr_sema_init(gr_sema *s)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, &attr);
-    pthread_condattr_destroy(&attr);
-    s->posted = 0;
-}
-
-void
-gr_sema_destroy(gr_sema *s)
-{
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-}
-
-void
-gr_sema_post(gr_sema *s)
-{
-    pthread_mutex_lock(&s->mu);
-    __atomic_store_n(&s->posted, 1, __ATOMIC_RELEASE);
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Wait for a post, at most timeout_ns (< 0: forever).  Consumes the post.
- * Returns true if posted.  No GIL. */
-bool
-gr_sema_wait(gr_sema *s, int64_t timeout_ns)
-{
-    struct timespec dl;
-    if (timeout_ns >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += timeout_ns / 1000000000;
-        dl.tv_nsec += timeout_ns % 1000000000;
-        if (dl.tv_nsec >= 1000000000) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000;
-        }
-    }
-    /* Spin first: a wake that comes within GR_SEMA_SPIN_NS (a goroutine
-     * answering a thread) then costs no futex sleep on either side. */
-    int64_t spin_end = nanotime() + GR_SEMA_SPIN_NS;
-    while (!__atomic_load_n(&s->posted, __ATOMIC_ACQUIRE) &&
-           nanotime() < spin_end) {
-        sched_yield();
-    }
-    pthread_mutex_lock(&s->mu);
-    while (!s->posted) {
-        if (timeout_ns < 0) {
-            pthread_cond_wait(&s->cv, &s->mu);
-        }
-        else if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) {
-            break;
-        }
-    }
-    bool posted = s->posted;
-    s->posted = 0;
-    pthread_mutex_unlock(&s->mu);
-    return posted;
 }
 
 /* ---- run queues (Go's runqput / runqget / runqgrab) ---------------- */

@@ -11,8 +11,9 @@
  *   3. pass 1, all locked: the first ready case in poll order completes;
  *      else `default` if present;
  *   4. pass 2: one sudog per case, all pointing at one waiter, enqueued on
- *      every channel; park (the channels are unlocked on g0 after the
- *      goroutine is off the CPU) or, on a plain thread, unlock and wait;
+ *      every channel; gr_block (waiter.c) parks the goroutine and unlocks
+ *      the channels on g0 once it is off the CPU, or, on a plain thread,
+ *      unlocks them and waits;
  *   5. pass 3, on wake: whoever fired us claimed the waiter and unlinked
  *      that one sudog; lock all again and unlink the losers.
  * The claim (waiter.c) makes sure exactly one case completes, and a
@@ -36,60 +37,6 @@ typedef struct {
     PyObject *elem;         /* send: the value (borrowed from args) */
     int index;              /* position in the call */
 } scase;
-
-typedef struct {
-    hchan **locks;          /* distinct channels, sorted by address */
-    int nlocks;
-} lockset;
-
-static void
-lock_all(lockset *ls)
-{
-    for (int i = 0; i < ls->nlocks; i++) {
-        gr_chan_lock(ls->locks[i]);
-    }
-}
-
-static void
-unlock_all(void *arg)
-{
-    lockset *ls = arg;
-    for (int i = ls->nlocks; i-- > 0;) {
-        gr_chan_unlock(ls->locks[i]);
-    }
-}
-
-/* gr_park's unlock function: on g0, the locks handed over by the parked
- * goroutine (taken in lock order, as lock_all did). */
-static void
-park_unlock_all(void *arg)
-{
-    lockset *ls = arg;
-    for (int i = 0; i < ls->nlocks; i++) {
-        gr_chan_lock_handoff_in(ls->locks[i]);
-    }
-    unlock_all(ls);
-}
-
-typedef struct {
-    lockset *ls;
-    gr_sudog *sgs;
-    int n;
-} select_cancel_arg;
-
-/* Pass 3 (and a thread's cancel): unlink every sudog still queued. */
-static void
-dequeue_all(void *arg)
-{
-    select_cancel_arg *a = arg;
-    lock_all(a->ls);
-    for (int i = 0; i < a->n; i++) {
-        if (a->sgs[i].c != NULL) {
-            gr_chan_dequeue_sudog(a->sgs[i].c, &a->sgs[i]);
-        }
-    }
-    unlock_all(a->ls);
-}
 
 static int
 parse_case(PyObject *arg, int index, scase *sc)
@@ -142,16 +89,16 @@ result(scase *sc, int ok, PyObject *v)
 }
 
 static int
-cmp_chan(const void *a, const void *b)
+cmp_lock(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)*(hchan *const *)a;
-    uintptr_t y = (uintptr_t)*(hchan *const *)b;
+    uintptr_t x = (uintptr_t)*(pthread_mutex_t *const *)a;
+    uintptr_t y = (uintptr_t)*(pthread_mutex_t *const *)b;
     return x < y ? -1 : x > y;
 }
 
 static PyObject *
-selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
-         gr_sudog *sgs)
+selectgo(scase *cases, int ncases, int dflt, scase *poll,
+         pthread_mutex_t **locks, gr_sudog *sgs)
 {
     /* 1. poll order over non-nil cases (Fisher-Yates, inside-out). */
     int npoll = 0;
@@ -164,30 +111,31 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
         poll[j] = cases[i];
         npoll++;
     }
-    /* 2. lock order: distinct channels by address. */
+    /* 2. lock order: distinct channels by address (of their locks). */
     int nl = 0;
     for (int i = 0; i < npoll; i++) {
-        locks[nl++] = poll[i].c;
+        locks[nl++] = gr_chan_mutex(poll[i].c);
     }
-    qsort(locks, (size_t)nl, sizeof *locks, cmp_chan);
+    qsort(locks, (size_t)nl, sizeof *locks, cmp_lock);
     int nd = 0;
     for (int i = 0; i < nl; i++) {
         if (nd == 0 || locks[nd - 1] != locks[i]) {
             locks[nd++] = locks[i];
         }
     }
-    lockset ls = {locks, nd};
+    gr_blockon bo = {.locks = locks, .nlocks = nd, .sgs = sgs,
+                     .nsgs = npoll};
 
     /* 3. pass 1 */
-    lock_all(&ls);
-    gr_chan_after after = {{0}};
+    gr_blockon_lock(&bo);
+    gr_wakelist wl = {0};
     for (int i = 0; i < npoll; i++) {
         scase *sc = &poll[i];
         if (sc->kind == CASE_SEND) {
-            int r = gr_chan_trysend(sc->c, sc->elem, &after);
+            int r = gr_chan_trysend(sc->c, sc->elem, &wl);
             if (r != 0) {
-                unlock_all(&ls);
-                gr_chan_after_run(&after);
+                gr_blockon_unlock(&bo);
+                gr_wakelist_wake(&wl);
                 if (r < 0) {
                     return gr_panic("send on closed channel");
                 }
@@ -196,50 +144,36 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll, hchan **locks,
         }
         else {
             PyObject *v = NULL;
-            int r = gr_chan_tryrecv(sc->c, &v, &after);
+            int r = gr_chan_tryrecv(sc->c, &v, &wl);
             if (r != 0) {
-                unlock_all(&ls);
-                gr_chan_after_run(&after);
+                gr_blockon_unlock(&bo);
+                gr_wakelist_wake(&wl);
                 return result(sc, r > 0, v);
             }
         }
     }
     if (dflt >= 0) {
-        unlock_all(&ls);
+        gr_blockon_unlock(&bo);
         return Py_BuildValue("(iO)", dflt, Py_None);
     }
 
     /* 4. pass 2: enqueue on every channel and block. */
     gr_waiter w;
-    gr_sema sema;
-    gr_g *g = gr_waiter_init_current(&w, &sema);
+    gr_waiter_init(&w);
     for (int i = 0; i < npoll; i++) {
         gr_sudog *sg = &sgs[i];
         memset(sg, 0, sizeof *sg);
         sg->w = &w;
         sg->caseidx = i;
-        sg->isselect = true;
         sg->elem = poll[i].kind == CASE_SEND ? poll[i].elem : NULL;
         gr_chan_enqueue(poll[i].c, sg, poll[i].kind == CASE_SEND);
     }
-    select_cancel_arg ca = {&ls, sgs, npoll};
-    if (g != NULL) {
-        for (int i = nd; i-- > 0;) {
-            gr_chan_lock_handoff_out(locks[i]);
-        }
-        gr_park(nd > 0 ? park_unlock_all : NULL, &ls, "select");
+    if (gr_block(&w, &bo, "select") < 0) {
+        return NULL;
     }
-    else {
-        unlock_all(&ls);
-        int r = gr_waiter_block_thread(&w, dequeue_all, &ca, "select");
-        gr_waiter_fini_thread(&w);
-        if (r < 0) {
-            return NULL;
-        }
-    }
-    /* 5. pass 3 */
+    /* 5. pass 3: the waker unlinked the sudog that fired. */
     if (npoll > 1) {
-        dequeue_all(&ca);
+        gr_blockon_dequeue(&bo);
     }
     gr_sudog *fired = w.fired;
     scase *sc = &poll[fired->caseidx];
@@ -261,14 +195,15 @@ select_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     int n = (int)nargs;
     scase cstack[GR_SELECT_STACK], pstack[GR_SELECT_STACK];
-    hchan *lstack[GR_SELECT_STACK];
+    pthread_mutex_t *lstack[GR_SELECT_STACK];
     gr_sudog sstack[GR_SELECT_STACK];
     scase *cases = cstack, *poll = pstack;
-    hchan **locks = lstack;
+    pthread_mutex_t **locks = lstack;
     gr_sudog *sgs = sstack;
     char *heap = NULL;
     if (n > GR_SELECT_STACK) {
-        size_t per = 2 * sizeof(scase) + sizeof(hchan *) + sizeof(gr_sudog);
+        size_t per = 2 * sizeof(scase) + sizeof(pthread_mutex_t *) +
+                     sizeof(gr_sudog);
         heap = PyMem_Malloc(per * (size_t)n);
         if (heap == NULL) {
             return PyErr_NoMemory();
@@ -276,7 +211,7 @@ select_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         cases = (scase *)heap;
         poll = cases + n;
         sgs = (gr_sudog *)(poll + n);
-        locks = (hchan **)(sgs + n);
+        locks = (pthread_mutex_t **)(sgs + n);
     }
     int ncases = 0, dflt = -1;
     PyObject *res = NULL;
@@ -309,13 +244,51 @@ static PyMethodDef select_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* `default`: a unique sentinel that says its name (repr "default", not
+ * "<object object at ...>") and pickles and copies as itself.  Its type
+ * cannot be instantiated, so there is only ever the one. */
+static PyObject *
+default_repr(PyObject *self)
+{
+    return PyUnicode_FromString("default");
+}
+
+static PyObject *
+default_reduce(PyObject *self, PyObject *unused)
+{
+    return PyUnicode_FromString("default");     /* goroutine._core.default */
+}
+
+static PyMethodDef default_methods[] = {
+    {"__reduce__", default_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot default_slots[] = {
+    {Py_tp_doc, "The type of select's `default` case (one instance)."},
+    {Py_tp_repr, default_repr},
+    {Py_tp_methods, default_methods},
+    {0, NULL},
+};
+
+static PyType_Spec default_spec = {
+    .name = "goroutine._core._DefaultType",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = default_slots,
+};
+
 /* Module init, staging (state.h): the `default` sentinel. */
 int
 gr_select_init(gr_globals_t *st)
 {
-    /* A unique, named sentinel: `default` in select. */
-    st->default_ = PyObject_CallFunction((PyObject *)&PyBaseObject_Type,
-                                         NULL);
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&default_spec);
+    if (tp == NULL) {
+        return -1;
+    }
+    st->default_ = PyType_GenericAlloc(tp, 0);
+    Py_DECREF(tp);      /* the instance holds its heap type */
     return st->default_ == NULL ? -1 : 0;
 }
 

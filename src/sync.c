@@ -6,8 +6,11 @@
  * no trace or lets the acquisition complete.
  *
  * Every object has one small lock `mu` guarding all its fields and its
- * wait queue.  Under mu: no Python call, no GIL release, no wake; waiters
- * to wake are collected and woken after mu is released (STYLE recipe 4).
+ * wait queue (a gr_waitq of sudogs, as a channel's).  Under mu: no Python
+ * call, no GIL release, no wake; waiters to wake are collected on a
+ * gr_wakelist and woken after mu is released (STYLE recipe 4).  A waiter
+ * blocks with waiter.c's gr_block_on, which releases mu; a sudog's
+ * `success` says whether the waker granted what it waited for.
  * All entry points are called from Python, with the GIL held.
  *
  * Mutex (Go's sync.Mutex, two modes):
@@ -31,191 +34,8 @@
 #include "core.h"
 
 #include <stddef.h>
-#include <time.h>
 
 #define GR_STARVATION_NS 1000000    /* Go's starvationThresholdNs: 1 ms */
-
-/* ---- the wait queue ------------------------------------------------- */
-
-typedef struct wnode {
-    struct wnode *next, *prev;
-    gr_waiter *w;
-    int64_t weight;             /* Sema: units wanted; RWMutex: 1 = reader */
-    int64_t since;              /* Mutex: when it first waited */
-    uint32_t ticket;            /* Cond */
-    bool queued;                /* on the queue (under mu) */
-    bool handoff;               /* granted by the waker (mutex ownership,
-                                   semaphore units, rw grant) */
-    struct wnode *wakenext;     /* on a wakelist (under mu, after q_take) */
-} wnode;
-
-typedef struct {
-    wnode *head, *tail;
-} waitq;
-
-static int64_t
-nanotime(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void
-q_push(waitq *q, wnode *n, bool front)
-{
-    n->queued = true;
-    if (front) {
-        n->prev = NULL;
-        n->next = q->head;
-        if (q->head) {
-            q->head->prev = n;
-        }
-        else {
-            q->tail = n;
-        }
-        q->head = n;
-        return;
-    }
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail) {
-        q->tail->next = n;
-    }
-    else {
-        q->head = n;
-    }
-    q->tail = n;
-}
-
-static void
-q_remove(waitq *q, wnode *n)
-{
-    if (!n->queued) {
-        return;
-    }
-    if (n->prev) {
-        n->prev->next = n->next;
-    }
-    else {
-        q->head = n->next;
-    }
-    if (n->next) {
-        n->next->prev = n->prev;
-    }
-    else {
-        q->tail = n->prev;
-    }
-    n->next = n->prev = NULL;
-    n->queued = false;
-}
-
-/* The first node whose waiter can still be claimed; stale (cancelled)
- * ones are dropped.  Not removed: the caller decides. */
-static wnode *
-q_first(waitq *q)
-{
-    while (q->head != NULL) {
-        wnode *n = q->head;
-        if (atomic_load(&n->w->claimed) == 0) {
-            return n;
-        }
-        q_remove(q, n);
-    }
-    return NULL;
-}
-
-/* Take node n off the queue for waking.  Returns false if it was
- * cancelled meanwhile (then it is just dropped). */
-static bool
-q_take(waitq *q, wnode *n)
-{
-    q_remove(q, n);
-    return gr_waiter_claim(n->w);
-}
-
-typedef struct {
-    pthread_mutex_t *mu;
-    waitq *q;
-    wnode *n;
-} qblock;
-
-/* gr_park's unlock function: on g0, mu handed over by the parked
- * goroutine. */
-static void
-unlock_mu(void *arg)
-{
-    gr_lock_handoff_in((pthread_mutex_t *)arg);
-    pthread_mutex_unlock((pthread_mutex_t *)arg);
-}
-
-static void
-cancel_node(void *arg)
-{
-    qblock *b = arg;
-    pthread_mutex_lock(b->mu);
-    q_remove(b->q, b->n);
-    pthread_mutex_unlock(b->mu);
-}
-
-/* Enqueue n (mu held) and block until woken; mu is released.  Returns 0
- * when woken (n->handoff says what the waker granted), -1 with an
- * exception when a thread's wait was interrupted and left no trace. */
-static int
-q_wait(pthread_mutex_t *mu, waitq *q, wnode *n, bool front,
-       const char *reason)
-{
-    gr_waiter w;
-    gr_sema sema;
-    gr_g *g = gr_waiter_init_current(&w, &sema);
-    n->w = &w;
-    n->handoff = false;
-    q_push(q, n, front);
-    if (g != NULL) {
-        gr_lock_handoff_out(mu);
-        gr_park(unlock_mu, mu, reason);
-        return 0;
-    }
-    pthread_mutex_unlock(mu);
-    qblock b = {mu, q, n};
-    int r = gr_waiter_block_thread(&w, cancel_node, &b, reason);
-    gr_waiter_fini_thread(&w);
-    return r;
-}
-
-/* Waiters to wake once mu is released, chained through their own nodes
- * (as closechan chains its sudogs): adding needs no memory, so a waiter
- * that was already taken off its queue can never be lost to a failed
- * allocation.  A node stays valid until its waiter is woken (it lives in
- * the waiter's frame), so wl_wake reads the link before waking. */
-typedef struct {
-    wnode *head, *tail;
-} wakelist;
-
-static void
-wl_add(wakelist *wl, wnode *n)
-{
-    n->wakenext = NULL;
-    if (wl->tail != NULL) {
-        wl->tail->wakenext = n;
-    }
-    else {
-        wl->head = n;
-    }
-    wl->tail = n;
-}
-
-static void
-wl_wake(wakelist *wl)
-{
-    wnode *n = wl->head;
-    while (n != NULL) {
-        wnode *next = n->wakenext;
-        gr_waiter_wake(n->w);
-        n = next;
-    }
-    wl->head = wl->tail = NULL;
-}
 
 /* ---- Mutex ---------------------------------------------------------- */
 
@@ -224,7 +44,7 @@ typedef struct {
     pthread_mutex_t mu;
     int locked;                 /* held (by nobody in particular) */
     bool starving;              /* starvation mode: unlock hands off */
-    waitq q;
+    gr_waitq q;
 } mutexobject;
 
 /* 1 acquired, 0 would block (mu held on return in both cases). */
@@ -237,14 +57,14 @@ mutex_lock_impl(mutexobject *m)
         pthread_mutex_unlock(&m->mu);
         return 0;
     }
-    wnode n = {0};
-    n.since = nanotime();
+    gr_sudog n = {0};
+    n.since = gr_nanotime();
     bool front = false;
     for (;;) {
-        if (q_wait(&m->mu, &m->q, &n, front, "sync.Mutex.Lock") < 0) {
+        if (gr_block_on(&m->q, &n, front, &m->mu, "sync.Mutex.Lock") < 0) {
             return -1;
         }
-        if (n.handoff) {
+        if (n.success) {
             return 0;           /* starvation mode: ownership given to us */
         }
         pthread_mutex_lock(&m->mu);
@@ -255,7 +75,7 @@ mutex_lock_impl(mutexobject *m)
         }
         /* Lost to a newcomer: wait again at the front, and switch the
          * mutex to starvation mode once we have waited too long. */
-        if (nanotime() - n.since > GR_STARVATION_NS) {
+        if (gr_nanotime() - n.since > GR_STARVATION_NS) {
             m->starving = true;
         }
         front = true;
@@ -286,39 +106,37 @@ mutex_try_lock(mutexobject *m, PyObject *unused)
 static PyObject *
 mutex_unlock(mutexobject *m, PyObject *unused)
 {
-    gr_waiter *wake = NULL;
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&m->mu);
     if (!m->locked) {
         pthread_mutex_unlock(&m->mu);
         return gr_panic("sync: unlock of unlocked mutex");
     }
-    wnode *n;
-    while ((n = q_first(&m->q)) != NULL) {
+    gr_sudog *n;
+    while ((n = gr_waitq_first(&m->q)) != NULL) {
         bool starve = m->starving ||
-                      nanotime() - n->since > GR_STARVATION_NS;
-        if (!q_take(&m->q, n)) {
+                      gr_nanotime() - n->since > GR_STARVATION_NS;
+        if (!gr_waitq_take(n)) {
             continue;
         }
         if (starve) {
             m->starving = true;
-            n->handoff = true;  /* locked stays set: it is theirs now */
+            n->success = true;  /* locked stays set: it is theirs now */
         }
         else {
             m->locked = 0;
         }
-        wake = n->w;
+        gr_wakelist_add(&wl, n);
         break;
     }
-    if (wake == NULL) {
+    if (wl.head == NULL) {
         m->locked = 0;
     }
     if (m->q.head == NULL) {
         m->starving = false;
     }
     pthread_mutex_unlock(&m->mu);
-    if (wake) {
-        gr_waiter_wake(wake);
-    }
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 
@@ -342,8 +160,8 @@ typedef struct {
     int64_t readers;            /* active readers */
     bool writer;                /* a writer holds it */
     int64_t wwait;              /* writers queued */
-    waitq rq;                   /* readers waiting */
-    waitq wq;                   /* writers waiting */
+    gr_waitq rq;                   /* readers waiting */
+    gr_waitq wq;                   /* writers waiting */
 } rwmutexobject;
 
 static PyObject *
@@ -355,8 +173,8 @@ rw_rlock(rwmutexobject *rw, PyObject *unused)
         pthread_mutex_unlock(&rw->mu);
         Py_RETURN_NONE;
     }
-    wnode n = {0};
-    if (q_wait(&rw->mu, &rw->rq, &n, false, "sync.RWMutex.RLock") < 0) {
+    gr_sudog n = {0};
+    if (gr_block_on(&rw->rq, &n, false, &rw->mu, "sync.RWMutex.RLock") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;     /* granted by the waker: readers already counted */
@@ -376,16 +194,16 @@ rw_try_rlock(rwmutexobject *rw, PyObject *unused)
 
 /* Grant the next writer if the lock is free (mu held). */
 static void
-rw_grant_writer(rwmutexobject *rw, wakelist *wl)
+rw_grant_writer(rwmutexobject *rw, gr_wakelist *wl)
 {
-    wnode *n;
+    gr_sudog *n;
     while (!rw->writer && rw->readers == 0 &&
-           (n = q_first(&rw->wq)) != NULL) {
+           (n = gr_waitq_first(&rw->wq)) != NULL) {
         rw->wwait--;
-        if (q_take(&rw->wq, n)) {
+        if (gr_waitq_take(n)) {
             rw->writer = true;
-            n->handoff = true;
-            wl_add(wl, n);
+            n->success = true;
+            gr_wakelist_add(wl, n);
         }
     }
 }
@@ -393,7 +211,7 @@ rw_grant_writer(rwmutexobject *rw, wakelist *wl)
 static PyObject *
 rw_runlock(rwmutexobject *rw, PyObject *unused)
 {
-    wakelist wl = {0};
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&rw->mu);
     if (rw->readers <= 0) {
         pthread_mutex_unlock(&rw->mu);
@@ -402,7 +220,7 @@ rw_runlock(rwmutexobject *rw, PyObject *unused)
     rw->readers--;
     rw_grant_writer(rw, &wl);
     pthread_mutex_unlock(&rw->mu);
-    wl_wake(&wl);
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 
@@ -416,23 +234,23 @@ rw_lock(rwmutexobject *rw, PyObject *unused)
         Py_RETURN_NONE;
     }
     rw->wwait++;
-    wnode n = {0};
-    if (q_wait(&rw->mu, &rw->wq, &n, false, "sync.RWMutex.Lock") < 0) {
+    gr_sudog n = {0};
+    if (gr_block_on(&rw->wq, &n, false, &rw->mu, "sync.RWMutex.Lock") < 0) {
         /* Interrupted: no longer a waiting writer; readers held back by
          * us may go. */
-        wakelist wl = {0};
+        gr_wakelist wl = {0};
         pthread_mutex_lock(&rw->mu);
         rw->wwait--;
-        wnode *r;
+        gr_sudog *r;
         while (rw->wwait == 0 && !rw->writer &&
-               (r = q_first(&rw->rq)) != NULL) {
-            if (q_take(&rw->rq, r)) {
+               (r = gr_waitq_first(&rw->rq)) != NULL) {
+            if (gr_waitq_take(r)) {
                 rw->readers++;
-                wl_add(&wl, r);
+                gr_wakelist_add(&wl, r);
             }
         }
         pthread_mutex_unlock(&rw->mu);
-        wl_wake(&wl);
+        gr_wakelist_wake(&wl);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -453,7 +271,7 @@ rw_try_lock(rwmutexobject *rw, PyObject *unused)
 static PyObject *
 rw_unlock(rwmutexobject *rw, PyObject *unused)
 {
-    wakelist wl = {0};
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&rw->mu);
     if (!rw->writer) {
         pthread_mutex_unlock(&rw->mu);
@@ -461,17 +279,17 @@ rw_unlock(rwmutexobject *rw, PyObject *unused)
     }
     rw->writer = false;
     /* Readers that queued behind this writer go first... */
-    wnode *n;
-    while ((n = q_first(&rw->rq)) != NULL) {
-        if (q_take(&rw->rq, n)) {
+    gr_sudog *n;
+    while ((n = gr_waitq_first(&rw->rq)) != NULL) {
+        if (gr_waitq_take(n)) {
             rw->readers++;
-            wl_add(&wl, n);
+            gr_wakelist_add(&wl, n);
         }
     }
     /* ...and if there were none, the next writer. */
     rw_grant_writer(rw, &wl);
     pthread_mutex_unlock(&rw->mu);
-    wl_wake(&wl);
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 
@@ -490,13 +308,13 @@ typedef struct {
     PyObject_HEAD
     pthread_mutex_t mu;
     int64_t counter;
-    waitq q;
+    gr_waitq q;
 } wgobject;
 
 static int
 wg_add_impl(wgobject *wg, int64_t delta)
 {
-    wakelist wl = {0};
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&wg->mu);
     int64_t v;
     if (__builtin_add_overflow(wg->counter, delta, &v)) {
@@ -512,15 +330,15 @@ wg_add_impl(wgobject *wg, int64_t delta)
     }
     wg->counter = v;
     if (v == 0) {
-        wnode *n;
-        while ((n = q_first(&wg->q)) != NULL) {
-            if (q_take(&wg->q, n)) {
-                wl_add(&wl, n);
+        gr_sudog *n;
+        while ((n = gr_waitq_first(&wg->q)) != NULL) {
+            if (gr_waitq_take(n)) {
+                gr_wakelist_add(&wl, n);
             }
         }
     }
     pthread_mutex_unlock(&wg->mu);
-    wl_wake(&wl);
+    gr_wakelist_wake(&wl);
     return 0;
 }
 
@@ -568,8 +386,9 @@ wg_wait(wgobject *wg, PyObject *unused)
         pthread_mutex_unlock(&wg->mu);
         Py_RETURN_NONE;
     }
-    wnode n = {0};
-    if (q_wait(&wg->mu, &wg->q, &n, false, "sync.WaitGroup.Wait") < 0) {
+    gr_sudog n = {0};
+    if (gr_block_on(&wg->q, &n, false, &wg->mu,
+                    "sync.WaitGroup.Wait") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -590,7 +409,7 @@ typedef struct {
     bool acq;                   /* L has acquire()/release() instead */
     uint32_t wait;              /* next ticket to hand out */
     uint32_t notify;            /* tickets below this are notified */
-    waitq q;
+    gr_waitq q;
 } condobject;
 
 static PyObject *
@@ -608,9 +427,9 @@ cond_wait(condobject *c, PyObject *unused)
     pthread_mutex_lock(&c->mu);
     int rc = 0;
     if ((int32_t)(t - c->notify) >= 0) {
-        wnode n = {0};
+        gr_sudog n = {0};
         n.ticket = t;
-        rc = q_wait(&c->mu, &c->q, &n, false, "sync.Cond.Wait");
+        rc = gr_block_on(&c->q, &n, false, &c->mu, "sync.Cond.Wait");
     }
     else {
         pthread_mutex_unlock(&c->mu);
@@ -637,14 +456,14 @@ cond_wait(condobject *c, PyObject *unused)
 static PyObject *
 cond_signal(condobject *c, PyObject *unused)
 {
-    gr_waiter *wake = NULL;
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&c->mu);
     while (c->wait != c->notify) {
         uint32_t t = c->notify++;
         /* The holder of ticket t may not have queued yet; then it sees
          * the ticket notified and does not sleep. */
-        wnode *n = NULL;
-        for (wnode *x = c->q.head; x; x = x->next) {
+        gr_sudog *n = NULL;
+        for (gr_sudog *x = c->q.head; x; x = x->next) {
             if (x->ticket == t) {
                 n = x;
                 break;
@@ -653,33 +472,31 @@ cond_signal(condobject *c, PyObject *unused)
         if (n == NULL) {
             break;
         }
-        if (q_take(&c->q, n)) {
-            wake = n->w;
+        if (gr_waitq_take(n)) {
+            gr_wakelist_add(&wl, n);
             break;
         }
         /* That waiter was interrupted: signal the next ticket instead. */
     }
     pthread_mutex_unlock(&c->mu);
-    if (wake) {
-        gr_waiter_wake(wake);
-    }
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 
 static PyObject *
 cond_broadcast(condobject *c, PyObject *unused)
 {
-    wakelist wl = {0};
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&c->mu);
     c->notify = c->wait;
-    wnode *n;
-    while ((n = q_first(&c->q)) != NULL) {
-        if (q_take(&c->q, n)) {
-            wl_add(&wl, n);
+    gr_sudog *n;
+    while ((n = gr_waitq_first(&c->q)) != NULL) {
+        if (gr_waitq_take(n)) {
+            gr_wakelist_add(&wl, n);
         }
     }
     pthread_mutex_unlock(&c->mu);
-    wl_wake(&wl);
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 
@@ -690,7 +507,7 @@ typedef struct {
     pthread_mutex_t mu;
     int64_t size;
     int64_t cur;                /* units held */
-    waitq q;
+    gr_waitq q;
 } semaobject;
 
 /* A Sema size or weight: an int (__index__) >= 0 that fits in int64.
@@ -747,7 +564,7 @@ sema_acquire(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->size - s->cur >= n && q_first(&s->q) == NULL) {
+    if (s->size - s->cur >= n && gr_waitq_first(&s->q) == NULL) {
         s->cur += n;
         pthread_mutex_unlock(&s->mu);
         Py_RETURN_NONE;
@@ -761,9 +578,9 @@ sema_acquire(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
                      "its size %lld", (long long)n, (long long)s->size);
         return NULL;
     }
-    wnode node = {0};
+    gr_sudog node = {0};
     node.weight = n;
-    if (q_wait(&s->mu, &s->q, &node, false, "semacquire") < 0) {
+    if (gr_block_on(&s->q, &node, false, &s->mu, "semacquire") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;     /* the releaser counted our units */
@@ -777,7 +594,7 @@ sema_try_acquire(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     pthread_mutex_lock(&s->mu);
-    bool ok = s->size - s->cur >= n && q_first(&s->q) == NULL;
+    bool ok = s->size - s->cur >= n && gr_waitq_first(&s->q) == NULL;
     if (ok) {
         s->cur += n;
     }
@@ -792,22 +609,23 @@ sema_release(semaobject *s, PyObject *const *args, Py_ssize_t nargs)
     if (n < 0) {
         return NULL;
     }
-    wakelist wl = {0};
+    gr_wakelist wl = {0};
     pthread_mutex_lock(&s->mu);
     if (s->cur < n) {
         pthread_mutex_unlock(&s->mu);
         return gr_panic("semaphore: released more than held");
     }
     s->cur -= n;
-    wnode *w;
-    while ((w = q_first(&s->q)) != NULL && s->size - s->cur >= w->weight) {
-        if (q_take(&s->q, w)) {
+    gr_sudog *w;
+    while ((w = gr_waitq_first(&s->q)) != NULL &&
+           s->size - s->cur >= w->weight) {
+        if (gr_waitq_take(w)) {
             s->cur += w->weight;
-            wl_add(&wl, w);
+            gr_wakelist_add(&wl, w);
         }
     }
     pthread_mutex_unlock(&s->mu);
-    wl_wake(&wl);
+    gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
 }
 

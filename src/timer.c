@@ -56,9 +56,10 @@
  * dealloc disowns and unheaps the record before anything can release the
  * GIL.  The fire skips an owner at refcount 0 (mid-dealloc).
  *
- * gr_timers_pending counts records that can still fire: +1 on add, -1 on
- * a delete that removes the record, or after a one-shot has fired (its
- * waiter is woken first, so the deadlock check never sees neither).
+ * gr_timers_pending (state.c; sched.c's deadlock check reads it)
+ * counts records that can still fire: +1 on add, -1 on a delete that
+ * removes the record, or after a one-shot has fired (its waiter is woken
+ * first, so the deadlock check never sees neither).
  *
  * Locks: L.lock is a leaf.  Nothing is woken, freed or called under it,
  * except uv_async_send (a write to an eventfd; see timer_add).
@@ -598,16 +599,19 @@ rec_new(int kind, double seconds, double period)
 
 /* ---- sleep ---------------------------------------------------------- */
 
+/* gr_block's publish: for a goroutine it runs on g0, once the goroutine
+ * is off the CPU, so the wake cannot precede the park. */
 static void
-add_unlock(void *arg)
+publish_sleep(void *arg)
 {
     timer_add((gr_timer_rec *)arg);
 }
 
+/* gr_block's unpublish: the thread won the claim, the loop will not wake
+ * it. */
 static void
 cancel_sleep(void *arg)
 {
-    /* The thread won the claim: the loop will not wake it. */
     timer_del((gr_timer_rec *)arg);
 }
 
@@ -626,21 +630,15 @@ sleep_for(double seconds)
     if (rec == NULL) {
         return -1;
     }
-    gr_g *g = gr_getg();
-    if (g != NULL) {
-        rec->w.kind = GR_WAIT_G;
-        rec->w.g = g;
-        atomic_store(&rec->refs, 1);    /* the heap's only */
-        /* Add it only once we are off the CPU, so the wake cannot
-         * precede the park. */
-        gr_park(add_unlock, rec, "sleep");
-        return 0;
+    gr_blockon bo = {.publish = publish_sleep, .unpublish = cancel_sleep,
+                     .arg = rec};
+    if (gr_waiter_init(&rec->w) != NULL) {
+        /* The heap's only: a goroutine is not interrupted, so it resumes
+         * only after the fire, which drops the record. */
+        atomic_store(&rec->refs, 1);
+        return gr_block(&rec->w, &bo, "sleep");
     }
-    gr_sema sema;
-    gr_waiter_init_thread(&rec->w, &sema);
-    timer_add(rec);
-    int r = gr_waiter_block_thread(&rec->w, cancel_sleep, rec, "sleep");
-    gr_waiter_fini_thread(&rec->w);
+    int r = gr_block(&rec->w, &bo, "sleep");
     rec_unref(rec);
     return r;
 }
@@ -768,11 +766,11 @@ pytimer_fire(gr_timer_rec *rec)
         int dir;
         PyObject *now = wall_at(rec->due);
         if (now != NULL && gr_chan_unwrap(t->c, &c, &dir) == 0 && c) {
-            gr_chan_after after = {{0}};
+            gr_wakelist wl = {0};
             gr_chan_lock(c);
-            gr_chan_trysend(c, now, &after);   /* full: tick dropped */
+            gr_chan_trysend(c, now, &wl);   /* full: tick dropped */
             gr_chan_unlock(c);
-            gr_chan_after_run(&after);
+            gr_wakelist_wake(&wl);
         }
         Py_XDECREF(now);
     }
@@ -803,11 +801,11 @@ drain(gr_pytimer *t)
     bool any = false;
     for (;;) {
         PyObject *v = NULL;
-        gr_chan_after after = {{0}};
+        gr_wakelist wl = {0};
         gr_chan_lock(c);
-        int r = gr_chan_tryrecv(c, &v, &after);
+        int r = gr_chan_tryrecv(c, &v, &wl);
         gr_chan_unlock(c);
-        gr_chan_after_run(&after);
+        gr_wakelist_wake(&wl);
         Py_XDECREF(v);
         if (r <= 0) {
             return any;

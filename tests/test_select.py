@@ -1,5 +1,7 @@
 """select: API.md's rules and Go's select tests."""
+import copy
 import math
+import pickle
 import threading
 import time
 
@@ -23,6 +25,17 @@ def test_default_runs_only_when_nothing_is_ready():
     assert select(a.recv, default) == (1, None)
     a.send(1)
     assert select(a.recv, default) == (0, 1)
+
+
+def test_default_is_a_named_singleton():
+    assert repr(default) == str(default) == "default"
+    assert copy.copy(default) is default
+    assert copy.deepcopy(default) is default
+    assert pickle.loads(pickle.dumps(default)) is default
+    with pytest.raises(TypeError):
+        type(default)()
+    with pytest.raises(TypeError, match="not 1$"):
+        select(1)
 
 
 def test_bad_cases_are_type_errors():
