@@ -26,8 +26,7 @@ from setuptools.command.build_ext import build_ext
 NO_LIBUV = ("goroutine-runtime: libuv's development files were not found "
             "(`pkg-config libuv` failed): install pkg-config and libuv "
             "(Debian/Ubuntu: apt-get install pkg-config libuv1-dev; Fedora: "
-            "dnf install pkgconf libuv-devel), or install the prebuilt "
-            "wheel: pip install goroutine-runtime")
+            "dnf install pkgconf libuv-devel), then build again")
 
 
 class BuildFailure(SystemExit):
