@@ -82,14 +82,15 @@ test-next:
 # DIST_VERSIONS (3.14 and 3.15 built in the sid root of test-next), libuv
 # bundled by auditwheel (tools/dist.sh).  test-wheel installs each wheel in
 # dist/ (or WHEEL_VERSIONS) into a fresh venv on a root with no compiler
-# and no libuv and runs the suite against it (tools/test_wheel.sh).  Root
-# only (debootstrap, chroot).
+# and no libuv and runs the suite (or the files in WHEEL_TESTS) against it
+# (tools/test_wheel.sh).  Root only (debootstrap, chroot).
 DIST_VERSIONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
 WHEEL_VERSIONS ?=
+WHEEL_TESTS ?=
 dist:
 	DIST_VERSIONS="$(DIST_VERSIONS)" PYTHON=$(PYTHON) tools/dist.sh
 test-wheel:
-	PYTEST_ARGS="$(PYTEST_ARGS)" tools/test_wheel.sh $(WHEEL_VERSIONS)
+	PYTEST_ARGS="$(PYTEST_ARGS)" WHEEL_TESTS="$(WHEEL_TESTS)" tools/test_wheel.sh $(WHEEL_VERSIONS)
 
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter

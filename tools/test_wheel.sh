@@ -11,11 +11,12 @@
 # mounted read-only at its own path for 3.10-3.13), ca-certificates for
 # pip, and nothing else: no gcc, no cc, no libuv, no pkg-config (checked
 # before every run).  The suite runs from a copy of tests/ (with docs/,
-# examples/, benchmarks/ and README.md, which tests read) in a directory
+# examples/, benchmarks/, README.md and CHANGELOG.md, which tests read) in a directory
 # that has no goroutine package, so `import goroutine` can only find the
 # venv's; conftest.py checks that (GR_TEST_INSTALLED).
 #
 #   tools/test_wheel.sh [VERSION...]   (default: every version with a wheel)
+#   WHEEL_TESTS=...  test files (relative to tests/) instead of the whole suite
 #   PYTEST_ARGS=...  passed to pytest
 set -euo pipefail
 
@@ -60,6 +61,8 @@ python_for() {
 }
 failed=''
 first=1
+tests=tests
+[ -z \"${WHEEL_TESTS:-}\" ] || tests=\$(for t in ${WHEEL_TESTS:-}; do printf 'tests/%s ' \$t; done)
 for v in ${versions[*]}; do
     py=\$(python_for \$v)
     [ -n \"\$py\" ] && [ -x \"\$py\" ] || fail \"no CPython \$v in the root\"
@@ -82,10 +85,10 @@ for v in ${versions[*]}; do
         fi
     fi
     mkdir -p \$work
-    cp -r tests docs examples benchmarks README.md pyproject.toml \$work/
+    cp -r tests docs examples benchmarks README.md CHANGELOG.md pyproject.toml \$work/
     find \$work -name __pycache__ -prune -exec rm -rf {} +
     (cd \$work && \$venv/bin/python -m goroutine &&
-        GR_TEST_INSTALLED=\$venv \$venv/bin/python -m pytest -p no:cacheprovider tests ${PYTEST_ARGS:-}) ||
+        GR_TEST_INSTALLED=\$venv \$venv/bin/python -m pytest -p no:cacheprovider \$tests ${PYTEST_ARGS:-}) ||
         failed=\"\$failed \$v\"
 done
 if [ -n \"\$failed\" ]; then echo \"=== test-wheel FAILED on:\$failed\"; exit 1; fi
