@@ -108,7 +108,7 @@ ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
 	@[ -x $(ASAN_PY) ] || $(PYTHON) -m venv $(ASAN_VENV)
 	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis ipykernel nbclient nbformat
-	$(ASAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	$(ASAN_PY) -m pip uninstall -q -y goroutine goroutine-runtime 2>/dev/null || true
 	rm -rf build/asan
 	GR_SANITIZE=address,undefined $(ASAN_PY) setup.py -q build --build-base build/asan
 	lib=$$(ls -d $(CURDIR)/build/asan/lib.*); \
@@ -140,7 +140,7 @@ TSAN_LOG   := $(CURDIR)/build/tsan/log
 test-tsan: deps
 	@[ -x $(TSAN_PY) ] || $(PYTHON) -m venv $(TSAN_VENV)
 	$(TSAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis
-	$(TSAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	$(TSAN_PY) -m pip uninstall -q -y goroutine goroutine-runtime 2>/dev/null || true
 	rm -rf build/tsan
 	GR_SANITIZE=thread $(TSAN_PY) setup.py -q build --build-base build/tsan
 	mkdir -p $(TSAN_LOG)
