@@ -53,7 +53,7 @@ def test_an_sdist_builds_without_libuv_and_carries_every_source(tmp_path):
     (sdist,) = (tmp_path / "dist").glob("goroutine_runtime-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    expected = {"LICENSE", "CHANGELOG.md", "setup.py", "pyproject.toml",
+    expected = {"LICENSE", "licenses/libuv.txt", "CHANGELOG.md", "setup.py", "pyproject.toml",
                 "src/switch.S", "src/switch_x86_64.S", "src/switch_aarch64.S",
                 "goroutine/_version.py", "goroutine/__main__.py",
                 "tests/conftest.py", "tests/c/test_switch.c"}
