@@ -6,9 +6,13 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
+# Where test-all and dist look for CPython 3.10-3.13 first (then python3.X
+# on PATH): pyenv's root, as $PYENV_ROOT, `pyenv root` or ~/.pyenv says.
+PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+export PYENV_ROOT
 export GR_WERROR ?= 1
 
-.PHONY: all demo check-layers typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
+.PHONY: all demo check-layers typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean dist test-wheel
 
 all: build
 
@@ -23,7 +27,7 @@ deps:
 	  else \
 	    echo "goroutine needs libuv's development files:"; \
 	    echo "  Debian/Ubuntu: sudo apt-get install libuv1-dev pkg-config"; \
-	    echo "  macOS:         brew install libuv pkg-config"; \
+	    echo "  Fedora:        sudo dnf install libuv-devel pkgconf"; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -62,12 +66,12 @@ typecheck: build $(VENV)/.typecheck
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml goroutine._core
 	$(PY) -m mypy
 
-# Every CPython 3.10-3.13 on this machine (pyenv's or on PATH): a venv each,
+# Every CPython 3.10-3.13 on this machine (PYENV_ROOT's or on PATH): a venv each,
 # the whole suite each.  Absent versions are skipped, a failing one fails.
 test-all: deps
 	@failed=""; ran=""; \
 	for v in $(PYVERSIONS); do \
-	  py=$$(ls -d /root/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
 	  [ -n "$$py" ] || py=$$(command -v python$$v 2>/dev/null || true); \
 	  if [ -z "$$py" ]; then echo "=== Python $$v: not found, skipped"; continue; fi; \
 	  echo "=== Python $$v ($$py)"; ran="$$ran $$v"; \
@@ -91,6 +95,20 @@ test-next:
 	  $(if $(filter command line,$(origin TSAN_TESTS)),TSAN_TESTS="$(TSAN_TESTS)") \
 	  tools/test_next.sh $(NEXT_VERSIONS)
 
+# The release: dist/ gets the sdist and one manylinux wheel per CPython in
+# DIST_VERSIONS (3.14 and 3.15 built in the sid root of test-next), libuv
+# bundled by auditwheel (tools/dist.sh).  test-wheel installs each wheel in
+# dist/ (or WHEEL_VERSIONS) into a fresh venv on a root with no compiler
+# and no libuv and runs the suite (or the files in WHEEL_TESTS) against it
+# (tools/test_wheel.sh).  Root only (debootstrap, chroot).
+DIST_VERSIONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
+WHEEL_VERSIONS ?=
+WHEEL_TESTS ?=
+dist:
+	DIST_VERSIONS="$(DIST_VERSIONS)" PYTHON=$(PYTHON) tools/dist.sh
+test-wheel:
+	PYTEST_ARGS="$(PYTEST_ARGS)" WHEEL_TESTS="$(WHEEL_TESTS)" tools/test_wheel.sh $(WHEEL_VERSIONS)
+
 # AddressSanitizer + UBSan.  CPython itself is not instrumented, so the
 # runtime is preloaded; leak detection is off here because the interpreter
 # keeps its own allocations alive at exit (make test-debug checks reference
@@ -107,7 +125,7 @@ ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
 	@[ -x $(ASAN_PY) ] || $(PYTHON) -m venv $(ASAN_VENV)
 	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis ipykernel nbclient nbformat
-	$(ASAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	$(ASAN_PY) -m pip uninstall -q -y goroutine goroutine-runtime 2>/dev/null || true
 	rm -rf build/asan
 	GR_SANITIZE=address,undefined $(ASAN_PY) setup.py -q build --build-base build/asan
 	lib=$$(ls -d $(CURDIR)/build/asan/lib.*); \
@@ -139,7 +157,7 @@ TSAN_LOG   := $(CURDIR)/build/tsan/log
 test-tsan: deps
 	@[ -x $(TSAN_PY) ] || $(PYTHON) -m venv $(TSAN_VENV)
 	$(TSAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis
-	$(TSAN_PY) -m pip uninstall -q -y goroutine 2>/dev/null || true
+	$(TSAN_PY) -m pip uninstall -q -y goroutine goroutine-runtime 2>/dev/null || true
 	rm -rf build/tsan
 	GR_SANITIZE=thread $(TSAN_PY) setup.py -q build --build-base build/tsan
 	mkdir -p $(TSAN_LOG)
@@ -211,4 +229,4 @@ bench: build
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf build goroutine/*.so .venv .venv-* *.egg-info .pytest_cache
+	rm -rf build dist goroutine/*.so .venv .venv-* *.egg-info .pytest_cache

@@ -23,6 +23,7 @@ if "t" in getattr(_sys, "abiflags", ""):
         "3.10-3.15." % _sys.version.split()[0])
 
 from goroutine import _core
+from goroutine._version import __version__
 from goroutine._core import (Deadlock, Goexit, Map, Panic, chan, default,
                              go, nilchan, select)
 from goroutine._async import select_async

@@ -85,3 +85,9 @@ if TSAN:
 # thread's worth of TSan state, and TSan dies beyond 8128 live threads.
 beyond_tsan_thread_limit = pytest.mark.skipif(
     TSAN, reason="more live goroutines than TSan's 8128-thread limit")
+
+if os.environ.get("GR_TEST_INSTALLED"):
+    # make test-wheel must exercise the wheel installed in its venv, never
+    # a source tree.
+    assert goroutine.__file__.startswith(
+        os.environ["GR_TEST_INSTALLED"] + "/"), goroutine.__file__

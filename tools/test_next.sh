@@ -13,13 +13,22 @@
 # `make test` with a venv per version inside the copy, and unmounts on exit.
 #
 #   tools/test_next.sh [root|shell|VERSION...]   (default: 3.14 3.15)
+#   tools/test_next.sh run COMMAND   COMMAND (sh -c) in the copy, in the root
 #   PYTEST_ARGS=...  passed to pytest;  GR_NEXT_MAKE_TARGET=test-asan etc.;
 #   TSAN_TESTS=...   passed to make test-tsan
+#
+# tools/dist.sh uses `run` for the 3.14/3.15 wheels, and tools/test_wheel.sh
+# uses it on a second root made the same way from other packages (no
+# compiler, no libuv): GR_SID_ROOT names the root, GR_ROOT_PACKAGES its
+# packages, GR_ROOT_BINDS host directories mounted read-only at the same
+# path inside (pyenv's CPythons), GR_ROOT_SRC where in the root the checkout
+# is copied (default /src/goroutine; each user has its own, so a dist
+# build never replaces the copy a test-next run is using).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=${GR_SID_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/goroutine/sid-root}
-pkgs="python3.14-dev,python3.15-dev,python3.14-venv,python3.15-venv,gcc,g++,make,pkg-config,libuv1-dev,ca-certificates,util-linux,libc6-dev"
+pkgs=${GR_ROOT_PACKAGES:-"python3.14-dev,python3.15-dev,python3.14-venv,python3.15-venv,gcc,g++,make,pkg-config,libuv1-dev,ca-certificates,util-linux,libc6-dev"}
 
 die() { echo "test-next: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, bind mounts)"
@@ -76,19 +85,26 @@ enter() {
     [ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
     cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
     bind /proc; bind /dev; bind /dev/pts; bind /dev/shm
+    local d
+    for d in ${GR_ROOT_BINDS:-}; do
+        [ -d "$d" ] || continue
+        bind "$d"
+        mount -o remount,bind,ro "$root$d"
+    done
 }
 
+src=${GR_ROOT_SRC:-/src/goroutine}
 sync_src() {
-    mkdir -p "$root/src/goroutine"
+    mkdir -p "$root$src"
     # The checkout's files, without the host's builds and venvs; the
     # root's own venvs (.venv-3.14, ...) are kept, everything else is
     # replaced so that no file deleted from the checkout lingers.
-    find "$root/src/goroutine" -mindepth 1 -maxdepth 1 ! -name '.venv*' \
+    find "$root$src" -mindepth 1 -maxdepth 1 ! -name '.venv*' \
         -exec rm -rf {} +
     tar -C "$here" --exclude=./.git --exclude='./.venv*' --exclude=./build \
         --exclude='*.so' --exclude='*.egg-info' --exclude=__pycache__ \
         --exclude=.pytest_cache --exclude=.hypothesis -cf - . |
-        tar -C "$root/src/goroutine" -xf -
+        tar -C "$root$src" -xf -
 }
 
 run_in_root() {
@@ -98,7 +114,8 @@ run_in_root() {
 
 case "${1:-}" in
     root) build_root; exit 0 ;;
-    shell) build_root; enter; sync_src; run_in_root /bin/bash -c "cd /src/goroutine && exec bash -i"; exit $? ;;
+    shell) build_root; enter; sync_src; run_in_root /bin/bash -c "cd $src && exec bash -i"; exit $? ;;
+    run) shift; build_root; enter; sync_src; run_in_root /bin/sh -c "cd $src && $*"; exit $? ;;
 esac
 
 versions=("$@")
@@ -111,7 +128,7 @@ sync_src
 failed=""
 for v in "${versions[@]}"; do
     echo "=== Python $v (sid root, make $target)"
-    if ! run_in_root /bin/sh -c "cd /src/goroutine && make --no-print-directory $target \
+    if ! run_in_root /bin/sh -c "cd $src && make --no-print-directory $target \
             PYTHON=/usr/bin/python$v VENV=.venv-$v PYTEST_ARGS='${PYTEST_ARGS:-}' \
             ASAN_VENV=.venv-asan-$v TSAN_VENV=.venv-tsan-$v \
             ${TSAN_TESTS:+TSAN_TESTS='$TSAN_TESTS'}"; then
