@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYVERSIONS ?= 3.10 3.11 3.12 3.13
 export GR_WERROR ?= 1
 
-.PHONY: all demo test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean
+.PHONY: all demo test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean pygolang-compat
 
 all: build
 
@@ -192,6 +192,14 @@ bench: build
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# pygolang's own test files run against this package, `import golang`
+# mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).
+# PYGOLANG_SRC: a pygolang checkout (the directory holding golang/).
+pygolang-compat: build
+	@test -n "$(PYGOLANG_SRC)" || { echo "set PYGOLANG_SRC to a pygolang checkout"; exit 1; }
+	$(PY) -m pip install -q six
+	$(PY) tools/pygolang_compat.py $(PYGOLANG_SRC) -v
 
 clean:
 	rm -rf build goroutine/*.so .venv .venv-* *.egg-info .pytest_cache
