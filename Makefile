@@ -12,7 +12,7 @@ PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
 export PYENV_ROOT
 export GR_WERROR ?= 1
 
-.PHONY: all demo check-layers typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean dist test-wheel
+.PHONY: all demo check-layers typecheck test test-all test-next test-asan test-tsan test-debug bench stress valgrind deps build clean dist test-wheel pygolang-compat
 
 all: build
 
@@ -227,6 +227,14 @@ bench: build
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# pygolang's own test files run against this package, `import golang`
+# mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).
+# PYGOLANG_SRC: a pygolang checkout (the directory holding golang/).
+pygolang-compat: build
+	@test -n "$(PYGOLANG_SRC)" || { echo "set PYGOLANG_SRC to a pygolang checkout"; exit 1; }
+	$(PY) -m pip install -q six
+	$(PY) tools/pygolang_compat.py $(PYGOLANG_SRC) -v
 
 clean:
 	rm -rf build dist goroutine/*.so .venv .venv-* *.egg-info .pytest_cache

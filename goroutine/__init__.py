@@ -33,7 +33,7 @@ __all__ = [
     "go", "chan", "select", "select_async", "default", "nilchan", "func",
     "defer", "panic", "recover", "Map", "Panic", "Deadlock",
     "excepthook", "ExceptHookArgs", "runtime", "time", "context", "sync",
-    "errgroup",
+    "errgroup", "errors",
 ]
 
 
@@ -133,4 +133,5 @@ import os as _os
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_core._after_fork)
 
-from goroutine import runtime, time, context, sync, errgroup  # noqa: E402
+from goroutine import (runtime, time, context, sync, errgroup,  # noqa: E402
+                       errors)

@@ -7,7 +7,7 @@ from typing import Any as _Any, Callable as _Callable
 
 from goroutine import _core, _async
 from goroutine._check import check_callable as _check_callable
-from goroutine._core import Cond, Sema, chan, default, go, goid, select
+from goroutine._core import Cond, chan, default, go, goid, select
 
 __all__ = ["Mutex", "RWMutex", "RLock", "WaitGroup", "Once", "Cond", "Sema",
            "WorkGroup"]
@@ -71,12 +71,34 @@ class _RLocker:
 
 
 class RWMutex(_core.RWMutex):
-    """A reader/writer lock; a waiting writer blocks new readers."""
+    """A reader/writer lock; a waiting writer blocks new readers.  `with
+    rw:` takes it for writing (as pygolang's)."""
     __slots__ = ()
 
     def rlocker(self):
         """A locker (lock/unlock) that takes this mutex for reading."""
         return _RLocker(self)
+
+    # pygolang's Go-cased names (it has no lowercase ones).
+    Lock = _core.RWMutex.lock
+    Unlock = _core.RWMutex.unlock
+    RLock = _core.RWMutex.rlock
+    RUnlock = _core.RWMutex.runlock
+    UnlockToRLock = _core.RWMutex.unlock_to_rlock
+
+
+class Sema(_core.Sema):
+    """A weighted semaphore of size n (FIFO; a large request at the head
+    blocks smaller ones behind it).  `with sema:` acquires and releases
+    one unit, as pygolang's Sema."""
+    __slots__ = ()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def _owner_key():
@@ -203,7 +225,13 @@ class Once:
 class WorkGroup:
     """pygolang's sync.WorkGroup: go(f, *args) runs f(ctx, *args) in a
     goroutine; the first exception cancels the group's ctx; wait() waits
-    for all and re-raises that first exception."""
+    for all and re-raises that first exception.
+
+    `with WorkGroup(ctx) as wg:` calls wait() at the end of the block.  If
+    the block itself raises, the group's ctx is cancelled first (the work
+    is being abandoned; without it a goroutine waiting on ctx.done() would
+    hang the block's exit), and an error from wait() is raised with the
+    block's exception as its __context__."""
 
     def __init__(self, ctx):
         from goroutine import context
@@ -235,3 +263,13 @@ class WorkGroup:
         self._cancel()
         if self._err is not None:
             raise self._err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None:
+            self._cancel()
+        # Raised here, wait()'s error gets the block's exception as its
+        # __context__ (the one being handled), as pygolang chains it.
+        self.wait()

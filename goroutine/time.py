@@ -38,6 +38,22 @@ def now() -> float:
     return _time.time()
 
 
+def _duration(what, d, dt):
+    """The duration argument of Timer/Ticker: d, or pygolang's keyword
+    name dt (Timer(dt=..., f=...), Ticker(dt=...)), never both."""
+    if dt is _unset:
+        if d is _unset:
+            raise TypeError("%s() missing the duration argument 'd'" % what)
+        return d
+    if d is not _unset:
+        raise TypeError("%s() got both 'd' and pygolang's 'dt' for the "
+                        "duration" % what)
+    return dt
+
+
+_unset = object()
+
+
 def sleep(d: float) -> None:
     """Pause the calling goroutine for d seconds: only the goroutine parks,
     its OS thread runs others.  On a plain thread, block it (Ctrl-C works).
@@ -46,17 +62,20 @@ def sleep(d: float) -> None:
 
 
 class Timer(_core._timer):
-    """A single event: after d seconds the time it was due is sent on .c
-    (or, for a timer made by after_func, f runs in its own goroutine and
-    .c is nilchan).
+    """Timer(d, f=None): a single event: after d seconds the time it was
+    due is sent on .c (or, given f -- as after_func(d, f) does -- f runs in
+    its own goroutine and .c is nilchan).  pygolang's keyword name for the
+    duration, dt=, is accepted too.
     """
     __slots__ = ()
 
-    def __new__(cls, d: float,
-                _f: _Optional[_Callable[[], _Any]] = None) -> "Timer":
-        if _f is not None:
-            _check_callable("after_func", _f)
-        return super().__new__(cls, _seconds(d), _f)
+    def __new__(cls, d: float = _unset,  # type: ignore[assignment]
+                f: _Optional[_Callable[[], _Any]] = None, *,
+                dt: float = _unset) -> "Timer":  # type: ignore[assignment]
+        d = _duration("Timer", d, dt)
+        if f is not None:
+            _check_callable("after_func", f)
+        return super().__new__(cls, _seconds(d), f)
 
     def stop(self) -> bool:
         """Stop the timer; True if that kept its value (or call) from
@@ -71,12 +90,13 @@ class Timer(_core._timer):
 
 
 class Ticker(_core._timer):
-    """Sends the time on .c every d seconds; drops ticks for a slow
-    receiver."""
+    """Ticker(d): sends the time on .c every d seconds; drops ticks for a
+    slow receiver.  pygolang's keyword name dt= is accepted too."""
     __slots__ = ()
 
-    def __new__(cls, d: float) -> "Ticker":
-        d = _seconds(d)
+    def __new__(cls, d: float = _unset,  # type: ignore[assignment]
+                *, dt: float = _unset) -> "Ticker":  # type: ignore[assignment]
+        d = _seconds(_duration("Ticker", d, dt))
         if not d > 0:
             raise ValueError("non-positive interval for NewTicker")
         return super().__new__(cls, d, None, d)

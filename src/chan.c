@@ -27,6 +27,15 @@
  * set: they forward to base's hchan and restrict `dir`.  nilchan is a chan
  * object with isnil set: every operation blocks forever, close panics.
  *
+ * Element types (pygolang's chan(dtype=...)): `dtype` is fixed at creation.
+ * A typed channel still carries Python objects; the type is enforced at
+ * the send entry points (ch.send, a select send case), which convert the
+ * value (C.double turns 4 into 4.0) or raise TypeError, and a receive from
+ * a closed typed channel yields the type's zero value instead of None.
+ * The queues and the buffer never see the type.  chan.nil(dtype) returns
+ * one nil channel per type; a typed nil equals nilchan (pygolang's untyped
+ * nil) and hashes like it.
+ *
  * A timer's channel (timer.c) has `timer` set: it keeps its Timer alive
  * (the timer heap holds the Timer only weakly, so a Timer and channel that
  * nothing references are collected, as in Go 1.23), and len()/cap() are
@@ -35,6 +44,7 @@
  */
 #include "core.h"
 #include <structmember.h>
+#include <limits.h>
 
 struct hchan {
     PyObject_HEAD
@@ -51,6 +61,7 @@ struct hchan {
     struct hchan *base;         /* views: the channel they restrict */
     int dir;                    /* GR_DIR_* allowed through this object */
     int isnil;                  /* nilchan */
+    int dtype;                  /* GR_DTYPE_* of the elements */
     PyObject *timer;            /* set once, GIL: the Timer sending on it */
     PyObject *weakreflist;
 };
@@ -301,11 +312,157 @@ target(hchan *self)
     return b->isnil ? NULL : b;
 }
 
+/* ---- element types ------------------------------------------------- */
+
+/* pygolang's dtype names, indexed by GR_DTYPE_*. */
+static const char *const dtype_names[GR_NDTYPES] = {
+    "object", "C.structZ", "C.bool", "C.int", "C.double",
+};
+
+/* The nil channel of each type is gr_globals.typed_nil[dtype] (state.h;
+ * [GR_DTYPE_OBJECT] is nilchan), made by gr_chan_init. */
+_Static_assert(GR_NDTYPES == GR_CHAN_NDTYPES, "state.h's typed_nil size");
+
+/* dtype argument -> GR_DTYPE_*; -1 with TypeError.  The `object` type,
+ * None and 'object' are the untyped default. */
+static int
+parse_dtype(PyObject *dtype)
+{
+    if (dtype == NULL || dtype == Py_None ||
+        dtype == (PyObject *)&PyBaseObject_Type) {
+        return GR_DTYPE_OBJECT;
+    }
+    if (PyUnicode_Check(dtype)) {
+        for (int i = 0; i < GR_NDTYPES; i++) {
+            if (PyUnicode_CompareWithASCIIString(dtype, dtype_names[i]) == 0) {
+                return i;
+            }
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "chan: invalid dtype: %.200R (want "
+                 "'object', 'C.structZ', 'C.bool', 'C.int' or 'C.double')",
+                 dtype);
+    return -1;
+}
+
+int
+gr_chan_dtype(PyObject *chanobj)
+{
+    return chan_of((hchan *)chanobj)->dtype;
+}
+
+static PyObject *
+type_mismatch(PyObject *v, int dtype, const char *extra)
+{
+    /* Go's wording for a send of the wrong type. */
+    return PyErr_Format(PyExc_TypeError, "cannot use %.200R (type %.200s) as "
+                        "%s value in send%s", v, Py_TYPE(v)->tp_name,
+                        dtype_names[dtype], extra);
+}
+
+PyObject *
+gr_chan_convert(int dtype, PyObject *v)
+{
+    switch (dtype) {
+    case GR_DTYPE_STRUCTZ:
+        if (v != Py_None) {
+            return type_mismatch(v, dtype, "");
+        }
+        return Py_NewRef(v);
+    case GR_DTYPE_BOOL:
+        if (!PyBool_Check(v)) {
+            return type_mismatch(v, dtype, "");
+        }
+        return Py_NewRef(v);
+    case GR_DTYPE_INT: {
+        if (PyBool_Check(v)) {
+            return type_mismatch(v, dtype, "");
+        }
+        PyObject *i;
+        if (PyFloat_Check(v)) {
+            /* pygolang takes 3.0 as 3, never truncates 3.5. */
+            double d = PyFloat_AS_DOUBLE(v);
+            if (!(d >= INT_MIN && d <= INT_MAX) || d != (double)(int)d) {
+                return type_mismatch(v, dtype, " (truncated)");
+            }
+            return PyLong_FromLong((long)d);
+        }
+        if (!PyIndex_Check(v)) {
+            return type_mismatch(v, dtype, "");
+        }
+        i = PyNumber_Index(v);
+        if (i == NULL) {
+            return NULL;
+        }
+        int overflow;
+        long x = PyLong_AsLongAndOverflow(i, &overflow);
+        if (x == -1 && PyErr_Occurred()) {
+            Py_DECREF(i);
+            return NULL;
+        }
+        if (overflow || x < INT_MIN || x > INT_MAX) {
+            Py_DECREF(i);
+            return PyErr_Format(PyExc_OverflowError, "cannot use %.200R as "
+                                "C.int value in send (overflows)", v);
+        }
+        Py_DECREF(i);
+        return PyLong_FromLong(x);
+    }
+    case GR_DTYPE_DOUBLE: {
+        if (PyFloat_CheckExact(v)) {
+            return Py_NewRef(v);
+        }
+        if (PyBool_Check(v) || PyUnicode_Check(v) || PyBytes_Check(v)) {
+            return type_mismatch(v, dtype, "");
+        }
+        double d = PyFloat_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                return type_mismatch(v, dtype, "");
+            }
+            return NULL;
+        }
+        return PyFloat_FromDouble(d);
+    }
+    default:
+        return Py_NewRef(v);
+    }
+}
+
+PyObject *
+gr_chan_zero(int dtype)
+{
+    switch (dtype) {
+    case GR_DTYPE_BOOL:
+        return Py_NewRef(Py_False);
+    case GR_DTYPE_INT:
+        return PyLong_FromLong(0);
+    case GR_DTYPE_DOUBLE:
+        return PyFloat_FromDouble(0.0);
+    default:
+        return Py_NewRef(Py_None);
+    }
+}
+
 static PyObject *
 chan_send(hchan *self, PyObject *v)
 {
     if (check_dir(self, GR_DIR_SEND, "ch.send") < 0) {
         return NULL;
+    }
+    int dtype = chan_of(self)->dtype;
+    if (dtype != GR_DTYPE_OBJECT) {
+        PyObject *cv = gr_chan_convert(dtype, v);
+        if (cv == NULL) {
+            return NULL;
+        }
+        int r = chansend(target(self), cv);
+        Py_DECREF(cv);
+        if (r < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     if (chansend(target(self), v) < 0) {
         return NULL;
@@ -324,7 +481,7 @@ chan_recv(hchan *self, PyObject *unused)
     if (r < 0) {
         return NULL;
     }
-    return r > 0 ? v : Py_NewRef(Py_None);
+    return r > 0 ? v : gr_chan_zero(chan_of(self)->dtype);
 }
 
 static PyObject *
@@ -339,7 +496,8 @@ chan_recv_(hchan *self, PyObject *unused)
         return NULL;
     }
     if (r == 0) {
-        return Py_BuildValue("(OO)", Py_None, Py_False);
+        return Py_BuildValue("(NO)", gr_chan_zero(chan_of(self)->dtype),
+                             Py_False);
     }
     PyObject *t = Py_BuildValue("(NO)", v, Py_True);
     return t;
@@ -487,6 +645,10 @@ chan_repr(hchan *self)
 {
     hchan *c = target(self);
     if (c == NULL) {
+        int dtype = chan_of(self)->dtype;
+        if (dtype != GR_DTYPE_OBJECT) {
+            return PyUnicode_FromFormat("chan.nil('%s')", dtype_names[dtype]);
+        }
         return PyUnicode_FromString("nilchan");
     }
     const char *d = self->dir == GR_DIR_SEND ? "chan<- "
@@ -533,6 +695,10 @@ chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "makechan: size out of range");
         return NULL;
     }
+    int dt = parse_dtype(dtype);
+    if (dt < 0) {
+        return NULL;
+    }
     hchan *c = (hchan *)type->tp_alloc(type, 0);
     if (c == NULL) {
         return NULL;
@@ -548,7 +714,45 @@ chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
     }
     c->dataqsiz = size;
+    c->dtype = dt;
     return (PyObject *)c;
+}
+
+static PyObject *
+chan_nil(PyObject *unused, PyObject *dtype)
+{
+    int dt = parse_dtype(dtype);
+    if (dt < 0) {
+        return NULL;
+    }
+    return Py_NewRef(gr_globals.typed_nil[dt]);
+}
+
+/* Channels compare by identity, except that nil channels are equal when
+ * their types are, or when either is untyped (pygolang's nil[*]). */
+static PyObject *
+chan_richcompare(hchan *a, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) ||
+        !PyObject_TypeCheck(other, gr_globals.chan_type)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    hchan *b = (hchan *)other;
+    bool eq = a == b;
+    if (!eq && a->isnil && b->isnil) {
+        eq = a->dtype == b->dtype || a->dtype == GR_DTYPE_OBJECT ||
+             b->dtype == GR_DTYPE_OBJECT;
+    }
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static Py_hash_t
+chan_hash(hchan *self)
+{
+    /* Equal objects hash alike: every nil hashes as nilchan. */
+    PyObject *h = self->isnil ? gr_globals.typed_nil[GR_DTYPE_OBJECT]
+                              : (PyObject *)self;
+    return PyBaseObject_Type.tp_hash(h);
 }
 
 static int
@@ -640,6 +844,10 @@ static PyMethodDef chan_methods[] = {
      "recv_async_($self, /)\n--\n\nawait ch.recv_async_(): (value, ok)."},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
      "chan[T]: for typing only."},
+    {"nil", (PyCFunction)chan_nil, METH_O | METH_STATIC,
+     "nil(dtype, /)\n--\n\n"
+     "The nil channel of element type dtype (pygolang's chan.nil); "
+     "chan.nil('object') is nilchan."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -650,10 +858,13 @@ static PyMemberDef chan_members[] = {
 };
 
 static PyType_Slot chan_slots[] = {
-    {Py_tp_doc, "chan(size=0, dtype=None)\n--\n\n"
+    {Py_tp_doc, "chan(size=0, dtype='object')\n--\n\n"
                 "A Go channel: unbuffered when size == 0, buffered "
-                "otherwise.  dtype is accepted for pygolang's API and "
-                "ignored."},
+                "otherwise.  dtype ('object', 'C.structZ', 'C.bool', "
+                "'C.int', 'C.double') restricts what can be sent and sets "
+                "the zero value received from it once closed."},
+    {Py_tp_richcompare, chan_richcompare},
+    {Py_tp_hash, chan_hash},
     {Py_tp_new, chan_new},
     {Py_tp_dealloc, chan_dealloc},
     {Py_tp_traverse, chan_traverse},
@@ -709,13 +920,17 @@ gr_chan_init(gr_globals_t *st)
     if (st->chan_type == NULL) {
         return -1;
     }
-    hchan *nil = (hchan *)st->chan_type->tp_alloc(st->chan_type, 0);
-    if (nil == NULL) {
-        return -1;
+    for (int i = 0; i < GR_NDTYPES; i++) {
+        hchan *nil = (hchan *)st->chan_type->tp_alloc(st->chan_type, 0);
+        if (nil == NULL) {
+            return -1;      /* the caller clears what was made */
+        }
+        pthread_mutex_init(&nil->lock, NULL);
+        nil->isnil = 1;
+        nil->dtype = i;
+        st->typed_nil[i] = (PyObject *)nil;
     }
-    pthread_mutex_init(&nil->lock, NULL);
-    nil->isnil = 1;
-    st->nilchan = (PyObject *)nil;
+    st->nilchan = Py_NewRef(st->typed_nil[GR_DTYPE_OBJECT]);
     return 0;
 }
 

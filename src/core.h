@@ -321,6 +321,16 @@ pthread_mutex_t *gr_chan_mutex(hchan *c);
 int gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl);
 int gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
+/* Element types (pygolang's dtype), fixed at creation; GIL held.
+ * gr_chan_dtype: the GR_DTYPE_* of a chan object.  gr_chan_convert: a new
+ * reference to v as an element of that type, NULL with TypeError (or
+ * OverflowError) when it is not one.  gr_chan_zero: a new reference to
+ * the type's zero value, received from a closed channel. */
+enum { GR_DTYPE_OBJECT, GR_DTYPE_STRUCTZ, GR_DTYPE_BOOL, GR_DTYPE_INT,
+       GR_DTYPE_DOUBLE, GR_NDTYPES };
+int gr_chan_dtype(PyObject *chanobj);
+PyObject *gr_chan_convert(int dtype, PyObject *v);
+PyObject *gr_chan_zero(int dtype);
 /* GIL held: make c (a fresh channel) the channel of `timer`, which it then
  * keeps alive; len()/cap() of c read 0 (Go 1.23). */
 void gr_chan_set_timer(hchan *c, PyObject *timer);

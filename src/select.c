@@ -34,7 +34,10 @@ enum { CASE_RECV = 1, CASE_RECV_OK = 2, CASE_SEND = 3 };
 typedef struct {
     hchan *c;               /* NULL: nil channel */
     int kind;               /* CASE_* */
-    PyObject *elem;         /* send: the value (borrowed from args) */
+    PyObject *elem;         /* send: the value (borrowed from args, or
+                               owned when `owned`) */
+    int owned;              /* elem is a typed channel's converted value */
+    int dtype;              /* the channel's GR_DTYPE_* */
     int index;              /* position in the call */
 } scase;
 
@@ -45,9 +48,11 @@ parse_case(PyObject *arg, int index, scase *sc)
     int dir;
     sc->index = index;
     sc->elem = NULL;
+    sc->owned = 0;
     int kind = gr_chan_method_kind(arg, &self);
     if (kind == CASE_RECV || kind == CASE_RECV_OK) {
         gr_chan_unwrap(self, &sc->c, &dir);
+        sc->dtype = gr_chan_dtype(self);
         if (dir == GR_DIR_SEND) {
             PyErr_SetString(PyExc_TypeError, "select: invalid operation: "
                             "receive from send-only channel");
@@ -66,6 +71,16 @@ parse_case(PyObject *arg, int index, scase *sc)
         }
         sc->kind = CASE_SEND;
         sc->elem = PyTuple_GET_ITEM(arg, 1);
+        sc->dtype = gr_chan_dtype(self);
+        if (sc->dtype != GR_DTYPE_OBJECT) {
+            /* A typed channel checks the value before anything is
+             * locked, as ch.send does. */
+            sc->elem = gr_chan_convert(sc->dtype, sc->elem);
+            if (sc->elem == NULL) {
+                return -1;
+            }
+            sc->owned = 1;
+        }
         return 0;
     }
     PyErr_Format(PyExc_TypeError, "select: case %d must be ch.recv, "
@@ -77,14 +92,15 @@ parse_case(PyObject *arg, int index, scase *sc)
 static PyObject *
 result(scase *sc, int ok, PyObject *v)
 {
-    /* v is a new reference or NULL (closed). */
+    /* v is a new reference or NULL (closed: the zero value). */
     if (sc->kind == CASE_SEND) {
         return Py_BuildValue("(iO)", sc->index, Py_None);
     }
     if (sc->kind == CASE_RECV) {
-        return Py_BuildValue("(iN)", sc->index, v ? v : Py_NewRef(Py_None));
+        return Py_BuildValue("(iN)", sc->index,
+                             v ? v : gr_chan_zero(sc->dtype));
     }
-    return Py_BuildValue("(i(NO))", sc->index, v ? v : Py_NewRef(Py_None),
+    return Py_BuildValue("(i(NO))", sc->index, v ? v : gr_chan_zero(sc->dtype),
                          ok ? Py_True : Py_False);
 }
 
@@ -232,6 +248,13 @@ select_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     res = selectgo(cases, ncases, dflt, poll, locks, sgs);
 done:
+    /* After selectgo: a blocked send borrowed the owned values until the
+     * select returned. */
+    for (int i = 0; i < ncases; i++) {
+        if (cases[i].owned) {
+            Py_DECREF(cases[i].elem);
+        }
+    }
     PyMem_Free(heap);
     return res;
 }

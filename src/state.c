@@ -168,6 +168,9 @@ gr_globals_clear(gr_globals_t *st)
     Py_CLEAR(st->default_);
     Py_CLEAR(st->chan_type);
     Py_CLEAR(st->nilchan);
+    for (int i = 0; i < GR_CHAN_NDTYPES; i++) {
+        Py_CLEAR(st->typed_nil[i]);
+    }
     Py_CLEAR(st->timer_type);
     for (int i = 0; i < GR_SYNC_NTYPES; i++) {
         Py_CLEAR(st->sync_types[i]);

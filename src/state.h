@@ -27,6 +27,9 @@
 
 enum { GR_SYNC_NTYPES = 5 };
 
+/* Element types a channel can be made with (chan.c's GR_DTYPE_*). */
+#define GR_CHAN_NDTYPES 5
+
 typedef struct {
     bool ready;             /* published: every field below is set */
     PyObject *Panic;        /* goroutine.Panic(Exception) */
@@ -35,6 +38,7 @@ typedef struct {
     PyObject *default_;     /* the `default` select case sentinel (select.c) */
     PyTypeObject *chan_type;    /* chan.c */
     PyObject *nilchan;      /* the nil channel (chan.c) */
+    PyObject *typed_nil[GR_CHAN_NDTYPES];   /* chan.nil(dtype) per dtype */
     PyTypeObject *timer_type;   /* _core._timer (timer.c) */
     PyObject *sync_types[GR_SYNC_NTYPES];   /* sync.c, in its order */
     struct {                /* gomap.c */

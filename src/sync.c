@@ -24,6 +24,8 @@
  * RWMutex: a waiting writer blocks new readers (writers are not starved);
  *   when a writer unlocks, all queued readers go first, then the next
  *   writer -- the two alternate under contention, as in Go.
+ *   unlock_to_rlock (pygolang's UnlockToRLock) is that unlock with the
+ *   caller counted as one of the readers it lets in.
  * WaitGroup: counter; reaching 0 wakes every waiter.  Below 0 panics.
  * Cond: Go's notifyList tickets.  wait() takes a ticket before unlocking
  *   its locker and sleeps only if that ticket has not been notified yet,
@@ -268,16 +270,23 @@ rw_try_lock(rwmutexobject *rw, PyObject *unused)
     return PyBool_FromLong(ok);
 }
 
+/* Release the write lock; with `downgrade`, keep it for reading instead
+ * (pygolang's UnlockToRLock): the caller becomes a reader before anyone
+ * else can take the lock, so no writer gets in between. */
 static PyObject *
-rw_unlock(rwmutexobject *rw, PyObject *unused)
+rw_release_writer(rwmutexobject *rw, bool downgrade)
 {
     gr_wakelist wl = {0};
     pthread_mutex_lock(&rw->mu);
     if (!rw->writer) {
         pthread_mutex_unlock(&rw->mu);
-        return gr_panic("sync: Unlock of unlocked RWMutex");
+        return gr_panic(downgrade ? "sync: UnlockToRLock of unlocked RWMutex"
+                                  : "sync: Unlock of unlocked RWMutex");
     }
     rw->writer = false;
+    if (downgrade) {
+        rw->readers++;
+    }
     /* Readers that queued behind this writer go first... */
     gr_sudog *n;
     while ((n = gr_waitq_first(&rw->rq)) != NULL) {
@@ -286,11 +295,24 @@ rw_unlock(rwmutexobject *rw, PyObject *unused)
             gr_wakelist_add(&wl, n);
         }
     }
-    /* ...and if there were none, the next writer. */
+    /* ...and if there were none, the next writer (none while a
+     * downgraded reader holds it). */
     rw_grant_writer(rw, &wl);
     pthread_mutex_unlock(&rw->mu);
     gr_wakelist_wake(&wl);
     Py_RETURN_NONE;
+}
+
+static PyObject *
+rw_unlock(rwmutexobject *rw, PyObject *unused)
+{
+    return rw_release_writer(rw, false);
+}
+
+static PyObject *
+rw_unlock_to_rlock(rwmutexobject *rw, PyObject *unused)
+{
+    return rw_release_writer(rw, true);
 }
 
 /* __exit__(exc_type, exc, tb): METH_FASTCALL's signature, then unlock.
@@ -816,6 +838,9 @@ static PyMethodDef rw_methods[] = {
       "Lock for writing if free; return whether it did."),
     M("try_rlock", rw_try_rlock, METH_NOARGS, "try_rlock($self, /)\n--\n\n"
       "Lock for reading if possible now; return whether it did."),
+    M("unlock_to_rlock", rw_unlock_to_rlock, METH_NOARGS,
+      "unlock_to_rlock($self, /)\n--\n\nAtomically turn the write lock "
+      "into a read lock: waiting readers enter with it, writers wait."),
     M("__enter__", rw_lock, METH_NOARGS, NULL),
     M("__exit__", rw_exit, METH_FASTCALL, NULL),
     {NULL, NULL, 0, NULL},

@@ -20,8 +20,9 @@ from conftest import wait_until
 
 import goroutine
 from goroutine import (ExceptHookArgs, Map, Panic, chan, context,
-                       default, defer, errgroup, func, go, nilchan, panic,
-                       recover, runtime, select, select_async, sync, time)
+                       default, defer, errgroup, errors, func, go, nilchan,
+                       panic, recover, runtime, select, select_async, sync,
+                       time)
 
 nan = float("nan")
 inf = float("inf")
@@ -146,6 +147,18 @@ ROWS = [
       NOARGS),
     R("chan.recv_async_", run_async(lambda: chan(1).send_only().recv_async_()),
       TypeError, "receive from send-only channel"),
+    R("chan", lambda: chan(1, dtype="int"), TypeError,
+      r"^chan: invalid dtype: 'int' \(want 'object', 'C.structZ', 'C.bool', "
+      r"'C.int' or 'C.double'\)$"),
+    R("chan", lambda: chan(dtype=int), TypeError, "^chan: invalid dtype: <class 'int'>"),
+    R("chan.send", lambda: chan(1, dtype="C.int").send("1"), TypeError,
+      r"^cannot use '1' \(type str\) as C.int value in send$"),
+    R("chan.send", lambda: chan(1, dtype="C.int").send(2 ** 40), OverflowError,
+      r"^cannot use 1099511627776 as C.int value in send \(overflows\)$"),
+    R("chan.send", lambda: chan(1, dtype="C.double").send(None), TypeError,
+      r"^cannot use None \(type NoneType\) as C.double value in send$"),
+    R("chan.nil", lambda: chan.nil("x"), TypeError, "^chan: invalid dtype: 'x'"),
+    R("chan.nil", lambda: chan.nil(), TypeError, ONEARG),
     # ---- select
     R("select", lambda: select(None), TypeError,
       r"^select: case 0 must be ch.recv, ch.recv_, \(ch.send, value\) or default, not None$"),
@@ -187,6 +200,17 @@ ROWS = [
     R("time.Timer", lambda: time.Timer(BadFloat()), ZeroDivisionError, "from __float__"),
     R("time.Timer", lambda: time.Timer(1, 2), TypeError,
       NOT_CALLABLE % ("after_func", "int")),
+    R("time.Timer", lambda: time.Timer(1, f=2), TypeError,
+      NOT_CALLABLE % ("after_func", "int")),
+    R("time.Timer", lambda: time.Timer(1, dt=1), TypeError,
+      r"^Timer\(\) got both 'd' and pygolang's 'dt' for the duration$"),
+    R("time.Timer", lambda: time.Timer(), TypeError,
+      r"^Timer\(\) missing the duration argument 'd'$"),
+    R("time.Timer", lambda: time.Timer(dt="1"), TypeError, DUR % "str"),
+    R("time.Ticker", lambda: time.Ticker(dt=1, d=1), TypeError,
+      r"^Ticker\(\) got both 'd' and pygolang's 'dt' for the duration$"),
+    R("time.Ticker", lambda: time.Ticker(dt=-1), ValueError,
+      "^non-positive interval for NewTicker$"),
     R("time.Timer.stop", lambda: on(time.Timer, "stop", 1), TypeError, NOARGS),
     R("time.Timer.reset", lambda: on(time.Timer, "reset", nan), ValueError, NAN),
     R("time.Timer.reset", lambda: on(time.Timer, "reset", "1"), TypeError, DUR % "str"),
@@ -276,6 +300,18 @@ ROWS = [
     R("sync.RWMutex.try_rlock", lambda: sync.RWMutex().try_rlock(1), TypeError, NOARGS),
     R("sync.RWMutex.rlocker", lambda: sync.RWMutex().rlocker(1), TypeError, NOARGS),
     R("sync.RWMutex.rlocker", lambda: sync.RWMutex().rlocker().unlock(), Panic,
+      "^sync: RUnlock of unlocked RWMutex$"),
+    R("sync.RWMutex.unlock_to_rlock", lambda: sync.RWMutex().unlock_to_rlock(), Panic,
+      "^sync: UnlockToRLock of unlocked RWMutex$"),
+    R("sync.RWMutex.unlock_to_rlock", lambda: sync.RWMutex().unlock_to_rlock(1),
+      TypeError, NOARGS),
+    R("sync.RWMutex.UnlockToRLock", lambda: sync.RWMutex().UnlockToRLock(), Panic,
+      "^sync: UnlockToRLock of unlocked RWMutex$"),
+    R("sync.RWMutex.Lock", lambda: sync.RWMutex().Lock(1), TypeError, NOARGS),
+    R("sync.RWMutex.Unlock", lambda: sync.RWMutex().Unlock(), Panic,
+      "^sync: Unlock of unlocked RWMutex$"),
+    R("sync.RWMutex.RLock", lambda: sync.RWMutex().RLock(1), TypeError, NOARGS),
+    R("sync.RWMutex.RUnlock", lambda: sync.RWMutex().RUnlock(), Panic,
       "^sync: RUnlock of unlocked RWMutex$"),
     R("sync.WaitGroup", lambda: sync.WaitGroup(1), TypeError,
       "^WaitGroup\\(\\) takes no arguments$"),
@@ -429,7 +465,18 @@ ROWS = [
     R("Map.incr", lambda: Map().incr([], 1), TypeError, "^unsupported map key type: 'list'$"),
     R("Map.incr", lambda: Map().incr(), TypeError, "^incr expected 1 or 2 arguments$"),
     R("Map.__eq__", lambda: Map({1: BadEq()}) == {1: 2}, ZeroDivisionError, "from __eq__"),
-    R("Map.__hash__", lambda: hash(Map()), TypeError, "unhashable type"),
+    R("Map.__hash__", lambda: hash(Map()), TypeError, "unhashable type"),    # ---- errors
+    R("errors.New", lambda: errors.New(1), TypeError,
+      "^errors.New: text must be str, not 'int'$"),
+    R("errors.new", lambda: errors.new(b"x"), TypeError,
+      "^errors.New: text must be str, not 'bytes'$"),
+    R("errors.Is", lambda: errors.Is("x", None), TypeError,
+      "^errors.Is: err must be an exception or None, not 'str'$"),
+    R("errors.is_", lambda: errors.is_(None, 1), TypeError,
+      "^errors.Is: target must be an exception or None, not 'int'$"),
+    R("errors.Unwrap", lambda: errors.Unwrap(1), TypeError,
+      "^errors.Unwrap: err must be an exception or None, not 'int'$"),
+    R("errors.unwrap", lambda: errors.unwrap(), TypeError, "missing 1 required"),
 ]
 
 
@@ -447,7 +494,8 @@ def public_callables():
     out = set()
     for prefix, mod in [("", goroutine), ("time.", time),
                         ("context.", context), ("sync.", sync),
-                        ("errgroup.", errgroup), ("runtime.", runtime)]:
+                        ("errgroup.", errgroup), ("runtime.", runtime),
+                        ("errors.", errors)]:
         for n in mod.__all__:
             obj = getattr(mod, n)
             if isinstance(obj, types.ModuleType) or not callable(obj):

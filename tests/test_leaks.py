@@ -227,9 +227,37 @@ def workload_errors(s):
     _raises(ValueError, g.wait)
 
 
+def workload_typed_chan(s):
+    """Typed channels convert at send (new objects for C.double and
+    C.int) and refuse the sentinel; a select that fails on its second
+    case gives back the first case's converted value."""
+    d = chan(2, dtype="C.double")
+    d.send(4)
+    select((d.send, 5), default)
+    d.recv()
+    d.recv_()
+    i = chan(dtype="C.int")
+    go(i.send, 3.0)
+    select(i.recv)
+    _raises(TypeError, i.send, s)
+    _raises(TypeError, select, (d.send, 1), (i.send, s))
+    _raises(TypeError, chan.nil("C.bool").send, s)
+    _raises(TypeError, chan, 1, s)
+    d.close()
+    d.recv()
+    select(d.recv_)
+    rw = sync.RWMutex()
+    rw.lock()
+    rw.unlock_to_rlock()
+    rw.runlock()
+    with sync.Sema():
+        pass
+
+
 WORKLOADS = [workload_chan, workload_select, workload_select_many,
              workload_sync, workload_context, workload_time, workload_map,
-             workload_goroutine, workload_async, workload_errors]
+             workload_goroutine, workload_async, workload_errors,
+             workload_typed_chan]
 
 
 @pytest.mark.parametrize("work", WORKLOADS, ids=lambda f: f.__name__)

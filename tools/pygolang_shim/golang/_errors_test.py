@@ -1,0 +1,1 @@
+"""pygolang's Cython/C++ errors tests: nothing to run against goroutine."""

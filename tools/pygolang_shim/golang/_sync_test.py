@@ -1,0 +1,1 @@
+"""pygolang's Cython/C++ sync tests: nothing to run against goroutine."""

@@ -1,0 +1,1 @@
+from goroutine.context import *       # noqa: F401,F403

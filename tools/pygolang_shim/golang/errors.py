@@ -1,0 +1,1 @@
+from goroutine.errors import *        # noqa: F401,F403

@@ -1,0 +1,1 @@
+from goroutine.sync import *          # noqa: F401,F403

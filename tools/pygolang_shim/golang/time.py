@@ -1,0 +1,1 @@
+from goroutine.time import *          # noqa: F401,F403
