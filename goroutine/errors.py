@@ -7,6 +7,8 @@ follows, taken from both worlds as pygolang does: the error's own
 Unwrap() []error), then its __cause__ (`raise ... from err`).  An
 ExceptionGroup unwraps to its exceptions.
 """
+from typing import Optional as _Optional
+
 __all__ = ["Error", "New", "Is", "Unwrap", "new", "is_", "unwrap"]
 
 
@@ -35,7 +37,7 @@ def _check(what, err, name="err"):
 
 def _wrapped(err):
     """The errors err wraps directly, in Go's order (its Unwrap first)."""
-    out = []
+    out: list[BaseException] = []
     unwrap = getattr(err, "Unwrap", None)
     if callable(unwrap):
         w = unwrap()
@@ -69,7 +71,8 @@ def Unwrap(err):
     return err.__cause__
 
 
-def Is(err, target) -> bool:
+def Is(err: _Optional[BaseException],
+       target: _Optional[BaseException]) -> bool:
     """Whether any error in err's chain (depth first: err, what it wraps,
     ...) matches target: the same type and ==, or target's own
     err.Is(target) says so.  Is(None, None) is True, as in Go."""

@@ -903,7 +903,7 @@ SPEC(rw, "goroutine._core.RWMutex", rwmutexobject, rw_new, rw_methods,
      "RWMutex()\n--\n\nGo's sync.RWMutex: writers are not starved.")
 SPEC(wg, "goroutine._core.WaitGroup", wgobject, wg_new, wg_methods,
      "WaitGroup()\n--\n\nGo's sync.WaitGroup.")
-SPEC(sema, "goroutine.sync.Sema", semaobject, sema_new, sema_methods,
+SPEC(sema, "goroutine._core.Sema", semaobject, sema_new, sema_methods,
      "Sema(n=1)\n--\n\nA weighted semaphore of size n.")
 
 static PyType_Slot cond_slots[] = {
