@@ -1619,7 +1619,9 @@ preempt_for_waiting(void)
 static void
 wake_for_global(void)
 {
-    if (sched.preemptoff || !atomic_load(&sched.pybusy)) {
+    if (sched.preemptoff || !atomic_load(&sched.pybusy) ||
+        atomic_load(&sched.npidle) == atomic_load(&sched.gomaxprocs)) {
+        /* (pybusy is sysmon's last view: with every P idle it is stale.) */
         wakep();
         return;
     }
