@@ -1214,6 +1214,23 @@ mstart(void *arg)
     for (;;) {
         gr_g *g;
         if (m->resumeg != NULL || atomic_load(&m->preemptg) != NULL) {
+            if (m->lockedg != NULL) {
+                /* The G that ran in between got wired to this M
+                 * (lock_os_thread, or it parked holding a logging lock):
+                 * nothing else may run here now, so the preempted G goes
+                 * on elsewhere, like any runnable G. */
+                gr_g *pg = atomic_exchange(&m->preemptg, NULL);
+                if (m->resumeg != NULL) {
+                    globrunqput(m->resumeg);
+                    m->resumeg = NULL;
+                }
+                if (pg != NULL) {
+                    globrunqput(pg);
+                }
+                m->preemptfirst = false;
+                wakep();
+                continue;
+            }
             g = after_preempt(m);
             if (g != NULL) {
                 execute(m, g);
@@ -2291,6 +2308,13 @@ sysmon(void *arg)
                 atomic_store(&p->m, NULL);
                 atomic_fetch_add(&sched.nmpless, 1);
                 atomic_fetch_add(&sched.nhandoffs, 1);
+                /* pm's G goes on without a P, and a G preempted on pm
+                 * would wait for it: it goes with the P's work. */
+                gr_g *pg = pm != NULL ? atomic_exchange(&pm->preemptg, NULL)
+                                      : NULL;
+                if (pg != NULL) {
+                    globrunqput(pg);
+                }
                 p->sysmonwhen = now;
                 startm(p, false, true);
             }
