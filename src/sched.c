@@ -39,6 +39,11 @@
  *   - nactive counts Gs that are runnable or running (including ones
  *     inside a blocking call); it reaches 0 only when every G is parked.
  *     The deadlock check builds on that.
+ *   - m->preemptg (preemption, 3.12+): a G preempted on m, runnable and on
+ *     no queue, resumed by m and nowhere else, unless taken out of the
+ *     slot by an atomic exchange (m itself, or sysmon when m's P is retaken
+ *     or m's current G is blocked); whoever wins the exchange owns the G.
+ *     While it is set no other G on m is preempted except by a swap.
  *
  * Lock order: channel locks, then sched.lock; pool locks are leaves.
  * Never call Python or take the GIL while holding sched.lock.
@@ -59,7 +64,11 @@
  * for GR_RETAKE_NS of Python (CPU-bound), sysmon retakes the P and hands it
  * to an idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
  * when it next enters the scheduler its M finds no P, takes an idle one or
- * goes to sleep.
+ * goes to sleep.  With preemption (3.12+, "preemption" below) sysmon first
+ * asks the G running Python to yield at its next safe point, counts a G
+ * that held the GIL recently as running Python even when seen detached
+ * (it is then waiting for the GIL), and retakes only after the work has
+ * waited a slice.
  */
 #define _GNU_SOURCE 1
 #include "core.h"
