@@ -232,8 +232,8 @@ static struct {
     atomic_bool preemptposted;  /* a preemption request is queued */
     atomic_int nmpless;         /* Ms whose G goes on after its P was
                                    retaken (a hint for sysmon) */
-    atomic_bool pybusy;         /* sysmon: a P's G ran Python (held the
-                                   GIL) on this tick or the one before */
+    atomic_bool pybusy;         /* sysmon: some P's G held the GIL within
+                                   GR_PYBUSY_NS (it runs Python) */
     bool preemptoff;            /* GODEBUG=asyncpreemptoff=1, or 3.10/11 */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
