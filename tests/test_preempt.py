@@ -174,10 +174,17 @@ def test_a_preempted_goroutine_holding_a_lock_the_next_one_needs_moves_on(
     # same M.  sysmon sees it blocked and lets the burner run elsewhere,
     # where it sees `release` and lets the lock go: no deadlock.
     procs(1)
+    # Up to 5 attempts: under load the waiter is sometimes served by
+    # sysmon's hand-off instead (the holder owed the GIL), which does not
+    # test the slot's release.
+    assert any(_lock_holder_preempted_by_its_waiter() for _ in range(5))
+
+
+def _lock_holder_preempted_by_its_waiter():
     lock = threading.Lock()
     release = [False]
     spins = [0]
-    got, done = chan(1), chan(1)
+    got, done, started = chan(1), chan(1), chan(1)
 
     def hold():
         with lock:
@@ -188,6 +195,7 @@ def test_a_preempted_goroutine_holding_a_lock_the_next_one_needs_moves_on(
         done.send(1)
 
     def waiter():
+        started.send(1)
         with lock:
             got.send(1)
     go(hold)
@@ -197,9 +205,11 @@ def test_a_preempted_goroutine_holding_a_lock_the_next_one_needs_moves_on(
         time.sleep(0.001)
     before = runtime.stats()["preemptions"]
     go(waiter)
-    while runtime.stats()["preemptions"] == before:
-        assert time.monotonic() < deadline, "the holder was never preempted"
-        time.sleep(0.001)
+    # Blocked, not polling: a main thread that keeps asking for the GIL
+    # makes the holder owe it, and then it is not preempted (design.md).
+    recv_within(started, 30)
+    preempted = runtime.stats()["preemptions"] > before
     release[0] = True
     recv_within(got, 30)
     recv_within(done, 30)
+    return preempted
