@@ -157,6 +157,10 @@ def main(argv=None):
                        "unit": runs[0]["unit"],
                        "value": statistics.median(r["value"] for r in runs),
                        "runs": [r["value"] for r in runs]}
+                if "extra" in runs[0]:
+                    row["extra"] = {k: statistics.median(r["extra"][k]
+                                                         for r in runs)
+                                    for k in runs[0]["extra"]}
                 if "rss_mib" in runs[0]:
                     row["rss_mib"] = statistics.median(r["rss_mib"]
                                                        for r in runs)
@@ -194,6 +198,8 @@ def print_table(results):
             if base and r is not base and base["value"] > 0:
                 ratio = f"{r['value'] / base['value']:.2f}x"
             extra = f"  peak +{r['rss_mib']} MiB" if "rss_mib" in r else ""
+            for k, v in r.get("extra", {}).items():
+                extra += f"  {k} {fmt(v, r['unit'])}"
             print(f"{name:18} {r['impl']:12} "
                   f"{fmt(r['value'], r['unit']):>12} {ratio:>13}{extra}")
 

@@ -1298,3 +1298,177 @@ def map_update__dict(n):
     t = time.perf_counter()
     d.update(pairs)
     return per_op(time.perf_counter() - t, n)
+
+
+# ---- wake latency under CPU load (preemption) -----------------------------
+#
+# GOMAXPROCS workers run pure-Python loops; the main thread wakes an echo
+# worker by a channel send (a queue.put for threads) and the worker answers
+# with the time it started to run.  The row's value is the median from the
+# send to that answer, with the p99 next to it; the main thread sleeps a
+# little between sends, so the echo worker is parked each time and its
+# wake-up is what is measured.  cpu_bound is the loop throughput of the
+# same workers alone and with the echo worker pinged every millisecond.
+
+WL = ((60, 400), "ms", "median wake-to-answer of a worker woken by a channel "
+      "send while GOMAXPROCS workers run pure-Python loops (p99 beside it)")
+CB = ((200, 3000), "ns/op", "GOMAXPROCS workers running a pure-Python loop "
+      "(process CPU time per 1000-step unit, so that other load on the "
+      "machine does not count); with_echo: while a worker is woken every "
+      "millisecond")
+
+
+def _burn(units, counts, i, stop):
+    x = 0
+    for _ in range(units):
+        if stop and stop[0]:
+            break
+        for j in range(1000):
+            x += j
+        counts[i] += 1
+    return x
+
+
+def _latency_row(lat):
+    lat.sort()
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return {"value": statistics.median(lat) * 1000, "unit": "ms",
+            "extra": {"p99": p99 * 1000}}
+
+
+def _gomaxprocs():
+    """GOMAXPROCS as the runtime reads it, without starting the runtime
+    (the threads rows must not have its threads)."""
+    env = os.environ.get("GOMAXPROCS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else \
+        len(os.sched_getaffinity(0))
+
+
+def _ping_loop(n, send, recv, gap=0.002):
+    lat = []
+    for i in range(n):
+        time.sleep(gap * (0.5 + (i % 7) / 7))
+        t0 = time.perf_counter()
+        send(t0)
+        lat.append(recv() - t0)
+    return lat
+
+
+@workload("wake_latency", *WL)
+def wake_latency__goroutine(n):
+    from goroutine import chan, go, sync
+    k, stop = _gomaxprocs(), [False]
+    counts, wg = [0] * k, sync.WaitGroup()
+    ping, pong = chan(), chan()
+
+    def echo():
+        while ping.recv() is not None:
+            pong.send(time.perf_counter())
+    go(echo)
+    for i in range(k):
+        wg.go(_burn, 10 ** 9, counts, i, stop)
+    while min(counts) == 0:
+        time.sleep(0.001)
+    lat = _ping_loop(n, ping.send, pong.recv)
+    stop[0] = True
+    ping.send(None)
+    wg.wait()
+    return _latency_row(lat)
+
+
+@workload("wake_latency", *WL)
+def wake_latency__threading(n):
+    import queue
+    import threading
+    k, stop = _gomaxprocs(), [False]
+    counts = [0] * k
+    ping, pong = queue.Queue(), queue.Queue()
+
+    def echo():
+        while ping.get() is not None:
+            pong.put(time.perf_counter())
+    ts = [threading.Thread(target=echo)]
+    ts += [threading.Thread(target=_burn, args=(10 ** 9, counts, i, stop))
+           for i in range(k)]
+    for t in ts:
+        t.start()
+    while min(counts) == 0:
+        time.sleep(0.001)
+    lat = _ping_loop(n, ping.put, pong.get)
+    stop[0] = True
+    ping.put(None)
+    for t in ts:
+        t.join()
+    return _latency_row(lat)
+
+
+def _cpu_goroutine(n, echo):
+    from goroutine import chan, go, sync
+    k = _gomaxprocs()
+    counts, wg = [0] * k, sync.WaitGroup()
+    ping, pong = chan(), chan()
+
+    def answer():
+        while ping.recv() is not None:
+            pong.send(time.perf_counter())
+    t = time.process_time()
+    for i in range(k):
+        wg.go(_burn, n, counts, i, None)
+    if echo:
+        go(answer)
+        while sum(counts) < n * k:
+            time.sleep(0.001)
+            ping.send(0)
+            pong.recv()
+        ping.send(None)
+    wg.wait()
+    return per_op(time.process_time() - t, n * k)
+
+
+def _cpu_threading(n, echo):
+    import queue
+    import threading
+    k = _gomaxprocs()
+    counts = [0] * k
+    ping, pong = queue.Queue(), queue.Queue()
+
+    def answer():
+        while ping.get() is not None:
+            pong.put(time.perf_counter())
+    ts = [threading.Thread(target=_burn, args=(n, counts, i, None))
+          for i in range(k)]
+    t = time.process_time()
+    for x in ts:
+        x.start()
+    if echo:
+        e = threading.Thread(target=answer)
+        e.start()
+        while sum(counts) < n * k:
+            time.sleep(0.001)
+            ping.put(0)
+            pong.get()
+        ping.put(None)
+        e.join()
+    for x in ts:
+        x.join()
+    return per_op(time.process_time() - t, n * k)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__goroutine(n):
+    return _cpu_goroutine(n, False)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__with_echo(n):
+    return _cpu_goroutine(n, True)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__threading(n):
+    return _cpu_threading(n, False)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__threads_echo(n):
+    return _cpu_threading(n, True)

@@ -59,6 +59,9 @@
 #else
 #include "frameobject.h"
 #endif
+#if PY_VERSION_HEX >= 0x030C0000
+#include "internal/pycore_ceval.h"      /* _PyEval_AddPendingCall */
+#endif
 #include <limits.h>
 #include <unistd.h>
 #if PY_VERSION_HEX >= 0x030E0000
@@ -677,4 +680,113 @@ bool
 gr_pystate_finalizing(void)
 {
     return _PyRuntimeState_GetFinalizing(&_PyRuntime) != NULL;
+}
+
+/* ---- preemption: a safe point in the thread that runs Python ----------
+ *
+ * sched.c asks "whoever runs Python now: call cb at your next safe point"
+ * (gr_pystate_preempt_post), and cb may switch the goroutine away from
+ * inside it.  The safe point is CPython's eval breaker, checked on loop
+ * back-edges and calls; the request is a pending call.  What each version
+ * allows (read from Python/ceval_gil.c of each):
+ *   - 3.10, 3.11: pending calls run only on the main thread
+ *     (_Py_ThreadCanHandlePendingCalls), which never runs a goroutine, and
+ *     the only other per-thread break-in is tstate->async_exc, which raises
+ *     an exception in the goroutine.  No request is possible without a
+ *     trace function; we do not install one, so there is no preemption
+ *     (sysmon's hand-off after the switch interval still covers).
+ *   - 3.12: _PyEval_AddPendingCall(interp, ..., mainthreadonly=0) queues
+ *     on the interpreter, and the interpreter-wide eval breaker makes the
+ *     thread holding the GIL run it.  While a callback runs,
+ *     interp->ceval.pending.busy is set, and every other thread that trips
+ *     the breaker returns at once without running calls.
+ *   - 3.13, 3.14, 3.15: the same call; the breaker is per thread state and
+ *     the request sets _PY_CALLS_TO_DO_BIT on the GIL holder
+ *     (signal_active_thread), or on the next thread to take the GIL.
+ *     While a callback runs, pending.handling_thread names its thread
+ *     state, and other threads hand their bit to it.
+ * Either marker would stay set while a goroutine is switched out inside
+ * cb, stalling every other pending call (3.12 even trips the breaker of
+ * every thread at every check meanwhile), so cb clears it before the
+ * switch (gr_pystate_preempt_out) and sets it again when the goroutine is
+ * back (gr_pystate_preempt_in), the state CPython left it in.  Both run
+ * with the GIL held; the GIL is what orders the markers here. */
+
+bool
+gr_pystate_preempt_supported(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* Any thread, GIL or not (CPython's queue has its own lock).  Returns
+ * whether the request was queued. */
+bool
+gr_pystate_preempt_post(PyInterpreterState *interp, int (*cb)(void *))
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return _PyEval_AddPendingCall(interp, cb, NULL, 0) ==
+           _Py_ADD_PENDING_SUCCESS;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return _PyEval_AddPendingCall(interp, cb, NULL, 0) == 0;
+#else
+    (void)interp;
+    (void)cb;
+    return false;
+#endif
+}
+
+void
+gr_pystate_preempt_out(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    struct _pending_calls *pending = &ts->interp->ceval.pending;
+    PyMutex_Lock(&pending->mutex);
+    if (pending->handling_thread == ts) {
+        pending->handling_thread = NULL;
+    }
+    PyMutex_Unlock(&pending->mutex);
+#elif PY_VERSION_HEX >= 0x030C0000
+    ts->interp->ceval.pending.busy = 0;
+#else
+    (void)ts;
+#endif
+}
+
+void
+gr_pystate_preempt_in(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    struct _pending_calls *pending = &ts->interp->ceval.pending;
+    PyMutex_Lock(&pending->mutex);
+    if (pending->handling_thread == NULL) {
+        pending->handling_thread = ts;
+    }
+    PyMutex_Unlock(&pending->mutex);
+#elif PY_VERSION_HEX >= 0x030C0000
+    ts->interp->ceval.pending.busy = 1;
+#else
+    (void)ts;
+#endif
+}
+
+/* Has another thread asked ts's thread (GIL held) to drop the GIL at its
+ * next safe point?  It has waited a switch interval for it, and the drop
+ * will wait until it took it (FORCE_SWITCHING).  3.13+ only: 3.12 keeps
+ * one interpreter-wide gil_drop_request, which says little about this
+ * thread, and heeding it made preemption decline most of the time
+ * (a 200-round wake_latency on 3.12: median 5.2 ms with it, 0.09 ms
+ * without; docs/design.md, "Preemption"). */
+bool
+gr_pystate_gil_drop_requested(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return _Py_eval_breaker_bit_is_set(ts, _PY_GIL_DROP_REQUEST_BIT);
+#else
+    (void)ts;
+    return false;
+#endif
 }

@@ -39,6 +39,11 @@
  *   - nactive counts Gs that are runnable or running (including ones
  *     inside a blocking call); it reaches 0 only when every G is parked.
  *     The deadlock check builds on that.
+ *   - m->preemptg (preemption, 3.12+): a G preempted on m, runnable and on
+ *     no queue, resumed by m and nowhere else, unless taken out of the
+ *     slot by an atomic exchange (m itself, or sysmon when m's P is retaken
+ *     or m's current G is blocked); whoever wins the exchange owns the G.
+ *     While it is set no other G on m is preempted except by a swap.
  *
  * Lock order: channel locks, then sched.lock; pool locks are leaves.
  * Never call Python or take the GIL while holding sched.lock.
@@ -59,7 +64,11 @@
  * for GR_RETAKE_NS of Python (CPU-bound), sysmon retakes the P and hands it
  * to an idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
  * when it next enters the scheduler its M finds no P, takes an idle one or
- * goes to sleep.
+ * goes to sleep.  With preemption (3.12+, "preemption" below) sysmon first
+ * asks the G running Python to yield at its next safe point, counts a G
+ * that held the GIL recently as running Python even when seen detached
+ * (it is then waiting for the GIL), and retakes only after the work has
+ * waited a slice.
  */
 #define _GNU_SOURCE 1
 #include "core.h"
@@ -80,6 +89,11 @@
 #define GR_GLOBAL_TICK 61           /* check the global queue every 61 */
 #define GR_SPIN_NS 50000            /* idle M spin before sleeping */
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
+#define GR_PREEMPT_WAIT_NS 1000000  /* a global G no preemption took by
+                                       then gets an M woken for it */
+#define GR_PYBUSY_NS 20000000       /* a G seen holding the GIL this
+                                       recently runs Python (sched.pybusy):
+                                       4 switch intervals */
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 #define GR_GFREE_LOCAL 64           /* dead Gs kept per P (Go's 64) */
@@ -88,7 +102,7 @@
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG, P_DEAD };
-enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
+enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD, EXIT_PREEMPT };
 
 struct gr_g {
     gr_ctx ctx;                 /* saved registers while off-CPU */
@@ -137,6 +151,15 @@ struct gr_m {
                                    (it is on no queue) */
     unsigned long ident;        /* its thread ident, set by mstart */
     gr_m *alllink;              /* allm list, under sched.lock */
+    /* Preemption (see "preemption" below).  preemptg is a G preempted on
+     * this M: runnable, on no queue, and resumed here, by this M, unless
+     * sysmon releases it (exchange to NULL, by this M or sysmon).  The
+     * rest belong to this M's g0. */
+    _Atomic(gr_g *) preemptg;
+    bool preemptfirst;          /* run one queued G before preemptg */
+    gr_g *resumeg;              /* run next: the G a swap took out of
+                                   preemptg */
+    _Atomic int64_t preemptwhen;    /* when preemptg was last filled */
 };
 
 struct gr_p {
@@ -155,6 +178,12 @@ struct gr_p {
     unsigned sysmontick;        /* sysmon's last view of schedtick */
     int64_t sysmonwhen;         /* when sysmon saw it change */
     bool sysmondetached;        /* sysmon saw that G detached last tick */
+    int64_t preemptsince;       /* sysmon: when it first saw work wait
+                                   while that G ran Python (0: none) */
+    int64_t lastattached;       /* sysmon: when it last saw that G hold
+                                   the GIL (0: not since it started) */
+    atomic_bool preempt;        /* sysmon: its G has had its slice while
+                                   its queue waited; cleared per G run */
 };
 
 static struct {
@@ -199,8 +228,14 @@ static struct {
     atomic_ullong sysmonseq;    /* odd while sysmon is in a pass (it may
                                    hold a G pointer then: gfscavenge) */
     PyInterpreterState *interp;
+    atomic_bool preemptposted;  /* a preemption request is queued */
+    atomic_int nmpless;         /* Ms whose G goes on after its P was
+                                   retaken (a hint for sysmon) */
+    atomic_bool pybusy;         /* sysmon: some P's G held the GIL within
+                                   GR_PYBUSY_NS (it runs Python) */
+    bool preemptoff;            /* GODEBUG=asyncpreemptoff=1, or 3.10/11 */
     /* stats */
-    atomic_ullong ncreated, nsteals, nhandoffs, nswitches;
+    atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
 } sched = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .maxmcount = GR_MAXM_DEFAULT,
@@ -288,6 +323,7 @@ reacquire_p(void)
         return NULL;
     }
     /* An idle P has no other owner: no barrier is needed. */
+    atomic_fetch_sub(&sched.nmpless, 1);
     m->p = p;
     atomic_store(&p->m, m);
     atomic_store(&p->curg, m->curg);
@@ -320,6 +356,17 @@ gr_fastrand(void)
     x ^= x << 5;
     tls_rand = x;
     return x;
+}
+
+/* An M (or a thread the scheduler makes wait) sleeps on its semaphore
+ * (sema.c).  It has let the GIL go by now: if it readied a G while holding
+ * the GIL it could not ask for a preemption itself (wake_for_global), so
+ * it asks here, as a plain thread does in waiter.c's block_thread. */
+static bool
+msleep(gr_sema *s, int64_t timeout_ns)
+{
+    gr_sched_preempt_for_waiting();
+    return gr_sema_wait(s, timeout_ns);
 }
 
 /* ---- run queues (Go's runqput / runqget / runqgrab) ---------------- */
@@ -706,8 +753,7 @@ stopm(gr_m *m)
          * hold memory gives it back (gfscavenge): a burst's memory returns
          * about a second after it ends, and a steady go() loop that keeps
          * the Ms busy reuses the Gs instead. */
-        bool posted = gr_sema_wait(&m->park, gfsurplus() ? GR_SCAVENGE_NS
-                                                          : -1);
+        bool posted = msleep(&m->park, gfsurplus() ? GR_SCAVENGE_NS : -1);
         if (atomic_load(&sched.exiting)) {
             continue;       /* abandoned at exit: never touch Python */
         }
@@ -779,7 +825,7 @@ findrunnable(gr_m *m)
 {
     for (;;) {
         while (atomic_load(&sched.exiting)) {
-            gr_sema_wait(&m->park, -1);
+            msleep(&m->park, -1);
         }
         gr_p *p = m->p;
         if (p == NULL) {
@@ -915,7 +961,7 @@ static void
 stoplockedm(gr_m *m)
 {
     for (;;) {
-        gr_sema_wait(&m->park, -1);
+        msleep(&m->park, -1);
         if (!atomic_load(&sched.exiting) && m->nextp != NULL) {
             break;
         }
@@ -942,6 +988,7 @@ execute(gr_m *m, gr_g *g)
     m->curg = g;
     atomic_store(&g->status, G_RUNNING);
     atomic_store(&p->curg, g);
+    atomic_store(&p->preempt, false);
     atomic_store(&p->status, P_RUNG);
     atomic_fetch_add(&p->schedtick, 1);
     atomic_fetch_add(&sched.nswitches, 1);
@@ -969,6 +1016,7 @@ execute(gr_m *m, gr_g *g)
         }
         else {
             m->p = NULL;    /* sysmon retook it while g ran */
+            atomic_fetch_sub(&sched.nmpless, 1);
         }
     }
     /* Counted while the GIL is still held: a thread that forks holds the
@@ -997,8 +1045,70 @@ execute(gr_m *m, gr_g *g)
         gr_ctx_done(&g->stack);
         gfput(m->p, g);
         break;
+    case EXIT_PREEMPT: {
+        /* It stays with this M (see "Preemption"): into the slot, and one
+         * queued G runs first.  A G already in the slot (a swap: it has
+         * waited a slice) runs now, and g waits in its place. */
+        atomic_store(&g->status, G_RUNNABLE);
+        gr_g *old = atomic_exchange(&m->preemptg, g);
+        if (old != NULL) {
+            m->resumeg = old;
+        }
+        else {
+            m->preemptfirst = true;
+        }
+        atomic_store(&m->preemptwhen, nanotime());
+        atomic_fetch_add(&sched.npreempts, 1);
+        break;
+    }
     }
     atomic_fetch_sub(&sched.nunlocking, 1);
+}
+
+/* What this M runs while it keeps a preempted G (m->preemptg) or owes a
+ * swapped one its turn (m->resumeg): first one queued G if the preemption
+ * was for it, then the preempted G.  Returns NULL when that left nothing
+ * to run here: the slot was empty (sysmon released it) or no P could be
+ * had, and then the G went to the global queue like any runnable G (the
+ * one case where a preempted G moves to another M).  No GIL. */
+static gr_g *
+after_preempt(gr_m *m)
+{
+    gr_g *g = m->resumeg;
+    m->resumeg = NULL;
+    if (g == NULL && m->preemptfirst && m->p != NULL) {
+        g = runqget(m->p);
+        if (g == NULL && atomic_load(&sched.runqsize) > 0) {
+            pthread_mutex_lock(&sched.lock);
+            g = globrunqget_locked(m->p, 1);
+            pthread_mutex_unlock(&sched.lock);
+        }
+        if (g != NULL && g->lockedm != NULL && g->lockedm != m) {
+            /* Only its own M may run it: the scheduler proper hands it
+             * over once this M is back in findrunnable. */
+            globrunqput(g);
+            g = NULL;
+        }
+    }
+    m->preemptfirst = false;
+    if (g == NULL) {
+        g = atomic_exchange(&m->preemptg, NULL);
+        if (g == NULL) {
+            return NULL;
+        }
+    }
+    if (m->p == NULL) {
+        pthread_mutex_lock(&sched.lock);
+        gr_p *p = pidleget_locked();
+        pthread_mutex_unlock(&sched.lock);
+        if (p == NULL) {
+            globrunqput(g);
+            wakep();
+            return NULL;
+        }
+        acquirep(m, p);
+    }
+    return g;
 }
 
 static void *
@@ -1036,6 +1146,30 @@ mstart(void *arg)
     take_nextp(m);
     for (;;) {
         gr_g *g;
+        if (m->resumeg != NULL || atomic_load(&m->preemptg) != NULL) {
+            if (m->lockedg != NULL) {
+                /* The G that ran in between got wired to this M
+                 * (lock_os_thread, or it parked holding a logging lock):
+                 * nothing else may run here now, so the preempted G goes
+                 * on elsewhere, like any runnable G. */
+                gr_g *pg = atomic_exchange(&m->preemptg, NULL);
+                if (m->resumeg != NULL) {
+                    globrunqput(m->resumeg);
+                    m->resumeg = NULL;
+                }
+                if (pg != NULL) {
+                    globrunqput(pg);
+                }
+                m->preemptfirst = false;
+                wakep();
+                continue;
+            }
+            g = after_preempt(m);
+            if (g != NULL) {
+                execute(m, g);
+            }
+            continue;
+        }
         if (m->lockedg != NULL) {
             g = m->lockedg;
             if (!m->lockedresume) {
@@ -1123,6 +1257,8 @@ gswitch_to_g0(gr_g *g, int kind)
 
 static PyObject *rlock_type;        /* _thread.RLock, set on first use */
 static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock;
+/* For preemption's lock check (holds_thread_lock). */
+static PyObject *str_importlib, *str_module_locks, *str_context, *str_tree;
 
 /* Names and the RLock type, made once at the first go() (GIL held). */
 static void
@@ -1135,6 +1271,10 @@ thread_locks_init(void)
     str_handlerlist = PyUnicode_InternFromString("_handlerList");
     str_modlock = PyUnicode_InternFromString("_lock");
     str_lock = PyUnicode_InternFromString("lock");
+    str_importlib = PyUnicode_InternFromString("_frozen_importlib");
+    str_module_locks = PyUnicode_InternFromString("_module_locks");
+    str_context = PyUnicode_InternFromString("goroutine.context");
+    str_tree = PyUnicode_InternFromString("_tree");
     PyObject *thread = PyImport_ImportModule("_thread");
     if (thread != NULL) {
         rlock_type = PyObject_GetAttrString(thread, "RLock");
@@ -1243,6 +1383,8 @@ gr_park(void (*unlockf)(void *), void *arg, const char *reason)
     unwire(g, wired);
 }
 
+static void wake_for_global(void);
+
 void
 gr_ready(gr_g *g)
 {
@@ -1260,7 +1402,182 @@ gr_ready(gr_g *g)
         return;
     }
     globrunqput(g);
-    wakep();
+    wake_for_global();
+}
+
+/* ---- preemption -----------------------------------------------------
+ *
+ * Go preempts a goroutine that has run 10 ms by a signal whose handler
+ * makes it yield at the next instruction that is safe.  CPython has such
+ * points already: the eval breaker, checked on loop back-edges and calls,
+ * where the interpreter runs pending calls.  So when a G waits in the
+ * global queue while every P runs a G (it was readied or made by a plain
+ * thread or the timer thread), or waits in a P's own queue while that P's
+ * G has run a whole slice, the runtime queues a pending call
+ * (gr_pystate_preempt_post, 3.12+) and the thread that holds the GIL runs
+ * preempt_cb at its next safe point.  If it is a goroutine whose P has
+ * that work, it yields there: a stack switch on its own M, which already
+ * holds the GIL, instead of a wait for the switch interval and a GIL
+ * hand-off to another M.
+ *
+ * A preempted G resumes on the M it was preempted on, never elsewhere
+ * (m->preemptg, "the slot"): its OS thread is its thread ident, which
+ * threading.RLock, importlib's module locks and logging record as owner,
+ * and an involuntary move would make its release fail on another thread.
+ * Its M runs one queued G (the one the preemption was for) and then the
+ * preempted G again.  While the slot is full no other preemption happens
+ * on that M, except that after a slice (GR_RETAKE_NS) of the G that runs
+ * in between, the two swap, so neither starves.  One exception, because
+ * the G running in between could wait for a lock the preempted one holds
+ * (a threading.Lock, owned by no thread): if it is seen in a blocking
+ * call (detached) on two sysmon ticks, sysmon releases the slot's G to the
+ * global queue.
+ *
+ * Not preempted: a G locked to its M (lock_os_thread; no other G may run
+ * there), a G whose M has a locked G, a G whose thread owns a lock the
+ * runtime can see (logging's, goroutine.context's tree lock, and a module
+ * lock of an import in progress anywhere), a G that has lost its P, and a
+ * G inside C code that holds the GIL (it reaches no safe point; sysmon's
+ * hand-off after the slice still covers it).  A G that runs while another
+ * on the same M holds a threading.RLock can enter it, as after an
+ * explicit park (docs/getting-started.md); GODEBUG=asyncpreemptoff=1
+ * turns preemption off, as in Go.
+ *
+ * sched.preemptposted keeps at most one request queued; the callback
+ * clears it first.  A request that the wrong thread consumed (a plain
+ * thread holding the GIL) is posted again by sysmon on its next tick
+ * while the work still waits. */
+
+/* Does this thread own a lock that a preemption must not leave held
+ * while another G runs on the M?  GIL held; no Python code runs (dict
+ * lookups and the RLock fields only); any pending exception is kept. */
+static bool
+holds_thread_lock(void)
+{
+    if (str_tree == NULL) {
+        return true;
+    }
+    if (holds_logging_lock()) {
+        return true;
+    }
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    PyObject *imp = PyImport_GetModule(str_importlib);
+    PyObject *dict = imp ? PyModule_GetDict(imp) : NULL;
+    PyObject *locks = dict ? PyDict_GetItemWithError(dict, str_module_locks)
+                           : NULL;
+    /* An entry lives exactly while some thread imports that module. */
+    bool held = locks != NULL && PyDict_Check(locks) &&
+                PyDict_GET_SIZE(locks) > 0;
+    Py_XDECREF(imp);
+    if (!held) {
+        PyObject *ctx = PyImport_GetModule(str_context);
+        dict = ctx ? PyModule_GetDict(ctx) : NULL;
+        held = dict != NULL &&
+               owns_rlock(PyDict_GetItemWithError(dict, str_tree));
+        Py_XDECREF(ctx);
+    }
+    PyErr_Clear();
+    PyErr_Restore(et, ev, etb);
+    return held;
+}
+
+static int preempt_cb(void *arg);
+
+/* Queue a preemption request unless one is queued.  Any thread, GIL or
+ * not, no runtime lock held. */
+static void
+preempt_post(void)
+{
+    if (sched.preemptoff || atomic_load(&sched.preemptposted) ||
+        atomic_exchange(&sched.preemptposted, true)) {
+        return;
+    }
+    if (gr_pystate_finalizing() ||
+        !gr_pystate_preempt_post(sched.interp, preempt_cb)) {
+        atomic_store(&sched.preemptposted, false);
+    }
+}
+
+/* The pending call, on whatever thread held the GIL at its safe point:
+ * yield the running G if it may and its P has work that waits for it.
+ * GIL held; returns 0 (never raises). */
+static int
+preempt_cb(void *arg)
+{
+    (void)arg;
+    atomic_store(&sched.preemptposted, false);
+    gr_m *m = getm();
+    gr_g *g = m != NULL ? m->curg : NULL;
+    if (g == NULL || g->lockedm != NULL || m->lockedg != NULL ||
+        atomic_load(&sched.exiting) || gr_pystate_finalizing()) {
+        return 0;
+    }
+    /* A G whose P sysmon took while it waited for the GIL takes an idle
+     * one back first, as it would at its next runtime call. */
+    gr_p *p = reacquire_p();
+    if (p == NULL) {
+        return 0;
+    }
+    bool sliced = atomic_exchange(&p->preempt, false);
+    if (atomic_load(&m->preemptg) != NULL) {
+        /* The slot is full: only a swap, once this G had its slice. */
+        if (nanotime() - atomic_load(&m->preemptwhen) < GR_RETAKE_NS) {
+            return 0;
+        }
+    }
+    else if (atomic_load(&sched.runqsize) == 0 &&
+             !(sliced && !runqempty(p))) {
+        return 0;
+    }
+    if (gr_pystate_gil_drop_requested(g->tstate)) {
+        /* Another M waited a switch interval for the GIL and gets it at
+         * this safe point: a G switched in here would wait a whole slice
+         * for it.  The work is left to the next holder, asked by sysmon's
+         * next post. */
+        return 0;
+    }
+    if (holds_thread_lock()) {
+        return 0;
+    }
+    /* CPython marks its pending-call handler busy while this runs; the
+     * mark must not stay while g is off the CPU (pystate.c). */
+    PyThreadState *ts = g->tstate;
+    gr_pystate_preempt_out(ts);
+    gswitch_to_g0(g, EXIT_PREEMPT);
+    gr_pystate_preempt_in(ts);
+    return 0;
+}
+
+/* A G went to the global queue from outside the runtime's Ms (a plain
+ * thread, the timer thread).  While goroutines run Python, an M woken for
+ * it would only wait for the GIL, up to a switch interval: ask the G that
+ * holds the GIL to yield for it instead.  Posted here only from a thread
+ * without the GIL; a thread that holds it would run the request itself at
+ * its own next safe point, so for those sysmon posts on its next tick,
+ * and wakes an M after GR_PREEMPT_WAIT_NS if nobody took the G.  Without
+ * Python running (sched.pybusy, sysmon's view), an M is woken at once. */
+void
+gr_sched_preempt_for_waiting(void)
+{
+    if (!sched.preemptoff && atomic_load(&sched.runqsize) > 0 &&
+        atomic_load(&sched.pybusy)) {
+        preempt_post();
+    }
+}
+
+static void
+wake_for_global(void)
+{
+    if (sched.preemptoff || !atomic_load(&sched.pybusy) ||
+        atomic_load(&sched.npidle) == atomic_load(&sched.gomaxprocs)) {
+        /* (pybusy is sysmon's last view: with every P idle it is stale.) */
+        wakep();
+        return;
+    }
+    if (!PyGILState_Check()) {
+        preempt_post();
+    }
 }
 
 static void report_exception(gr_g *g);
@@ -1602,6 +1919,10 @@ sched_start(void)
     if (n > 1024) {
         n = 1024;
     }
+    /* Go's switch for asynchronous preemption; 3.10/3.11 have none. */
+    const char *dbg = getenv("GODEBUG");
+    sched.preemptoff = !gr_pystate_preempt_supported() ||
+        (dbg != NULL && strstr(dbg, "asyncpreemptoff=1") != NULL);
     sched.allp = calloc(1024, sizeof(gr_p *));
     if (sched.allp == NULL) {
         PyErr_NoMemory();
@@ -1743,7 +2064,7 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
     }
     else {
         globrunqput(g);
-        wakep();
+        wake_for_global();
     }
     return 0;
 }
@@ -1812,6 +2133,8 @@ sysmon(void *arg)
 {
     int64_t delay_us = 20;
     int idle = 0;
+    int64_t globalwait = 0;     /* since when the global queue has had
+                                   work (preemption on) */
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
         if (gr_pystate_finalizing()) {
@@ -1823,7 +2146,7 @@ sysmon(void *arg)
         }
         atomic_fetch_add(&sched.sysmonseq, 1);     /* odd: in a pass */
         int64_t now = nanotime();
-        bool busy = false;
+        bool busy = false, pybusy = false;
         int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
         for (int i = 0; i < n; i++) {
             gr_p *p = sched.allp[i];
@@ -1845,6 +2168,9 @@ sysmon(void *arg)
                 p->sysmontick = t;
                 p->sysmonwhen = now;
                 p->sysmondetached = detached;
+                p->preemptsince = 0;
+                p->lastattached = detached ? 0 : now;
+                pybusy = pybusy || !detached;
                 continue;
             }
             /* Same G since the last tick.  In a GIL-releasing call (seen
@@ -1853,8 +2179,63 @@ sysmon(void *arg)
              * interval. */
             bool was = p->sysmondetached;
             p->sysmondetached = detached;
-            if (!beyond && !(detached && was) &&
-                now - p->sysmonwhen < GR_RETAKE_NS) {
+            if (!detached) {
+                p->lastattached = now;
+            }
+            bool recent = p->lastattached != 0 &&
+                          now - p->lastattached < GR_PYBUSY_NS;
+            pybusy = pybusy || recent;
+            /* Blocked in a GIL-releasing call.  With preemption on, not a
+             * G that held the GIL recently: that one is most likely
+             * waiting to take it back (it looks just the same), and an M
+             * handed its P would only wait for the GIL as well. */
+            bool blocked = detached && was &&
+                           (sched.preemptoff || !recent);
+            gr_m *pm = atomic_load(&p->m);
+            if (pm != NULL && blocked &&
+                atomic_load(&pm->preemptg) != NULL) {
+                /* The G that runs while pm keeps a preempted one is
+                 * blocked, perhaps on a lock the preempted one holds: let
+                 * that one run elsewhere (see "preemption"). */
+                gr_g *pg = atomic_exchange(&pm->preemptg, NULL);
+                if (pg != NULL) {
+                    globrunqput(pg);
+                }
+            }
+            if (!sched.preemptoff && !blocked) {
+                /* Running Python: ask it to yield at its next safe point
+                 * once its slice is over while its queue waits, or while
+                 * its M keeps a preempted G that has waited a slice.
+                 * Retaking the P waits a slice of waiting work
+                 * (preemptsince): it is for a G that reaches no safe
+                 * point. */
+                bool ask = false;
+                if (now - p->sysmonwhen >= GR_RETAKE_NS && !runqempty(p)) {
+                    atomic_store(&p->preempt, true);
+                    ask = true;
+                }
+                if (pm != NULL && atomic_load(&pm->preemptg) != NULL &&
+                    now - atomic_load(&pm->preemptwhen) >= GR_RETAKE_NS) {
+                    ask = true;
+                }
+                if (ask) {
+                    preempt_post();
+                }
+                bool waits = !runqempty(p) ||
+                             atomic_load(&sched.runqsize) > 0;
+                if (!waits) {
+                    p->preemptsince = 0;
+                    continue;
+                }
+                if (p->preemptsince == 0) {
+                    p->preemptsince = now;
+                }
+                if (!beyond && now - p->preemptsince < GR_RETAKE_NS) {
+                    continue;
+                }
+            }
+            else if (!beyond && !blocked &&
+                     now - p->sysmonwhen < GR_RETAKE_NS) {
                 continue;
             }
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
@@ -1864,12 +2245,45 @@ sysmon(void *arg)
             if (atomic_compare_exchange_strong(&p->status, &expect,
                                                P_IDLE)) {
                 atomic_store(&p->m, NULL);
+                atomic_fetch_add(&sched.nmpless, 1);
                 atomic_fetch_add(&sched.nhandoffs, 1);
+                /* pm's G goes on without a P, and a G preempted on pm
+                 * would wait for it: it goes with the P's work. */
+                gr_g *pg = pm != NULL ? atomic_exchange(&pm->preemptg, NULL)
+                                      : NULL;
+                if (pg != NULL) {
+                    globrunqput(pg);
+                }
                 p->sysmonwhen = now;
                 startm(p, false, true);
             }
         }
         atomic_fetch_add(&sched.sysmonseq, 1);     /* even: between */
+        /* A G in the global queue that no idle P or spinning M will take
+         * (it came from a plain thread, or a preempt request was
+         * consumed by one): ask the G running Python to yield for it. */
+        atomic_store(&sched.pybusy, pybusy);
+        if (!sched.preemptoff && atomic_load(&sched.nmpless) > 0 &&
+            atomic_load(&sched.npidle) > 0) {
+            /* A G running on after its P was retaken takes an idle P back
+             * at its next safe point (preempt_cb's reacquire_p): until
+             * then, Python runs where no preemption can reach it. */
+            preempt_post();
+        }
+        if (!sched.preemptoff && atomic_load(&sched.runqsize) > 0) {
+            if (globalwait == 0) {
+                globalwait = now;
+            }
+            if (busy) {
+                preempt_post();
+            }
+            if (!busy || now - globalwait >= GR_PREEMPT_WAIT_NS) {
+                wakep();
+            }
+        }
+        else {
+            globalwait = 0;
+        }
         if (busy) {
             idle = 0;
             delay_us = GR_SYSMON_BUSY_US;
@@ -2169,6 +2583,7 @@ sched_gomaxprocs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (atomic_compare_exchange_strong(&p->status, &expect, P_IDLE)) {
                 /* Retaken like sysmon does; its M learns it at its
                  * G's return (execute's CAS fails). */
+                atomic_fetch_add(&sched.nmpless, 1);
                 pdestroy_locked(p);
             }
         }
@@ -2326,7 +2741,7 @@ sched_stats(PyObject *module, PyObject *unused)
     int ms = sched.mcount, midle = sched.nmidle;
     pthread_mutex_unlock(&sched.lock);
     return Py_BuildValue(
-        "{sKsLsLsLsLsisisisisKsKsKsisl}",
+        "{sKsLsLsLsLsisisisisKsKsKsKsisl}",
         "goroutines_created", (unsigned long long)atomic_load(&sched.ncreated),
         "goroutines", (long long)atomic_load(&sched.ngoroutines),
         "running", running, "runnable", runnable, "parked", parked,
@@ -2335,6 +2750,7 @@ sched_stats(PyObject *module, PyObject *unused)
         "idle_ps", atomic_load(&sched.npidle),
         "steals", (unsigned long long)atomic_load(&sched.nsteals),
         "handoffs", (unsigned long long)atomic_load(&sched.nhandoffs),
+        "preemptions", (unsigned long long)atomic_load(&sched.npreempts),
         "context_switches", (unsigned long long)atomic_load(&sched.nswitches),
         "spinning_ms", atomic_load(&sched.nmspinning),
         "timers", atomic_load(&gr_timers_pending));
@@ -2410,6 +2826,7 @@ gr_sched_fork_child(void)
     sched.gfree = NULL;
     sched.ngfree = 0;
     atomic_store(&sched.nmspinning, 0);
+    atomic_store(&sched.nmpless, 0);
     atomic_store(&sched.nunlocking, 0);
     atomic_store(&sched.nthreadblocked, 0);
     atomic_store(&sched.nactive, g != NULL ? 1 : 0);
@@ -2429,6 +2846,9 @@ gr_sched_fork_child(void)
         p->sysmontick = 0;
         p->sysmonwhen = 0;
         p->sysmondetached = false;
+        p->preemptsince = 0;
+        p->lastattached = 0;
+        atomic_store(&p->preempt, false);
         p->link = NULL;
         if (p == keep) {
             atomic_store(&p->status, P_RUNG);
@@ -2449,8 +2869,13 @@ gr_sched_fork_child(void)
         m->barrier = false;
         m->schedlink = NULL;
         m->lockedresume = false;
+        /* A preempted G of the parent is a ghost here. */
+        atomic_store(&m->preemptg, NULL);
+        m->resumeg = NULL;
+        m->preemptfirst = false;
         gr_sema_init(&m->park);
     }
+    atomic_store(&sched.preemptposted, false);
     atomic_store(&sched.sysmonup, false);   /* started by the first go() */
 }
 
