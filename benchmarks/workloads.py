@@ -1356,6 +1356,18 @@ def _ping_loop(n, send, recv, gap=0.002):
 
 @workload("wake_latency", *WL)
 def wake_latency__goroutine(n):
+    return _wake_latency_goroutine(n)
+
+
+@workload("wake_latency", *WL)
+def wake_latency__preempt(n):
+    # goroutine with asynchronous preemption opted in (GODEBUG, read when
+    # the runtime starts: this child has not imported goroutine yet).
+    os.environ["GODEBUG"] = "asyncpreemptoff=0"
+    return _wake_latency_goroutine(n)
+
+
+def _wake_latency_goroutine(n):
     from goroutine import chan, go, sync
     k, stop = _gomaxprocs(), [False]
     counts, wg = [0] * k, sync.WaitGroup()
@@ -1461,6 +1473,12 @@ def cpu_bound__goroutine(n):
 
 @workload("cpu_bound", *CB)
 def cpu_bound__with_echo(n):
+    return _cpu_goroutine(n, True)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__preempt_echo(n):
+    os.environ["GODEBUG"] = "asyncpreemptoff=0"     # as wake_latency
     return _cpu_goroutine(n, True)
 
 

@@ -233,7 +233,7 @@ static struct {
                                    retaken (a hint for sysmon) */
     atomic_bool pybusy;         /* sysmon: some P's G held the GIL within
                                    GR_PYBUSY_NS (it runs Python) */
-    bool preemptoff;            /* GODEBUG=asyncpreemptoff=1, or 3.10/11 */
+    bool preemptoff;            /* unless GODEBUG=asyncpreemptoff=0 (3.12+) */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
 } sched = {
@@ -1440,8 +1440,8 @@ gr_ready(gr_g *g)
  * G inside C code that holds the GIL (it reaches no safe point; sysmon's
  * hand-off after the slice still covers it).  A G that runs while another
  * on the same M holds a threading.RLock can enter it, as after an
- * explicit park (docs/getting-started.md); GODEBUG=asyncpreemptoff=1
- * turns preemption off, as in Go.
+ * explicit park (docs/getting-started.md), but now at any bytecode: so
+ * preemption is off unless GODEBUG=asyncpreemptoff=0 turns it on.
  *
  * sched.preemptposted keeps at most one request queued; the callback
  * clears it first.  A request that the wrong thread consumed (a plain
@@ -1919,10 +1919,14 @@ sched_start(void)
     if (n > 1024) {
         n = 1024;
     }
-    /* Go's switch for asynchronous preemption; 3.10/3.11 have none. */
+    /* Go's switch for asynchronous preemption, but off by default here:
+     * the preempted G's M runs the waiting G, on the same thread ident,
+     * so that G can enter a threading.RLock the preempted one holds
+     * (docs/design.md, "Preemption").  GODEBUG=asyncpreemptoff=0 opts
+     * in; 3.10/3.11 have no safe point for it. */
     const char *dbg = getenv("GODEBUG");
     sched.preemptoff = !gr_pystate_preempt_supported() ||
-        (dbg != NULL && strstr(dbg, "asyncpreemptoff=1") != NULL);
+        dbg == NULL || strstr(dbg, "asyncpreemptoff=0") == NULL;
     sched.allp = calloc(1024, sizeof(gr_p *));
     if (sched.allp == NULL) {
         PyErr_NoMemory();

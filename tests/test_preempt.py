@@ -9,6 +9,7 @@ only to turn a hang into a failure."""
 import io
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -23,9 +24,87 @@ pytestmark = [
     pytest.mark.skipif(sys.version_info < (3, 12),
                        reason="3.10/3.11 have no per-thread safe point "
                               "a goroutine can be asked to stop at"),
-    pytest.mark.skipif("asyncpreemptoff=1" in os.environ.get("GODEBUG", ""),
-                       reason="preemption turned off"),
 ]
+
+# Preemption is opt-in (GODEBUG=asyncpreemptoff=0, read when the runtime
+# starts): the preempted goroutine's M runs the waiting one on the same
+# thread ident, which can then enter a threading.RLock the preempted one
+# holds (test_preemption_is_off_by_default shows it).  The tests of the
+# mechanism run in a child process with it on.
+PREEMPT_ON = "asyncpreemptoff=0" in os.environ.get("GODEBUG", "")
+needs_on = pytest.mark.skipif(
+    not PREEMPT_ON, reason="run with preemption on, in a child process, by "
+                           "test_the_preemption_tests_with_it_opted_in")
+
+_RLOCK_SCRIPT = r"""
+import threading, time
+from goroutine import chan, go, runtime
+lock = threading.RLock()
+inside, overlap, stop = [0], [0], [False]
+def burner():
+    while not stop[0]:
+        with lock:
+            inside[0] += 1
+            overlap[0] += inside[0] > 1
+            for i in range(2000):
+                pass
+            inside[0] -= 1
+ping, done = chan(), chan()
+def echo():
+    while ping.recv() is not None:
+        with lock:
+            inside[0] += 1
+            overlap[0] += inside[0] > 1
+            inside[0] -= 1
+    done.close()
+go(burner)
+go(echo)
+for i in range(200):
+    ping.send(i)
+    time.sleep(0.001)
+ping.send(None)
+done.recv()
+stop[0] = True
+print(overlap[0], runtime.stats()["preemptions"])
+"""
+
+
+def _rlock_run(godebug):
+    env = dict(os.environ, GOMAXPROCS="1")
+    env.pop("GODEBUG", None)
+    if godebug:
+        env["GODEBUG"] = godebug
+    r = subprocess.run([sys.executable, "-c", _RLOCK_SCRIPT], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    overlap, preemptions = map(int, r.stdout.split())
+    return overlap, preemptions
+
+
+def test_preemption_is_off_by_default():
+    # One P, a goroutine that holds a threading.RLock while it burns CPU,
+    # and another readied 200 times from the main thread that takes the
+    # same RLock.  Off (the default), the second runs on another M and
+    # waits for the lock as a thread would: never inside with the first.
+    assert _rlock_run(None) == (0, 0)
+    # On, it runs on the busy goroutine's M (its thread ident) and enters
+    # the RLock the preempted one holds: the hazard that keeps it opt-in.
+    overlap, preemptions = _rlock_run("asyncpreemptoff=0")
+    assert preemptions > 0
+    assert overlap > 0
+
+
+@pytest.mark.skipif(PREEMPT_ON, reason="this is the child run")
+def test_the_preemption_tests_with_it_opted_in():
+    env = dict(os.environ, GODEBUG="asyncpreemptoff=0")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q",
+                        "-p", "no:cacheprovider", "-p", "no:randomly",
+                        os.path.abspath(__file__)],
+                       env=env, capture_output=True, text=True, timeout=900,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    # The five mechanism tests and the default-off one ran.
+    assert "6 passed" in r.stdout.splitlines()[-1], r.stdout[-2000:]
 
 ROUNDS = 30
 
@@ -97,6 +176,7 @@ def procs():
     runtime.gomaxprocs(prev)
 
 
+@needs_on
 def test_a_goroutine_readied_by_a_thread_runs_on_the_m_of_a_busy_one(procs):
     # Every P runs a goroutine that never parks, so without preemption the
     # echo goroutine can only run on another M (after sysmon hands a P
@@ -115,6 +195,7 @@ def test_a_goroutine_readied_by_a_thread_runs_on_the_m_of_a_busy_one(procs):
     assert after - before >= preempted
 
 
+@needs_on
 def test_a_preempted_goroutine_gets_its_turn_back(procs):
     # One P: a second pure-Python goroutine made from the main thread
     # preempts the first, which then waits on its M; after a slice of the
@@ -132,6 +213,7 @@ def test_a_preempted_goroutine_gets_its_turn_back(procs):
     a.finish()
 
 
+@needs_on
 def test_lock_os_thread_goroutines_are_not_preempted(procs):
     procs(2)
     ping, pong = chan(), chan()
@@ -146,6 +228,7 @@ def test_lock_os_thread_goroutines_are_not_preempted(procs):
     b.finish()
 
 
+@needs_on
 def test_a_goroutine_holding_a_logging_lock_is_not_preempted(procs):
     # Another goroutine on its M would enter the handler's RLock (same
     # thread ident) while it is held.
@@ -167,6 +250,7 @@ def test_a_goroutine_holding_a_logging_lock_is_not_preempted(procs):
     handler.close()
 
 
+@needs_on
 def test_a_preempted_goroutine_holding_a_lock_the_next_one_needs_moves_on(
         procs):
     # The burner holds a threading.Lock (owned by no thread) while it
