@@ -1,4 +1,5 @@
 """Shared fixtures: every test must leave no goroutine behind."""
+import gc
 import os
 import subprocess
 import sys
@@ -15,20 +16,36 @@ from goroutine import runtime
 
 
 def _settle(baseline, timeout=5.0):
+    """Wait (bounded) until goroutines and pending timers are back to
+    baseline; a dropped timer is garbage (a cycle with its channel) and
+    goes at a collection.  Returns the final (goroutines, timers)."""
     deadline = time.monotonic() + timeout
-    while runtime.num_goroutine() > baseline and time.monotonic() < deadline:
+    collected = False
+    while True:
+        now = (runtime.num_goroutine(), runtime.stats()["timers"])
+        if now[0] <= baseline[0] and now[1] <= baseline[1]:
+            return now
+        if time.monotonic() > deadline:
+            return now
+        if now[1] > baseline[1] and not collected:
+            gc.collect()
+            collected = True
         time.sleep(0.005)
-    return runtime.num_goroutine()
 
 
 @pytest.fixture(autouse=True)
 def no_goroutine_leak():
-    """Goroutines are back to baseline after each test (uvloop-style)."""
-    before = runtime.num_goroutine()
+    """Goroutines and pending timers are back to baseline after each test
+    (uvloop-style): a leaked timer keeps firing into a dropped channel
+    and keeps deadlock detection from ever firing."""
+    before = (runtime.num_goroutine(), runtime.stats()["timers"])
     yield
     after = _settle(before)
-    assert after <= before, (
-        f"test leaked {after - before} goroutine(s):\n{runtime.stack()}")
+    assert after[0] <= before[0], (
+        f"test leaked {after[0] - before[0]} goroutine(s):\n"
+        f"{runtime.stack()}")
+    assert after[1] <= before[1], (
+        f"test leaked {after[1] - before[1]} pending timer(s)")
 
 
 def run_py(code, *, timeout=30, env=None, input=None):
