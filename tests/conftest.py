@@ -16,21 +16,24 @@ from goroutine import runtime
 
 
 def _settle(baseline, timeout=5.0):
-    """Wait (bounded) until goroutines and pending timers are back to
-    baseline; a dropped timer is garbage (a cycle with its channel) and
-    goes at a collection.  Returns the final (goroutines, timers)."""
+    """Wait (bounded) until no more than `baseline` goroutines are left;
+    returns how many are."""
     deadline = time.monotonic() + timeout
-    collected = False
-    while True:
-        now = (runtime.num_goroutine(), runtime.stats()["timers"])
-        if now[0] <= baseline[0] and now[1] <= baseline[1]:
-            return now
-        if time.monotonic() > deadline:
-            return now
-        if now[1] > baseline[1] and not collected:
-            gc.collect()
-            collected = True
+    while runtime.num_goroutine() > baseline and time.monotonic() < deadline:
         time.sleep(0.005)
+    return runtime.num_goroutine()
+
+
+def _settle_timers(baseline, timeout=5.0):
+    """Likewise for pending timers; a dropped timer is garbage (a cycle
+    with its channel) and goes at a collection, so collect once."""
+    deadline = time.monotonic() + timeout
+    if runtime.stats()["timers"] > baseline:
+        gc.collect()
+    while (runtime.stats()["timers"] > baseline
+           and time.monotonic() < deadline):
+        time.sleep(0.005)
+    return runtime.stats()["timers"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +41,14 @@ def no_goroutine_leak():
     """Goroutines and pending timers are back to baseline after each test
     (uvloop-style): a leaked timer keeps firing into a dropped channel
     and keeps deadlock detection from ever firing."""
-    before = (runtime.num_goroutine(), runtime.stats()["timers"])
+    before = runtime.num_goroutine()
+    timers = runtime.stats()["timers"]
     yield
     after = _settle(before)
-    assert after[0] <= before[0], (
-        f"test leaked {after[0] - before[0]} goroutine(s):\n"
-        f"{runtime.stack()}")
-    assert after[1] <= before[1], (
-        f"test leaked {after[1] - before[1]} pending timer(s)")
+    assert after <= before, (
+        f"test leaked {after - before} goroutine(s):\n{runtime.stack()}")
+    left = _settle_timers(timers)
+    assert left <= timers, f"test leaked {left - timers} pending timer(s)"
 
 
 def run_py(code, *, timeout=30, env=None, input=None):
