@@ -124,7 +124,7 @@ ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
 	@[ -x $(ASAN_PY) ] || $(PYTHON) -m venv $(ASAN_VENV)
-	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis ipykernel nbclient nbformat
+	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel pytest pytest-timeout hypothesis ipykernel nbclient nbformat coverage
 	$(ASAN_PY) -m pip uninstall -q -y goroutine goroutine-runtime 2>/dev/null || true
 	rm -rf build/asan
 	GR_SANITIZE=address,undefined $(ASAN_PY) setup.py -q build --build-base build/asan

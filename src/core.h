@@ -262,6 +262,10 @@ int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 
 PyThreadState *gr_pystate_new(void);
+void gr_pystate_list(PyThreadState *ts);
+void gr_pystate_unlist(PyThreadState *ts);
+void gr_pystate_delete(PyThreadState *ts);
+void gr_pystate_after_fork(bool goroutine_forked);
 void gr_pystate_recycle(PyThreadState *ts);
 void gr_pystate_start_hooks(void);
 void gr_pystate_enter(PyThreadState *ts, PyThreadState *mts);

@@ -58,11 +58,13 @@
 #include "internal/pycore_frame.h"
 #else
 #include "frameobject.h"
+#include "internal/pycore_interp.h"     /* tstate_head */
 #endif
 #if PY_VERSION_HEX >= 0x030C0000
 #include "internal/pycore_ceval.h"      /* _PyEval_AddPendingCall */
 #endif
 #include <limits.h>
+#include <sched.h>
 #include <unistd.h>
 #if PY_VERSION_HEX >= 0x030E0000
 #include "internal/pycore_tstate.h"     /* _PyThreadStateImpl */
@@ -132,14 +134,199 @@ status_store(PyThreadState *ts, status_bits s)
  * the leaf (compile() of 40 nested brackets needs ~50 KiB on 3.10). */
 #define STACK_RESERVE (96 * 1024)
 
+/* ---- which thread states the interpreter lists ------------------------
+ *
+ * faulthandler's dump and sys._current_frames walk the interpreter's list
+ * of thread states, newest first, as threads (faulthandler stops after
+ * 100).  A dead goroutine's thread state waits in sched.c's pool for the
+ * next go(), and a burst leaves a thousand of them: listed, they were
+ * dumped as a thousand frameless "threads" ahead of the main thread,
+ * which fell past faulthandler's limit.  So (docs/design.md, "What
+ * faulthandler and sys._current_frames show"):
+ *
+ *   - a pooled thread state is not listed (gr_pystate_unlist when its
+ *     goroutine ends, gr_pystate_list when a go() takes it again);
+ *   - a live goroutine's is listed at the tail, after every OS thread's,
+ *     so the threads always come first in a dump;
+ *   - a parked goroutine's says it runs on no thread (thread_id 0, set by
+ *     gr_pystate_leave), so sys._current_frames()[ident] is what that
+ *     thread runs now, never a goroutine that once ran there.
+ *
+ * Invariant (under CPython's HEAD_LOCK): the listed goroutine thread
+ * states are the last `nlisted` of the list, ending at `gtail`
+ * (NULL iff nlisted == 0).  It holds because CPython only ever inserts
+ * at the head, and deletes only thread states of OS threads (ours are
+ * deleted through gr_pystate_delete, from the pool, unlisted) -- except
+ * at fork, where the child keeps only the forking thread's (see
+ * gr_pystate_after_fork), and at finalization, after which goroutines
+ * never run again and nothing here touches the list
+ * (gr_pystate_finalizing). */
+static PyThreadState *gtail;
+static long nlisted;
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* CPython's HEAD_LOCK, a PyMutex from 3.13.  Its slow path
+ * (_PyMutex_LockTimed) is not exported on 3.13, and the exported
+ * PyMutex_Lock would detach our thread state while it waits (sysmon would
+ * then take the P).  So take the lock bit as that slow path does, keeping
+ * the has-parked bit, and yield while it is held: its holders never wait
+ * for the GIL, and hold it for a few pointer writes.  PyMutex_Unlock
+ * (exported) wakes a parked waiter if the bit says there is one. */
+static void
+list_lock(void)
+{
+    uint8_t *bits = &_PyRuntime.interpreters.mutex._bits;
+    for (;;) {
+        uint8_t v = __atomic_load_n(bits, __ATOMIC_RELAXED);
+        if ((v & 1) == 0 &&
+            __atomic_compare_exchange_n(bits, &v, (uint8_t)(v | 1), false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            return;
+        }
+        sched_yield();
+    }
+}
+#define LIST_LOCK() list_lock()
+#define LIST_UNLOCK() PyMutex_Unlock(&_PyRuntime.interpreters.mutex)
+#else
+#define LIST_LOCK() PyThread_acquire_lock(_PyRuntime.interpreters.mutex, \
+                                          WAIT_LOCK)
+#define LIST_UNLOCK() PyThread_release_lock(_PyRuntime.interpreters.mutex)
+#endif
+
+static PyThreadState **
+list_head(PyInterpreterState *interp)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return &interp->threads.head;
+#else
+    return &interp->tstate_head;
+#endif
+}
+
+/* List lock held. */
+static void
+unlink_locked(PyThreadState *ts)
+{
+    if (ts->prev != NULL) {
+        ts->prev->next = ts->next;
+    }
+    else {
+        *list_head(ts->interp) = ts->next;
+    }
+    if (ts->next != NULL) {
+        ts->next->prev = ts->prev;
+    }
+    ts->prev = ts->next = NULL;
+}
+
+/* List lock held; ts on no list. */
+static void
+link_head_locked(PyThreadState *ts)
+{
+    PyThreadState **head = list_head(ts->interp);
+    ts->prev = NULL;
+    ts->next = *head;
+    if (*head != NULL) {
+        (*head)->prev = ts;
+    }
+    *head = ts;
+}
+
+/* List lock held; ts on no list.  Walks the OS threads' states only when
+ * no goroutine's is listed (a handful: the threads and the Ms). */
+static void
+link_tail_locked(PyThreadState *ts)
+{
+    PyThreadState *last = gtail;
+    if (last == NULL) {
+        last = *list_head(ts->interp);
+        while (last != NULL && last->next != NULL) {
+            last = last->next;
+        }
+    }
+    if (last == NULL) {
+        link_head_locked(ts);
+    }
+    else {
+        ts->prev = last;
+        ts->next = NULL;
+        last->next = ts;
+    }
+    gtail = ts;
+    nlisted++;
+}
+
+/* A new goroutine thread state, listed at the tail.  GIL held. */
 PyThreadState *
 gr_pystate_new(void)
 {
     PyThreadState *ts = PyThreadState_New(PyInterpreterState_Get());
     if (ts == NULL) {
         PyErr_NoMemory();
+        return NULL;
+    }
+    if (!gr_pystate_finalizing()) {
+        LIST_LOCK();
+        unlink_locked(ts);          /* CPython put it at the head */
+        link_tail_locked(ts);
+        LIST_UNLOCK();
     }
     return ts;
+}
+
+/* A pooled thread state serves a goroutine again: list it.  GIL held. */
+void
+gr_pystate_list(PyThreadState *ts)
+{
+    if (gr_pystate_finalizing()) {
+        return;
+    }
+    LIST_LOCK();
+    link_tail_locked(ts);
+    LIST_UNLOCK();
+}
+
+/* ts's goroutine ended and ts goes to the pool: unlist it.  GIL held (ts
+ * may still be current: it is detached right after, by gr_pystate_leave,
+ * which does not need it listed). */
+void
+gr_pystate_unlist(PyThreadState *ts)
+{
+    if (gr_pystate_finalizing()) {
+        return;
+    }
+    LIST_LOCK();
+    if (ts == gtail) {
+        gtail = nlisted > 1 ? ts->prev : NULL;
+    }
+    nlisted--;
+    unlink_locked(ts);
+    LIST_UNLOCK();
+}
+
+/* Clear and delete a pooled (unlisted) thread state.  GIL held, ts not
+ * current.  PyThreadState_Delete unlinks it from the list, so it is
+ * linked (at the head, outside the goroutines' run) first. */
+void
+gr_pystate_delete(PyThreadState *ts)
+{
+    LIST_LOCK();
+    link_head_locked(ts);
+    LIST_UNLOCK();
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+}
+
+/* In a fork child, after CPython deleted every thread state but the
+ * current one, which is a goroutine's when a goroutine forked.  GIL held,
+ * before anything else is listed. */
+void
+gr_pystate_after_fork(bool goroutine_forked)
+{
+    PyThreadState *cur = PyThreadState_Get();
+    gtail = goroutine_forked ? cur : NULL;
+    nlisted = goroutine_forked ? 1 : 0;
 }
 
 #if PY_VERSION_HEX < 0x030E0000
@@ -419,6 +606,13 @@ gr_pystate_leave(PyThreadState *ts, PyThreadState *mts)
     PyThread_tss_set(GILSTATE_KEY, mts);
 #else
     (void)mts;
+#endif
+    /* Parked (or dead) it runs on no thread: faulthandler and
+     * sys._current_frames must not put it on this one (see "which thread
+     * states the interpreter lists"); gr_pystate_enter sets them again. */
+    ts->thread_id = 0;
+#if PY_VERSION_HEX >= 0x030B0000
+    ts->native_thread_id = 0;
 #endif
     PyEval_SaveThread();
 }

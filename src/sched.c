@@ -1664,6 +1664,7 @@ gentry(void *arg)
     Py_CLEAR(g->kwargs);
     Py_CLEAR(g->context);
     gr_pystate_recycle(g->tstate);
+    gr_pystate_unlist(g->tstate);
     if (g->lockedm != NULL) {
         /* Go ends a thread whose locked goroutine exits; we just unpin. */
         g->lockedm->lockedg = NULL;
@@ -1807,8 +1808,7 @@ gfscavenge(gr_m *m)
     }
     for (gr_g *g = list; g != NULL; g = g->schedlink) {
         if (gil) {
-            PyThreadState_Clear(g->tstate);
-            PyThreadState_Delete(g->tstate);
+            gr_pystate_delete(g->tstate);
             g->tstate = NULL;
         }
         gr_stack_free(&g->stack);
@@ -2035,7 +2035,10 @@ newproc(PyObject *fn, PyObject *fargs, PyObject *kwargs)
         PyErr_NoMemory();
         return -1;
     }
-    if (g->tstate == NULL && (g->tstate = gr_pystate_new()) == NULL) {
+    if (g->tstate != NULL) {
+        gr_pystate_list(g->tstate);     /* from the pool, unlisted */
+    }
+    else if ((g->tstate = gr_pystate_new()) == NULL) {
         gr_stack_free(&g->stack);
         g->stack.lo = NULL;
         gfputbare(g);
@@ -2889,6 +2892,7 @@ int
 gr_sched_after_fork(void)
 {
     gr_m *m = getm();
+    gr_pystate_after_fork(m != NULL && m->curg != NULL);
     if (m != NULL) {
         /* The M's own thread state went with the others; the forking
          * goroutine's is current. */

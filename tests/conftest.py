@@ -1,4 +1,5 @@
 """Shared fixtures: every test must leave no goroutine behind."""
+import gc
 import os
 import subprocess
 import sys
@@ -15,20 +16,39 @@ from goroutine import runtime
 
 
 def _settle(baseline, timeout=5.0):
+    """Wait (bounded) until no more than `baseline` goroutines are left;
+    returns how many are."""
     deadline = time.monotonic() + timeout
     while runtime.num_goroutine() > baseline and time.monotonic() < deadline:
         time.sleep(0.005)
     return runtime.num_goroutine()
 
 
+def _settle_timers(baseline, timeout=5.0):
+    """Likewise for pending timers; a dropped timer is garbage (a cycle
+    with its channel) and goes at a collection, so collect once."""
+    deadline = time.monotonic() + timeout
+    if runtime.stats()["timers"] > baseline:
+        gc.collect()
+    while (runtime.stats()["timers"] > baseline
+           and time.monotonic() < deadline):
+        time.sleep(0.005)
+    return runtime.stats()["timers"]
+
+
 @pytest.fixture(autouse=True)
 def no_goroutine_leak():
-    """Goroutines are back to baseline after each test (uvloop-style)."""
+    """Goroutines and pending timers are back to baseline after each test
+    (uvloop-style): a leaked timer keeps firing into a dropped channel
+    and keeps deadlock detection from ever firing."""
     before = runtime.num_goroutine()
+    timers = runtime.stats()["timers"]
     yield
     after = _settle(before)
     assert after <= before, (
         f"test leaked {after - before} goroutine(s):\n{runtime.stack()}")
+    left = _settle_timers(timers)
+    assert left <= timers, f"test leaked {left - timers} pending timer(s)"
 
 
 def run_py(code, *, timeout=30, env=None, input=None):

@@ -7,7 +7,7 @@ import pytest
 
 from goroutine import Panic, chan, go, nilchan, select, default
 
-from conftest import beyond_tsan_thread_limit
+from conftest import beyond_tsan_thread_limit, run_py
 
 
 def test_unbuffered_send_blocks_until_received_and_hands_the_object_over():
@@ -180,11 +180,64 @@ def test_values_are_passed_by_reference_never_copied():
     assert ch.recv() is data
 
 
-def test_nilchan_send_and_recv_block_forever_until_interrupted():
-    # A goroutine blocked on nilchan stays parked; select with default
-    # never chooses it.
+def test_select_never_chooses_a_nilchan_case():
+    # With default: default; with a ready case too: that case, every time.
     assert select(nilchan.recv, default) == (1, None)
     assert select((nilchan.send, 1), default) == (1, None)
+    ready = chan(1)
+    for _ in range(50):
+        ready.send(7)
+        assert select(nilchan.recv, (nilchan.send, 1), ready.recv) == (2, 7)
+
+
+def test_goroutines_blocked_on_nilchan_stay_parked_until_the_program_ends():
+    # Go: a goroutine blocked on a nil channel never wakes; when main
+    # returns the program ends normally, the goroutine abandoned.
+    r = run_py("""
+        import time as _t
+        from goroutine import go, nilchan, runtime, select
+        woke = []
+        def recv():
+            nilchan.recv(); woke.append("recv")
+        def recv_():
+            nilchan.recv_(); woke.append("recv_")
+        def send():
+            nilchan.send(1); woke.append("send")
+        def sel():
+            select(nilchan.recv, (nilchan.send, 1)); woke.append("select")
+        for f in (recv, recv_, send, sel):
+            go(f)
+        deadline = _t.monotonic() + 30
+        while runtime.stats()["parked"] < 4:
+            assert _t.monotonic() < deadline, runtime.stack()
+            _t.sleep(0.001)
+        _t.sleep(0.2)
+        st = runtime.stack()
+        print(runtime.stats()["parked"], woke,
+              st.count("[chan receive (nil chan)]:"),
+              st.count("[chan send (nil chan)]:"), st.count("[select]:"))
+    """)
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr)
+    assert r.stdout.split() == ["4", "[]", "2", "1", "1"], r.stdout
+
+
+@pytest.mark.parametrize("op", ["nilchan.recv()", "nilchan.recv_()",
+                                "nilchan.send(1)",
+                                "select(nilchan.recv, (nilchan.send, 1))"])
+def test_main_blocked_on_nilchan_is_a_deadlock(op):
+    # Go: "fatal error: all goroutines are asleep - deadlock!" when main
+    # blocks on a nil channel and every goroutine does too.
+    r = run_py(f"""
+        import goroutine
+        from goroutine import go, nilchan, select
+        go(nilchan.recv)
+        try:
+            {op}
+        except goroutine.Deadlock as e:
+            print("Deadlock:", e)
+    """)
+    assert r.stdout.strip() == \
+        "Deadlock: all goroutines are asleep - deadlock!", (r.stdout, r.stderr)
 
 
 def test_mixed_goroutine_and_thread_producers_and_consumers_lose_nothing():
