@@ -4,8 +4,10 @@
  *
  * The timers live in one binary min-heap ordered by `when` (monotonic
  * nanoseconds), as Go's runtime keeps them (runtime/time.go: a heap per P;
- * we have one loop thread, so one heap).  The loop thread owns a single
- * uv_timer_t armed for the earliest deadline.  Any thread adds and deletes
+ * we have one loop thread, so one heap).  The loop thread arms one clock
+ * for the earliest deadline: on Linux a timerfd watched by the loop (it
+ * keeps nanoseconds, where libuv's uv_timer_t rounds to milliseconds),
+ * elsewhere a uv_timer_t.  Any thread adds and deletes
  * records under L.lock directly: no request queue, no allocation beyond the
  * record itself.
  *
