@@ -233,12 +233,15 @@ static struct {
                                    retaken (a hint for sysmon) */
     atomic_bool pybusy;         /* sysmon: some P's G held the GIL within
                                    GR_PYBUSY_NS (it runs Python) */
-    bool preemptoff;            /* unless GODEBUG=asyncpreemptoff=0 (3.12+) */
+    atomic_bool preemptoff;     /* unless GODEBUG=asyncpreemptoff=0 (3.12+);
+                                   set by sched_start, read by any thread
+                                   (a plain thread's wait, before too) */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
 } sched = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .maxmcount = GR_MAXM_DEFAULT,
+    .preemptoff = true,         /* until sched_start reads GODEBUG */
 };
 
 static __thread gr_m *tls_m;
@@ -1489,7 +1492,7 @@ static int preempt_cb(void *arg);
 static void
 preempt_post(void)
 {
-    if (sched.preemptoff || atomic_load(&sched.preemptposted) ||
+    if (atomic_load(&sched.preemptoff) || atomic_load(&sched.preemptposted) ||
         atomic_exchange(&sched.preemptposted, true)) {
         return;
     }
@@ -1560,7 +1563,8 @@ preempt_cb(void *arg)
 void
 gr_sched_preempt_for_waiting(void)
 {
-    if (!sched.preemptoff && atomic_load(&sched.runqsize) > 0 &&
+    if (!atomic_load(&sched.preemptoff) &&
+        atomic_load(&sched.runqsize) > 0 &&
         atomic_load(&sched.pybusy)) {
         preempt_post();
     }
@@ -1569,7 +1573,7 @@ gr_sched_preempt_for_waiting(void)
 static void
 wake_for_global(void)
 {
-    if (sched.preemptoff || !atomic_load(&sched.pybusy) ||
+    if (atomic_load(&sched.preemptoff) || !atomic_load(&sched.pybusy) ||
         atomic_load(&sched.npidle) == atomic_load(&sched.gomaxprocs)) {
         /* (pybusy is sysmon's last view: with every P idle it is stale.) */
         wakep();
@@ -1925,8 +1929,8 @@ sched_start(void)
      * (docs/design.md, "Preemption").  GODEBUG=asyncpreemptoff=0 opts
      * in; 3.10/3.11 have no safe point for it. */
     const char *dbg = getenv("GODEBUG");
-    sched.preemptoff = !gr_pystate_preempt_supported() ||
-        dbg == NULL || strstr(dbg, "asyncpreemptoff=0") == NULL;
+    atomic_store(&sched.preemptoff, !gr_pystate_preempt_supported() ||
+                 dbg == NULL || strstr(dbg, "asyncpreemptoff=0") == NULL);
     sched.allp = calloc(1024, sizeof(gr_p *));
     if (sched.allp == NULL) {
         PyErr_NoMemory();
@@ -2197,7 +2201,7 @@ sysmon(void *arg)
              * waiting to take it back (it looks just the same), and an M
              * handed its P would only wait for the GIL as well. */
             bool blocked = detached && was &&
-                           (sched.preemptoff || !recent);
+                           (atomic_load(&sched.preemptoff) || !recent);
             gr_m *pm = atomic_load(&p->m);
             if (pm != NULL && blocked &&
                 atomic_load(&pm->preemptg) != NULL) {
@@ -2209,7 +2213,7 @@ sysmon(void *arg)
                     globrunqput(pg);
                 }
             }
-            if (!sched.preemptoff && !blocked) {
+            if (!atomic_load(&sched.preemptoff) && !blocked) {
                 /* Running Python: ask it to yield at its next safe point
                  * once its slice is over while its queue waits, or while
                  * its M keeps a preempted G that has waited a slice.
@@ -2270,14 +2274,16 @@ sysmon(void *arg)
          * (it came from a plain thread, or a preempt request was
          * consumed by one): ask the G running Python to yield for it. */
         atomic_store(&sched.pybusy, pybusy);
-        if (!sched.preemptoff && atomic_load(&sched.nmpless) > 0 &&
+        if (!atomic_load(&sched.preemptoff) &&
+            atomic_load(&sched.nmpless) > 0 &&
             atomic_load(&sched.npidle) > 0) {
             /* A G running on after its P was retaken takes an idle P back
              * at its next safe point (preempt_cb's reacquire_p): until
              * then, Python runs where no preemption can reach it. */
             preempt_post();
         }
-        if (!sched.preemptoff && atomic_load(&sched.runqsize) > 0) {
+        if (!atomic_load(&sched.preemptoff) &&
+            atomic_load(&sched.runqsize) > 0) {
             if (globalwait == 0) {
                 globalwait = now;
             }
