@@ -259,20 +259,13 @@ chanrecv(hchan *c, PyObject **out)
     return 1;
 }
 
-/* closechan: wake every receiver ((None, False)) and every sender (they
- * panic).  Never blocks. */
-static int
-closechan(hchan *c)
+bool
+gr_chan_tryclose(hchan *c)
 {
-    if (c == NULL) {
-        gr_panic("close of nil channel");
-        return -1;
-    }
     gr_chan_lock(c);
     if (c->closed) {
         gr_chan_unlock(c);
-        gr_panic("close of closed channel");
-        return -1;
+        return false;
     }
     c->closed = 1;
     gr_wakelist wl = {0};
@@ -288,6 +281,22 @@ closechan(hchan *c)
     }
     gr_chan_unlock(c);
     gr_wakelist_wake(&wl);
+    return true;
+}
+
+/* closechan: wake every receiver ((None, False)) and every sender (they
+ * panic).  Never blocks. */
+static int
+closechan(hchan *c)
+{
+    if (c == NULL) {
+        gr_panic("close of nil channel");
+        return -1;
+    }
+    if (!gr_chan_tryclose(c)) {
+        gr_panic("close of closed channel");
+        return -1;
+    }
     return 0;
 }
 
