@@ -164,6 +164,12 @@ typedef struct {
     gr_sudog *head, *tail;
 } gr_wakelist;
 
+/* A field written under a lock and read without it elsewhere (select's
+ * peek): relaxed stores and acquire loads, plain moves on x86-64 and
+ * aarch64, visible as atomics to TSan. */
+#define GR_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define GR_LOAD_ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
 /* The wait queue's and the wake list's operations (inline). */
 #include "waitq.h"
 
@@ -354,6 +360,11 @@ pthread_mutex_t *gr_chan_mutex(hchan *c);
 int gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl);
 int gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
+/* Without the lock: could a send (send) or receive on c complete now?
+ * 1 maybe (confirm under the lock), -1 closed, 0 not ready at some
+ * instant during the call (a non-blocking one-case select may take its
+ * default on that, as Go's selectnbrecv does). */
+int gr_chan_peek(hchan *c, bool send);
 /* Close c unless it is closed: false if it was (no exception).  Wakes
  * its waiters; never runs Python code.  Any thread, GIL or not. */
 bool gr_chan_tryclose(hchan *c);
