@@ -53,7 +53,7 @@
  * being fired by the loop) plus one holder outside it (the thread that
  * sleeps, or the owner object).  The last one frees the record.
  * rec->owner is read and written only with the GIL held.  For a func
- * timer (after_func, context deadlines) it is a strong reference: f must
+ * timer (time.after_func) it is a strong reference: f must
  * run even if nobody keeps the Timer, as Go's heap keeps it.  For a
  * channel timer it is borrowed (weak): the channel holds the Timer and the
  * Timer the channel, so a receiver blocked on the channel, or any user
@@ -696,7 +696,7 @@ seconds_arg(PyObject *o, const char *what, double *out)
 }
 
 /* _seconds(d, what='duration', /) -> float: seconds_arg for the Python
- * half (goroutine.time, goroutine.context). */
+ * half (goroutine.time; context.c calls gr_timer_seconds). */
 static PyObject *
 timer_seconds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -972,23 +972,6 @@ pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 }
 
 
-/* _after(d, f): a bare one-shot _timer that starts f() in a goroutine
- * after d seconds; what context's deadlines use (no argument parsing by
- * keyword, no subclass). */
-static PyObject *
-timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_after(d, f) takes 2 arguments");
-        return NULL;
-    }
-    double d;
-    if (seconds_arg(args[0], "duration", &d) < 0) {
-        return NULL;
-    }
-    return pytimer_make(gr_globals.timer_type, d, args[1], 0);
-}
-
 static PyObject *
 pytimer_stop_m(gr_pytimer *t, PyObject *unused)
 {
@@ -1107,9 +1090,6 @@ static PyMethodDef timer_methods[] = {
     {"_seconds", (PyCFunction)(void (*)(void))timer_seconds, METH_FASTCALL,
      "_seconds(d, what='duration', /)\n--\n\n"
      "d as float seconds: TypeError for a non-number, ValueError for NaN."},
-    {"_after", (PyCFunction)(void (*)(void))timer_after, METH_FASTCALL,
-     "_after(d, f, /)\n--\n\n"
-     "A one-shot _timer that starts f() in a goroutine after d seconds."},
     {NULL, NULL, 0, NULL},
 };
 
