@@ -49,12 +49,13 @@
 struct hchan {
     PyObject_HEAD
     pthread_mutex_t lock;       /* never held across Python or the GIL */
-    Py_ssize_t qcount;          /* values in buf */
+    Py_ssize_t qcount;          /* values in buf (stored atomically: see
+                                   gr_chan_peek) */
     Py_ssize_t dataqsiz;        /* capacity */
     PyObject **buf;             /* ring of strong refs, dataqsiz slots */
     Py_ssize_t sendx;           /* next slot to fill */
     Py_ssize_t recvx;           /* next slot to drain */
-    int closed;
+    int closed;                 /* stored atomically: see gr_chan_peek */
     gr_waitq recvq;             /* blocked receivers, FIFO */
     gr_waitq sendq;             /* blocked senders, FIFO */
     /* immutable after creation: */
@@ -115,6 +116,33 @@ gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send)
     gr_waitq_push(send ? &c->sendq : &c->recvq, sg, false);
 }
 
+/* ---- the lock-free peek (select's first pass) ------------------------ */
+
+int
+gr_chan_peek(hchan *c, bool send)
+{
+    /* One field per question, as Go's empty()/full(): buffered channels
+     * are answered by qcount alone (a sender waits only when the buffer
+     * is full, a receiver only when it is empty), unbuffered ones by the
+     * peer queue's head.  Then closed: it never goes back to 0, and a
+     * channel cannot go from "ready" to "not ready" by being closed, so
+     * "not ready, then not closed" means there was an instant at which
+     * both held (Go's selectnbrecv argument). */
+    bool ready;
+    if (c->dataqsiz > 0) {
+        Py_ssize_t n = GR_LOAD_ACQUIRE(&c->qcount);
+        ready = send ? n < c->dataqsiz : n > 0;
+    }
+    else {
+        ready = GR_LOAD_ACQUIRE(send ? &c->recvq.head : &c->sendq.head)
+                != NULL;
+    }
+    if (ready) {
+        return 1;
+    }
+    return GR_LOAD_ACQUIRE(&c->closed) ? -1 : 0;
+}
+
 /* ---- the three operations, non-blocking part (lock held) ------------ */
 
 int
@@ -136,7 +164,7 @@ gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl)
         if (++c->sendx == c->dataqsiz) {
             c->sendx = 0;
         }
-        c->qcount++;
+        GR_STORE_RELAXED(&c->qcount, c->qcount + 1);
         return 1;
     }
     return 0;
@@ -170,7 +198,7 @@ gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl)
         if (++c->recvx == c->dataqsiz) {
             c->recvx = 0;
         }
-        c->qcount--;
+        GR_STORE_RELAXED(&c->qcount, c->qcount - 1);
         return 1;
     }
     if (c->closed) {
@@ -259,22 +287,15 @@ chanrecv(hchan *c, PyObject **out)
     return 1;
 }
 
-/* closechan: wake every receiver ((None, False)) and every sender (they
- * panic).  Never blocks. */
-static int
-closechan(hchan *c)
+bool
+gr_chan_tryclose(hchan *c)
 {
-    if (c == NULL) {
-        gr_panic("close of nil channel");
-        return -1;
-    }
     gr_chan_lock(c);
     if (c->closed) {
         gr_chan_unlock(c);
-        gr_panic("close of closed channel");
-        return -1;
+        return false;
     }
-    c->closed = 1;
+    GR_STORE_RELAXED(&c->closed, 1);
     gr_wakelist wl = {0};
     gr_sudog *sg;
     while ((sg = gr_waitq_dequeue(&c->recvq)) != NULL) {
@@ -288,6 +309,22 @@ closechan(hchan *c)
     }
     gr_chan_unlock(c);
     gr_wakelist_wake(&wl);
+    return true;
+}
+
+/* closechan: wake every receiver ((None, False)) and every sender (they
+ * panic).  Never blocks. */
+static int
+closechan(hchan *c)
+{
+    if (c == NULL) {
+        gr_panic("close of nil channel");
+        return -1;
+    }
+    if (!gr_chan_tryclose(c)) {
+        gr_panic("close of closed channel");
+        return -1;
+    }
     return 0;
 }
 
@@ -787,7 +824,7 @@ chan_clear(hchan *self)
                     self->buf[i] = NULL;
                 }
             }
-            self->qcount = 0;
+            GR_STORE_RELAXED(&self->qcount, 0);
         }
         gr_chan_unlock(self);
     }

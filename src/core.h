@@ -164,6 +164,12 @@ typedef struct {
     gr_sudog *head, *tail;
 } gr_wakelist;
 
+/* A field written under a lock and read without it elsewhere (select's
+ * peek): relaxed stores and acquire loads, plain moves on x86-64 and
+ * aarch64, visible as atomics to TSan. */
+#define GR_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define GR_LOAD_ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
 /* The wait queue's and the wake list's operations (inline). */
 #include "waitq.h"
 
@@ -246,6 +252,11 @@ int gr_sync_exec(PyObject *module);
 int gr_gomap_init(gr_globals_t *st);
 int gr_gomap_exec(PyObject *module);
 
+/* ---- context (context.c: goroutine.context's cancel tree) ------------ */
+
+int gr_context_init(gr_globals_t *st);
+int gr_context_exec(PyObject *module);
+
 /* ---- timers (timer.c) ----------------------------------------------- */
 
 int gr_timer_init(gr_globals_t *st);
@@ -258,6 +269,20 @@ void gr_timer_fork_prepare(void);
 void gr_timer_fork_parent(void);
 void gr_timer_fork_child(void);
 int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
+/* A one-shot C timer: after `seconds`, fn(obj) runs on the timer thread
+ * with the GIL held (it must not block).  GIL held; the record holds a
+ * strong reference to obj until it fires or is stopped.  Returns the
+ * caller's reference to the record, or NULL with an exception. */
+typedef struct gr_timer_rec gr_timer_rec;
+gr_timer_rec *gr_timer_func_start(double seconds, void (*fn)(PyObject *),
+                                  PyObject *obj);
+/* GIL held: take the record out of the heap if it has not fired, drop
+ * its reference to obj (the caller must hold its own) and the caller's
+ * reference to the record.  Never calls fn. */
+void gr_timer_func_stop(gr_timer_rec *rec);
+/* A duration or deadline argument as float seconds (time.sleep's rules;
+ * `what` names it in the TypeError).  0, or -1 with an exception. */
+int gr_timer_seconds(PyObject *o, const char *what, double *out);
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 
@@ -335,6 +360,14 @@ pthread_mutex_t *gr_chan_mutex(hchan *c);
 int gr_chan_trysend(hchan *c, PyObject *v, gr_wakelist *wl);
 int gr_chan_tryrecv(hchan *c, PyObject **out, gr_wakelist *wl);
 void gr_chan_enqueue(hchan *c, gr_sudog *sg, bool send);
+/* Without the lock: could a send (send) or receive on c complete now?
+ * 1 maybe (confirm under the lock), -1 closed, 0 not ready at some
+ * instant during the call (a non-blocking one-case select may take its
+ * default on that, as Go's selectnbrecv does). */
+int gr_chan_peek(hchan *c, bool send);
+/* Close c unless it is closed: false if it was (no exception).  Wakes
+ * its waiters; never runs Python code.  Any thread, GIL or not. */
+bool gr_chan_tryclose(hchan *c);
 /* Element types (pygolang's dtype), fixed at creation; GIL held.
  * gr_chan_dtype: the GR_DTYPE_* of a chan object.  gr_chan_convert: a new
  * reference to v as an element of that type, NULL with TypeError (or

@@ -1261,7 +1261,7 @@ gswitch_to_g0(gr_g *g, int kind)
 static PyObject *rlock_type;        /* _thread.RLock, set on first use */
 static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock;
 /* For preemption's lock check (holds_thread_lock). */
-static PyObject *str_importlib, *str_module_locks, *str_context, *str_tree;
+static PyObject *str_importlib, *str_module_locks;
 
 /* Names and the RLock type, made once at the first go() (GIL held). */
 static void
@@ -1276,8 +1276,6 @@ thread_locks_init(void)
     str_lock = PyUnicode_InternFromString("lock");
     str_importlib = PyUnicode_InternFromString("_frozen_importlib");
     str_module_locks = PyUnicode_InternFromString("_module_locks");
-    str_context = PyUnicode_InternFromString("goroutine.context");
-    str_tree = PyUnicode_InternFromString("_tree");
     PyObject *thread = PyImport_ImportModule("_thread");
     if (thread != NULL) {
         rlock_type = PyObject_GetAttrString(thread, "RLock");
@@ -1438,8 +1436,8 @@ gr_ready(gr_g *g)
  *
  * Not preempted: a G locked to its M (lock_os_thread; no other G may run
  * there), a G whose M has a locked G, a G whose thread owns a lock the
- * runtime can see (logging's, goroutine.context's tree lock, and a module
- * lock of an import in progress anywhere), a G that has lost its P, and a
+ * runtime can see (logging's, and a module lock of an import in progress
+ * anywhere; goroutine.context has no lock: its tree is C under the GIL), a G that has lost its P, and a
  * G inside C code that holds the GIL (it reaches no safe point; sysmon's
  * hand-off after the slice still covers it).  A G that runs while another
  * on the same M holds a threading.RLock can enter it, as after an
@@ -1457,7 +1455,7 @@ gr_ready(gr_g *g)
 static bool
 holds_thread_lock(void)
 {
-    if (str_tree == NULL) {
+    if (str_module_locks == NULL) {
         return true;
     }
     if (holds_logging_lock()) {
@@ -1473,13 +1471,6 @@ holds_thread_lock(void)
     bool held = locks != NULL && PyDict_Check(locks) &&
                 PyDict_GET_SIZE(locks) > 0;
     Py_XDECREF(imp);
-    if (!held) {
-        PyObject *ctx = PyImport_GetModule(str_context);
-        dict = ctx ? PyModule_GetDict(ctx) : NULL;
-        held = dict != NULL &&
-               owns_rlock(PyDict_GetItemWithError(dict, str_tree));
-        Py_XDECREF(ctx);
-    }
     PyErr_Clear();
     PyErr_Restore(et, ev, etb);
     return held;

@@ -89,19 +89,77 @@ parse_case(PyObject *arg, int index, scase *sc)
     return -1;
 }
 
+/* (index, rx) without Py_BuildValue's format parsing: this is on every
+ * select's return.  v is a new reference or NULL (closed: the zero
+ * value), stolen. */
+/* (i, rx), stealing rx. */
+static PyObject *
+pair(int i, PyObject *rx)
+{
+    PyObject *t = PyTuple_New(2);
+    PyObject *idx = t ? PyLong_FromLong(i) : NULL;
+    if (idx == NULL) {
+        Py_XDECREF(t);
+        Py_DECREF(rx);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, idx);
+    PyTuple_SET_ITEM(t, 1, rx);
+    return t;
+}
+
 static PyObject *
 result(scase *sc, int ok, PyObject *v)
 {
-    /* v is a new reference or NULL (closed: the zero value). */
+    PyObject *rx;
     if (sc->kind == CASE_SEND) {
-        return Py_BuildValue("(iO)", sc->index, Py_None);
+        rx = Py_NewRef(Py_None);
     }
-    if (sc->kind == CASE_RECV) {
-        return Py_BuildValue("(iN)", sc->index,
-                             v ? v : gr_chan_zero(sc->dtype));
+    else {
+        if (v == NULL) {
+            v = gr_chan_zero(sc->dtype);
+            if (v == NULL) {
+                return NULL;
+            }
+        }
+        if (sc->kind == CASE_RECV) {
+            rx = v;
+        }
+        else {
+            rx = PyTuple_New(2);
+            if (rx == NULL) {
+                Py_DECREF(v);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(rx, 0, v);
+            PyTuple_SET_ITEM(rx, 1, Py_NewRef(ok ? Py_True : Py_False));
+        }
     }
-    return Py_BuildValue("(i(NO))", sc->index, v ? v : gr_chan_zero(sc->dtype),
-                         ok ? Py_True : Py_False);
+    return pair(sc->index, rx);
+}
+
+/* Sort the locks by address -- insertion sort: the few locks of a small
+ * select need no qsort call and comparator per pair, and a qsorted
+ * array passes through it in one compare each -- then drop duplicates
+ * (a channel in two cases).  Returns how many remain. */
+static int
+sort_locks(pthread_mutex_t **locks, int n)
+{
+    for (int i = 1; i < n; i++) {
+        pthread_mutex_t *x = locks[i];
+        int j = i;
+        for (; j > 0 && (uintptr_t)locks[j - 1] > (uintptr_t)x; j--) {
+            locks[j] = locks[j - 1];
+        }
+        locks[j] = x;
+    }
+    int nd = 0;
+    for (int i = 0; i < n; i++) {
+        if (nd == 0 || locks[nd - 1] != locks[i]) {
+            locks[nd++] = locks[i];
+        }
+    }
+    return nd;
 }
 
 static int
@@ -110,6 +168,38 @@ cmp_lock(const void *a, const void *b)
     uintptr_t x = (uintptr_t)*(pthread_mutex_t *const *)a;
     uintptr_t y = (uintptr_t)*(pthread_mutex_t *const *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Try one case under its channel's lock alone.  Returns the result (new
+ * reference), NULL with an exception (the send panic), or NOTREADY. */
+#define NOTREADY ((PyObject *)&notready_marker)
+static int notready_marker;
+
+static PyObject *
+try_case(scase *sc)
+{
+    gr_wakelist wl = {0};
+    gr_chan_lock(sc->c);
+    if (sc->kind == CASE_SEND) {
+        int r = gr_chan_trysend(sc->c, sc->elem, &wl);
+        gr_chan_unlock(sc->c);
+        gr_wakelist_wake(&wl);
+        if (r == 0) {
+            return NOTREADY;
+        }
+        if (r < 0) {
+            return gr_panic("send on closed channel");
+        }
+        return result(sc, 1, NULL);
+    }
+    PyObject *v = NULL;
+    int r = gr_chan_tryrecv(sc->c, &v, &wl);
+    gr_chan_unlock(sc->c);
+    gr_wakelist_wake(&wl);
+    if (r == 0) {
+        return NOTREADY;
+    }
+    return result(sc, r > 0, v);
 }
 
 static PyObject *
@@ -122,23 +212,40 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll,
         if (cases[i].c == NULL) {
             continue;
         }
-        int j = (int)(gr_fastrand() % (uint32_t)(npoll + 1));
+        int j = npoll == 0 ? 0
+                : (int)(gr_fastrand() % (uint32_t)(npoll + 1));
         poll[npoll] = poll[j];
         poll[j] = cases[i];
         npoll++;
     }
-    /* 2. lock order: distinct channels by address (of their locks). */
-    int nl = 0;
+    /* Fast pass: peek at each case in poll order without a lock, and
+     * complete the first that looks ready under its own channel's lock
+     * alone.  The order is random, so the choice among ready cases stays
+     * uniform.  A peek can be wrong both ways (stale sudogs, a race):
+     * "ready" is confirmed under the lock, and "nothing ready" is only
+     * trusted for a single case (one channel, one instant: Go's
+     * selectnbrecv); otherwise pass 1 below decides with all locked. */
+    bool any = false;
     for (int i = 0; i < npoll; i++) {
-        locks[nl++] = gr_chan_mutex(poll[i].c);
-    }
-    qsort(locks, (size_t)nl, sizeof *locks, cmp_lock);
-    int nd = 0;
-    for (int i = 0; i < nl; i++) {
-        if (nd == 0 || locks[nd - 1] != locks[i]) {
-            locks[nd++] = locks[i];
+        if (gr_chan_peek(poll[i].c, poll[i].kind == CASE_SEND) != 0) {
+            any = true;
+            PyObject *r = try_case(&poll[i]);
+            if (r != NOTREADY) {
+                return r;
+            }
         }
     }
+    if (!any && npoll <= 1 && dflt >= 0) {
+        return pair(dflt, Py_NewRef(Py_None));
+    }
+    /* 2. lock order: distinct channels by address (of their locks). */
+    for (int i = 0; i < npoll; i++) {
+        locks[i] = gr_chan_mutex(poll[i].c);
+    }
+    if (npoll > GR_SELECT_STACK) {
+        qsort(locks, (size_t)npoll, sizeof *locks, cmp_lock);
+    }
+    int nd = sort_locks(locks, npoll);
     gr_blockon bo = {.locks = locks, .nlocks = nd, .sgs = sgs,
                      .nsgs = npoll};
 
@@ -170,7 +277,7 @@ selectgo(scase *cases, int ncases, int dflt, scase *poll,
     }
     if (dflt >= 0) {
         gr_blockon_unlock(&bo);
-        return Py_BuildValue("(iO)", dflt, Py_None);
+        return pair(dflt, Py_NewRef(Py_None));
     }
 
     /* 4. pass 2: enqueue on every channel and block. */

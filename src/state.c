@@ -180,6 +180,17 @@ gr_globals_clear(gr_globals_t *st)
     Py_CLEAR(st->map.Keys);
     Py_CLEAR(st->map.Values);
     Py_CLEAR(st->map.Items);
+    Py_CLEAR(st->ctx.Context);
+    Py_CLEAR(st->ctx.empty);
+    Py_CLEAR(st->ctx.value);
+    Py_CLEAR(st->ctx.cancel);
+    Py_CLEAR(st->ctx.after);
+    Py_CLEAR(st->ctx.background);
+    Py_CLEAR(st->ctx.todo);
+    Py_CLEAR(st->ctx.closedchan);
+    Py_CLEAR(st->ctx.canceled);
+    Py_CLEAR(st->ctx.deadline_exceeded);
+    Py_CLEAR(st->ctx.watch);
     Py_CLEAR(st->blocked);
     Py_CLEAR(st->report);
     Py_CLEAR(st->send_async);

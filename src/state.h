@@ -44,6 +44,14 @@ typedef struct {
     struct {                /* gomap.c */
         PyTypeObject *Map, *Iter, *Keys, *Values, *Items;
     } map;
+    struct {                /* context.c */
+        PyTypeObject *Context, *empty, *value, *cancel, *after;
+        PyObject *background, *todo;
+        PyObject *closedchan;   /* done() of a context cancelled unasked */
+        /* registered by goroutine/context.py (_ctx_register): */
+        PyObject *canceled, *deadline_exceeded;
+        PyObject *watch;        /* watch(foreign_parent, node) */
+    } ctx;
     PyObject *blocked;      /* sched.c: {thread ident: count} of plain
                                threads blocked in the runtime */
     /* Python callbacks, set by goroutine/__init__.py through

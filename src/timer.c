@@ -24,6 +24,10 @@
  *   - SLEEP: a waiter (goroutine or thread).  Firing claims and wakes it
  *     with no GIL: 10,000 sleeping goroutines cost one thread, and a
  *     sleeper's wake-up never waits for Python code to yield the GIL.
+ *   - FN: a C function and its object (context.c's deadlines): firing
+ *     takes the GIL and calls fn(obj) on the loop thread; no goroutine,
+ *     no Python callable.  The record holds obj strongly until it fires
+ *     or gr_timer_func_stop takes it out (both with the GIL).
  *   - PY: a Timer/Ticker object (owner).  Firing takes the GIL, then
  *     delivers (sends the time it was due on owner.c without blocking --
  *     a full buffer drops the tick -- or starts owner.f in a goroutine).
@@ -49,7 +53,7 @@
  * being fired by the loop) plus one holder outside it (the thread that
  * sleeps, or the owner object).  The last one frees the record.
  * rec->owner is read and written only with the GIL held.  For a func
- * timer (after_func, context deadlines) it is a strong reference: f must
+ * timer (time.after_func) it is a strong reference: f must
  * run even if nobody keeps the Timer, as Go's heap keeps it.  For a
  * channel timer it is borrowed (weak): the channel holds the Timer and the
  * Timer the channel, so a receiver blocked on the channel, or any user
@@ -76,7 +80,7 @@
 #include <sys/timerfd.h>
 #endif
 
-enum { TK_SLEEP = 1, TK_PY = 2 };
+enum { TK_SLEEP = 1, TK_PY = 2, TK_FN = 3 };
 
 typedef struct gr_pytimer gr_pytimer;
 
@@ -92,6 +96,9 @@ typedef struct gr_timer_rec {
     bool strong;                /* TK_PY: owner is a strong reference */
     bool delivered;             /* TK_PY, GIL: a one-shot has delivered */
     int64_t due;                /* loop thread: the `when` it last fired at */
+    void (*fn)(PyObject *);     /* TK_FN: called with the GIL on firing */
+    PyObject *fnobj;            /* TK_FN, GIL: fn's argument (strong), NULL
+                                   once fired or stopped */
 } gr_timer_rec;
 
 static struct {
@@ -214,6 +221,7 @@ heap_remove(gr_timer_rec *rec)
 /* ---- loop thread ---------------------------------------------------- */
 
 static void pytimer_fire(gr_timer_rec *rec);  /* below, GIL held */
+static void fn_fire(gr_timer_rec *rec);       /* below, GIL held */
 
 /* Fire everything due, then arm the uv timer for what remains.  Runs on
  * the loop thread from either of its callbacks. */
@@ -272,7 +280,12 @@ run_timers(void)
                 gil = true;
             }
             if (gil) {
-                pytimer_fire(rec);
+                if (rec->kind == TK_FN) {
+                    fn_fire(rec);
+                }
+                else {
+                    pytimer_fire(rec);
+                }
             }
         }
         if (rec->period == 0) {
@@ -683,7 +696,7 @@ seconds_arg(PyObject *o, const char *what, double *out)
 }
 
 /* _seconds(d, what='duration', /) -> float: seconds_arg for the Python
- * half (goroutine.time, goroutine.context). */
+ * half (goroutine.time; context.c calls gr_timer_seconds). */
 static PyObject *
 timer_seconds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -710,6 +723,58 @@ timer_sleep(PyObject *module, PyObject *arg)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* ---- C function timers (context deadlines, context.c) --------------- */
+
+/* Loop thread, GIL held: a TK_FN record is due.  The record's reference
+ * to its object passes to this call; a stop that ran first (GIL held too)
+ * took it, and then nothing is called. */
+static void
+fn_fire(gr_timer_rec *rec)
+{
+    PyObject *obj = rec->fnobj;
+    if (obj == NULL) {
+        return;
+    }
+    rec->fnobj = NULL;
+    rec->fn(obj);
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(obj);
+    }
+    Py_DECREF(obj);
+}
+
+gr_timer_rec *
+gr_timer_func_start(double seconds, void (*fn)(PyObject *), PyObject *obj)
+{
+    if (loop_start() < 0) {
+        return NULL;
+    }
+    gr_timer_rec *rec = rec_new(TK_FN, seconds, 0);
+    if (rec == NULL) {
+        return NULL;
+    }
+    rec->fn = fn;
+    rec->fnobj = Py_NewRef(obj);
+    timer_add(rec);
+    return rec;
+}
+
+void
+gr_timer_func_stop(gr_timer_rec *rec)
+{
+    PyObject *obj = rec->fnobj;
+    rec->fnobj = NULL;
+    timer_del(rec);
+    rec_unref(rec);
+    Py_XDECREF(obj);
+}
+
+int
+gr_timer_seconds(PyObject *o, const char *what, double *out)
+{
+    return seconds_arg(o, what, out);
 }
 
 /* ---- Timer / Ticker (the C half of goroutine.time) ------------------ */
@@ -907,23 +972,6 @@ pytimer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 }
 
 
-/* _after(d, f): a bare one-shot _timer that starts f() in a goroutine
- * after d seconds; what context's deadlines use (no argument parsing by
- * keyword, no subclass). */
-static PyObject *
-timer_after(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_after(d, f) takes 2 arguments");
-        return NULL;
-    }
-    double d;
-    if (seconds_arg(args[0], "duration", &d) < 0) {
-        return NULL;
-    }
-    return pytimer_make(gr_globals.timer_type, d, args[1], 0);
-}
-
 static PyObject *
 pytimer_stop_m(gr_pytimer *t, PyObject *unused)
 {
@@ -1042,9 +1090,6 @@ static PyMethodDef timer_methods[] = {
     {"_seconds", (PyCFunction)(void (*)(void))timer_seconds, METH_FASTCALL,
      "_seconds(d, what='duration', /)\n--\n\n"
      "d as float seconds: TypeError for a non-number, ValueError for NaN."},
-    {"_after", (PyCFunction)(void (*)(void))timer_after, METH_FASTCALL,
-     "_after(d, f, /)\n--\n\n"
-     "A one-shot _timer that starts f() in a goroutine after d seconds."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,7 +7,10 @@
  *
  * A gr_waitq is a FIFO of sudogs guarded by its owner's lock (hchan.lock,
  * a sync object's mu): every function here runs with it held, except
- * gr_wakelist_wake, which runs after it is released.
+ * gr_wakelist_wake, which runs after it is released.  The links are
+ * stored with relaxed atomic stores (plain moves on x86-64 and aarch64)
+ * because select's first pass reads a channel queue's head without the
+ * lock (chan.c, gr_chan_peek); only that read is unlocked.
  *   sg->q != NULL  iff  sg is linked on *sg->q.
  * A sudog on a wake list is on no queue: its `next` is the list's link,
  * and its waiter is claimed, so nobody else wakes it.  Linking through
@@ -27,7 +30,7 @@ gr_waitq_push(gr_waitq *q, gr_sudog *sg, bool front)
     sg->next = front ? q->head : NULL;
     /* Whatever pointed across the gap (a neighbour, or the queue's head
      * or tail) now points at sg. */
-    *(sg->prev != NULL ? &sg->prev->next : &q->head) = sg;
+    GR_STORE_RELAXED(sg->prev != NULL ? &sg->prev->next : &q->head, sg);
     *(sg->next != NULL ? &sg->next->prev : &q->tail) = sg;
 }
 
@@ -39,7 +42,8 @@ gr_waitq_remove(gr_sudog *sg)
     if (q == NULL) {
         return;
     }
-    *(sg->prev != NULL ? &sg->prev->next : &q->head) = sg->next;
+    GR_STORE_RELAXED(sg->prev != NULL ? &sg->prev->next : &q->head,
+                     sg->next);
     *(sg->next != NULL ? &sg->next->prev : &q->tail) = sg->prev;
     sg->next = sg->prev = NULL;
     sg->q = NULL;

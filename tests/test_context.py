@@ -220,3 +220,142 @@ def test_thousands_of_deadlines_expiring_together_all_report_it():
     for _, cancel in ctxs:
         cancel()
     assert all(ctx.err() is context.deadlineExceeded for ctx, _ in ctxs)
+
+
+# ---- the C tree (src/context.c) ------------------------------------------
+
+def test_a_child_made_after_the_parent_was_cancelled_is_done_at_once():
+    p, cancel = context.with_cancel_cause(context.background())
+    boom = ValueError("boom")
+    cancel(boom)
+    below = context.with_value(p, "k", "v")
+    ran = chan(1)
+    kids = [context.with_cancel(below)[0],
+            context.with_cancel_cause(p)[0],
+            context.with_timeout(below, 60)[0],
+            context.with_deadline(p, time.now() + 60)[0],
+            context.merge(context.background(), below)[0]]
+    for c in kids:
+        assert is_done(c) and c.err() is context.canceled, c
+        assert context.cause(c) is boom
+        assert c._children is None
+    context.after_func(below, lambda: ran.send("ran"))
+    assert ran.recv() == "ran"
+
+
+def test_cancel_frees_the_deadline_timer_at_once_and_drops_the_context():
+    import weakref
+    before = runtime.stats()["timers"]
+    parent, cancel_parent = context.with_cancel(context.background())
+    ctx, cancel = context.with_timeout(context.background(), 60)
+    child, _ = context.with_timeout(parent, 60)
+    grandchild, _ = context.with_deadline(child, time.now() + 30)
+    assert runtime.stats()["timers"] == before + 3
+    cancel()
+    assert runtime.stats()["timers"] == before + 2     # no waiting
+    cancel_parent()                                    # two, from above
+    assert runtime.stats()["timers"] == before
+    # The timer held its context; once stopped, nothing does.
+    refs = [weakref.ref(c) for c in (ctx, child, grandchild)]
+    del ctx, cancel, child, grandchild, _
+    gc.collect()
+    assert [r() for r in refs] == [None] * 3
+
+
+def test_a_fired_deadline_cancels_its_subtree_and_unlinks_it():
+    parent, cancel_parent = context.with_cancel(context.background())
+    ctx, _ = context.with_timeout(parent, 0.02)
+    kid, _ = context.with_cancel(ctx)
+    kid.done().recv()
+    assert kid.err() is context.deadlineExceeded
+    assert parent._children == [] and ctx._children is None
+    cancel_parent()
+
+
+def test_a_merged_context_is_unlinked_from_both_parents():
+    a, ca = context.with_cancel(context.background())
+    b, cb = context.with_cancel(context.background())
+    m, cancel = context.merge(a, b)
+    assert a._children == [m] and b._children == [m]
+    ca()
+    assert m.err() is context.canceled
+    assert b._children == []        # a's cancel took it off b too
+    m2, cancel2 = context.merge(b, context.with_value(b, "k", 1))
+    assert b._children == [m2, m2]
+    cancel2()
+    assert b._children == []
+    cb()
+
+
+def test_an_unreachable_tree_that_was_never_cancelled_is_collected():
+    import weakref
+    p, _ = context.with_cancel(context.background())
+    c, _ = context.with_timeout(p, 0)       # done at birth, no timer
+    k, _ = context.with_cancel(p)
+    refs = [weakref.ref(x) for x in (p, c, k)]
+    del p, c, k, _
+    gc.collect()
+    assert [r() for r in refs] == [None] * 3
+
+
+def test_concurrent_cancels_from_goroutines_and_threads_reach_every_node():
+    # A tree built and cancelled at once by goroutines and threads: every
+    # node below a cancelled one ends cancelled, with its done channel
+    # closed, and no cancelled node stays on a live parent's list.
+    for _round in range(3):
+        root, cancel_root = context.with_cancel(context.background())
+        nodes = chan(100000)
+        nodes.send((root, cancel_root))
+        mids = [context.with_cancel(root) for _ in range(8)]
+        for m in mids:
+            nodes.send(m)
+        wg = sync.WaitGroup()
+        lock = threading.Lock()
+
+        def work(seed, in_thread):
+            import random
+            rng = random.Random(seed)
+            for _ in range(200):
+                parent = rng.choice(mids)[0]
+                kind = rng.randrange(4)
+                if kind == 0:
+                    c = context.with_cancel(parent)
+                elif kind == 1:
+                    c = context.with_timeout(
+                        context.with_value(parent, "k", seed), 60)
+                elif kind == 2:
+                    c = context.merge(parent, rng.choice(mids)[0])
+                else:
+                    m = rng.choice(mids)
+                    m[1]()
+                    continue
+                c[0].done()     # some waited on, some not
+                nodes.send(c)
+                if rng.random() < 0.3:
+                    c[1]()
+            with lock:
+                pass
+
+        threads = [threading.Thread(target=work, args=(s, True))
+                   for s in range(3)]
+        for t in threads:
+            t.start()
+        for s in range(3, 6):
+            wg.go(work, s, False)
+        cancel_root()       # while they are running
+        for t in threads:
+            t.join()
+        wg.wait()
+        allc = [nodes.recv() for _ in range(len(nodes))]
+        for c, _ in allc:
+            assert c.err() is not None, c
+            assert is_done(c)
+            assert c._children is None
+        for _, cancel in allc:
+            cancel()
+        assert runtime.stats()["timers"] < 100 or wait_timers()
+
+
+def wait_timers():
+    from conftest import wait_until
+    return wait_until(lambda: runtime.stats()["timers"] < 100)

@@ -68,8 +68,21 @@ def workload_context(s):
         context.background(), "k", s))
     child, _ = context.with_timeout(ctx, 10)
     ctx.value("k")
+    child.done()
     cancel()
     child.err()
+    # The C tree's other paths: cause, merge with two links, after_func
+    # linked and stopped, a child born cancelled, a fired deadline.
+    p, cancel_p = context.with_cancel_cause(context.background())
+    m, cancel_m = context.merge(p, context.with_value(p, "k", s))
+    stop = context.after_func(m, lambda: None)
+    stop()
+    context.after_func(p, lambda: None)
+    cancel_p(ValueError(s))
+    context.cause(m)
+    context.with_timeout(m, 10)[0].done()
+    cancel_m()
+    context.with_timeout(context.without_cancel(p), 0)[0].err()
 
 
 def workload_time(s):

@@ -193,3 +193,104 @@ def test_concurrent_selects_deliver_each_value_once():
     a.close()
     b.close()
     assert sum(results.recv() for _ in range(4)) == sum(range(n))
+
+
+# ---- the lock-free first pass (select.c's fast pass) --------------------
+
+def test_two_always_ready_cases_are_each_chosen_about_half_the_time():
+    # A buffered channel with values and a closed one: the peek reads the
+    # buffer count for one and the closed flag for the other; the random
+    # poll order must reach the fast pass's choice.
+    n = 4000
+    buf = chan(n)
+    for _ in range(n):
+        buf.send("b")
+    closed = chan()
+    closed.close()
+    counts = {"b": 0, None: 0}
+    for _ in range(n):
+        _, v = select(buf.recv, closed.recv)
+        counts[v] += 1
+    # Binomial(4000, 1/2): sigma 32; the margin is 12 sigma.
+    assert abs(counts["b"] - n / 2) < 400, counts
+
+
+def test_a_ready_send_and_a_ready_receive_are_both_chosen():
+    out, inp = chan(10 ** 4), chan(10 ** 4)
+    for _ in range(2000):
+        inp.send(1)
+    counts = [0, 0]
+    for _ in range(2000):
+        counts[select((out.send, 1), inp.recv)[0]] += 1
+    assert min(counts) > 600, counts
+
+
+def test_one_case_with_default_takes_a_value_from_a_parked_sender():
+    c = chan()
+    go(c.send, "v")
+    deadline = time.monotonic() + 10
+    while True:
+        r = select(c.recv, default)
+        if r != (1, None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+    assert r == (0, "v")
+
+
+def test_closed_channels_are_ready_in_every_shape_of_select():
+    a, b = chan(), chan(3)
+    a.close()
+    b.close()
+    for sel in ((a.recv,), (a.recv, default), (nilchan.recv, a.recv),
+                (b.recv, nilchan.recv, default)):
+        i, v = select(*sel)
+        assert sel[i] in (a.recv, b.recv) and v is None
+    assert select(default, a.recv_) == (1, (None, False))
+    for sel in (((a.send, 1),), ((a.send, 1), default),
+                ((b.send, 1), nilchan.recv), ((b.send, 1), nilchan.recv,
+                                              default)):
+        with pytest.raises(Panic, match="^send on closed channel$"):
+            select(*sel)
+
+
+def test_a_closed_channel_wins_over_nil_cases_and_a_buffered_value_first():
+    c = chan(1)
+    c.send("last")
+    c.close()
+    assert select(nilchan.recv, c.recv_, default) == (1, ("last", True))
+    assert select(nilchan.recv, c.recv_, default) == (1, (None, False))
+
+
+def test_only_nil_cases_with_default_take_the_default():
+    assert select(nilchan.recv, (nilchan.send, 1), default) == (2, None)
+
+
+def test_concurrent_two_case_selects_and_closes_lose_nothing():
+    # Receivers select over two channels while senders feed them and a
+    # thread closes them at the end: every value sent is received once.
+    a, b = chan(4), chan()
+    n = 3000
+    got = chan(4 * n)
+
+    def recv():
+        while True:
+            i, (v, ok) = select(a.recv_, b.recv_)
+            if not ok:
+                return
+            got.send(v)
+    from goroutine import sync
+    wg, rg = sync.WaitGroup(), sync.WaitGroup()
+    for _ in range(3):
+        rg.go(recv)
+    for k in range(2):
+        wg.go(lambda k=k: [a.send((k, i)) for i in range(n)])
+        t = threading.Thread(target=lambda k=k: [b.send((k + 2, i))
+                                                 for i in range(n)])
+        t.start()
+        wg.go(t.join)
+    wg.wait()
+    a.close()
+    rg.wait()       # one receiver returns on a's close ...
+    vals = sorted(got.recv() for _ in range(len(got)))
+    assert vals == sorted((k, i) for k in range(4) for i in range(n))
+    b.close()
