@@ -161,7 +161,8 @@ static size_t nvmaguard_max;     /* max_map_count / 8, read at run time */
 static int mark_ok = -1;         /* MADV_GUARD_INSTALL works: -1 unknown;
                                     relaxed atomics (read unlocked) */
 /* A slab, and which of its slots hold no goroutine's pages: never handed
- * out, or trimmed.  Sorted by base (binary search by address). */
+ * out, or trimmed.  Sorted by base, highest first (binary search by
+ * address; a new slab is usually mapped below the others, at the end). */
 typedef struct {
     char *base;                 /* GR_SLOT_ALIGN-aligned */
     size_t n;                   /* slots: slot k at base + GR_TOP_ROOM +
@@ -328,7 +329,7 @@ slab_add(char *base, size_t n)
     }
     memset(idle, 1, n);
     size_t i = nslabs;
-    while (i > 0 && slabs[i - 1].base > base) {
+    while (i > 0 && slabs[i - 1].base < base) {
         i--;
     }
     memmove(&slabs[i + 1], &slabs[i], (nslabs - i) * sizeof *slabs);
@@ -343,20 +344,21 @@ slab_add(char *base, size_t n)
 static slabrec *
 slab_find(const char *p, size_t *k)
 {
+    /* The first slab (highest first) whose base is <= p. */
     size_t lo = 0, hi = nslabs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (slabs[mid].base <= p) {
+        if (slabs[mid].base > p) {
             lo = mid + 1;
         }
         else {
             hi = mid;
         }
     }
-    if (lo == 0) {
+    if (lo == nslabs) {
         return NULL;
     }
-    slabrec *r = &slabs[lo - 1];
+    slabrec *r = &slabs[lo];
     const char *first = r->base + GR_TOP_ROOM;
     if (p < first + GR_GAP || p >= first + r->n * slot_size) {
         return NULL;
