@@ -120,6 +120,8 @@ test-wheel:
 # core 2-3x, and test_leaks' 3,300 rounds under tracemalloc then took over
 # 120 s on a loaded 2-core machine (the map workload, in a clean-clone run).
 ASAN_TIMEOUT ?= 360
+# ASAN_TESTS: which test files (relative to tests/), all by default.
+ASAN_TESTS ?= .
 ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
@@ -134,7 +136,7 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. \
-	  -o timeout=$(ASAN_TIMEOUT) . $(PYTEST_ARGS)
+	  -o timeout=$(ASAN_TIMEOUT) $(ASAN_TESTS) $(PYTEST_ARGS)
 
 # ThreadSanitizer over the stress test and the concurrency suites.  Every
 # goroutine is a TSan fiber (gstack.c reports each stack switch), so races
