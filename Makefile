@@ -219,6 +219,7 @@ valgrind: build
 	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
 # The peers (gevent, matplotlib for the chart) and, as root on Debian, Go.
+GMEM_N ?= 100000
 bench: build
 	$(PY) -m pip install -q -e '.[bench]'
 	@# pygolang 0.1 builds only with Cython < 3 (a build constraint); if it
@@ -229,6 +230,9 @@ bench: build
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+	@# Where a parked goroutine's memory goes (docs/design.md); GMEM_N=1000000
+	@# checks that a million fit.
+	$(PY) -m benchmarks.gmem $(GMEM_N) func
 
 # pygolang's own test files run against this package, `import golang`
 # mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).
