@@ -398,8 +398,9 @@ print(json.dumps([base, peak]))
 '''
 
 
-@pytest.mark.skipif(SANITIZED, reason="the sanitizers' shadow memory and "
-                    "quarantine are part of every page")
+@beyond_tsan_thread_limit
+@pytest.mark.skipif(SANITIZED, reason="ASan's shadow memory and quarantine "
+                    "are part of every page")
 @pytest.mark.timeout(900)
 def test_parked_goroutine_memory():
     # What a goroutine parked inside a Python function keeps resident
