@@ -120,6 +120,8 @@ test-wheel:
 # core 2-3x, and test_leaks' 3,300 rounds under tracemalloc then took over
 # 120 s on a loaded 2-core machine (the map workload, in a clean-clone run).
 ASAN_TIMEOUT ?= 360
+# ASAN_TESTS: which test files (relative to tests/), all by default.
+ASAN_TESTS ?= .
 ASAN_VENV := .venv-asan
 ASAN_PY   := $(ASAN_VENV)/bin/python
 test-asan: deps
@@ -134,7 +136,7 @@ test-asan: deps
 	  ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  GR_TEST_SANITIZED=1 ../$(ASAN_PY) -m pytest -p no:cacheprovider -c ../pyproject.toml --rootdir=.. \
-	  -o timeout=$(ASAN_TIMEOUT) . $(PYTEST_ARGS)
+	  -o timeout=$(ASAN_TIMEOUT) $(ASAN_TESTS) $(PYTEST_ARGS)
 
 # ThreadSanitizer over the stress test and the concurrency suites.  Every
 # goroutine is a TSan fiber (gstack.c reports each stack switch), so races
@@ -217,6 +219,7 @@ valgrind: build
 	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
 # The peers (gevent, matplotlib for the chart) and, as root on Debian, Go.
+GMEM_N ?= 100000
 bench: build
 	$(PY) -m pip install -q -e '.[bench]'
 	@# pygolang 0.1 builds only with Cython < 3 (a build constraint); if it
@@ -227,6 +230,9 @@ bench: build
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+	@# Where a parked goroutine's memory goes (docs/design.md); GMEM_N=1000000
+	@# checks that a million fit.
+	$(PY) -m benchmarks.gmem $(GMEM_N) func
 
 # pygolang's own test files run against this package, `import golang`
 # mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).

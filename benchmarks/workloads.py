@@ -479,6 +479,84 @@ def spawn__gevent(n):
     return per_op(time.perf_counter() - t, n)
 
 
+# ---- fresh spawn: nothing pooled ------------------------------------------
+
+SF = ((20000, 100000), "ns/op", "start n units that all wait on one gate "
+      "(so none reuses a finished one's memory), then open it and wait for "
+      "all to finish; per unit, the empty loop's time subtracted "
+      "(threads: n/100 of them)")
+
+
+def _empty_loop(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        pass
+    return time.perf_counter() - t
+
+
+@workload("spawn_fresh", *SF)
+def spawn_fresh__goroutine(n):
+    from goroutine import chan, sync
+
+    def main():
+        gate = chan()
+        wg = sync.WaitGroup()
+        f = gate.recv
+        t = time.perf_counter()
+        for _ in range(n):
+            wg.go(f)
+        gate.close()
+        wg.wait()
+        return time.perf_counter() - t - _empty_loop(n)
+    return per_op(in_goroutine(main), n)
+
+
+@workload("spawn_fresh", *SF)
+def spawn_fresh__threading(n):
+    import threading
+    n = max(100, n // 100)
+    gate = threading.Event()
+    t = time.perf_counter()
+    ts = [threading.Thread(target=gate.wait) for _ in range(n)]
+    for x in ts:
+        x.start()
+    gate.set()
+    for x in ts:
+        x.join()
+    return per_op(time.perf_counter() - t - _empty_loop(n), n)
+
+
+@workload("spawn_fresh", *SF)
+def spawn_fresh__asyncio(n):
+    import asyncio
+
+    async def main():
+        gate = asyncio.get_running_loop().create_future()
+
+        async def f():
+            await gate
+        t = time.perf_counter()
+        tasks = [asyncio.ensure_future(f()) for _ in range(n)]
+        await asyncio.sleep(0)
+        gate.set_result(None)
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - t - _empty_loop(n)
+    return per_op(asyncio.run(main()), n)
+
+
+@workload("spawn_fresh", *SF)
+def spawn_fresh__gevent(n):
+    import gevent
+    from gevent.event import Event
+    gate = Event()
+    t = time.perf_counter()
+    gs = [gevent.spawn(gate.wait) for _ in range(n)]
+    gevent.sleep(0)
+    gate.set()
+    gevent.joinall(gs)
+    return per_op(time.perf_counter() - t - _empty_loop(n), n)
+
+
 # ---- daisy chain -----------------------------------------------------------
 
 DC = ((1000, 100000), "ns/op", "a chain of n workers each passing a value "

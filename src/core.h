@@ -50,9 +50,17 @@
  * scales the budget of smaller stacks). */
 #define GR_STACK_FULL (8u * 1024u * 1024u)
 
+/* Above every goroutine's C stack (gr_stack.size bytes from lo): room for
+ * its thread state's first frame-data chunk (pystate.c), which then shares
+ * the C stack's top page instead of costing a page of its own (3.11+; on
+ * 3.10 it is untouched address space).  Not a whole number of pages, so
+ * that the C stack's top and the chunk's start split one page
+ * (docs/design.md, "Where a parked goroutine's memory goes"). */
+#define GR_FRAME_AREA (65u * 1024u)
+
 typedef struct {
     char *lo;               /* lowest usable address (above the guard) */
-    size_t size;            /* usable bytes */
+    size_t size;            /* usable C stack bytes (GR_FRAME_AREA above) */
     char *map;              /* mapping start (guard included), NULL if slab */
     void *asan_fake;        /* ASan fake-stack handle across a switch */
     void *tsan_fiber;       /* TSan fiber of the goroutine on it, or NULL */

@@ -2,10 +2,26 @@
  * gstack.c: goroutine C stacks, their pool, the stack-overflow report, and
  * the context a new stack starts in.
  *
- * Layout of one slot (the stack grows down; slots are whole 2 MiB units):
+ * Layout of one slot (the stack grows down; a slot spans whole 2 MiB
+ * units but starts GR_TOP_ROOM into one, see "Page tables" below):
  *
- *     [..... margin .....][guard][........ stack ........][top: 1st frame]
- *      ^slot               ^lo - GR_GUARD  ^lo                 ^lo + size
+ *     [... margin ...][guard][slack][...... C stack ......][frames ..]
+ *      ^slot            ^slot + GR_GAP ^lo          lo + size^    ^top
+ *
+ * The C stack has the size configured (the recursion budgets are fitted to
+ * it); the slack is what rounding the slot to whole units leaves over.
+ * The C stack starts below GR_FRAME_AREA (core.h), where pystate.c puts
+ * the thread state's first frame-data chunk: a parked goroutine's C frames
+ * and its Python frames then share one page.
+ *
+ * Page tables: every resident page needs its 2 MiB unit's page-table page
+ * (4 KiB), and so does every guard marker.  A parked goroutine touches
+ * only the top of its stack, so its stack top and the next slot's guard
+ * are placed in one 2 MiB unit: the top sits GR_TOP_ROOM into a unit, the
+ * next slot's margin and guard fill the rest of it (GR_GAP).  One page-
+ * table page per goroutine instead of two.  Trimming a slot (below) frees
+ * a shared unit's page-table page only when the neighbour sharing it is
+ * idle too, so each slab keeps a byte per slot saying which are (slabrec).
  *
  * Size: as large as a thread's stack (RLIMIT_STACK, at least 8 MiB), so
  * CPython's own recursion budget for a thread is safe for a goroutine too
@@ -101,6 +117,14 @@
 #define GR_SLOT_ALIGN (2u * 1024u * 1024u)
 #define GR_MARGIN_MIN (1024u * 1024u)
 #define GR_GUARD (64u * 1024u)
+/* Margin and guard below every stack: the rest of the 2 MiB unit its
+ * neighbour's top sits GR_TOP_ROOM into. */
+#define GR_TOP_ROOM (512u * 1024u)
+#define GR_GAP (GR_SLOT_ALIGN - GR_TOP_ROOM)
+_Static_assert(GR_GAP >= GR_MARGIN_MIN + GR_GUARD,
+               "the margin below every stack is at least GR_MARGIN_MIN");
+_Static_assert(GR_TOP_ROOM >= 2 * GR_FRAME_AREA,
+               "a parked goroutine's top pages fit in its top unit");
 #define GR_SLAB_BYTES ((size_t)1 << 30)
 #define GR_REDZONE 256u
 #define GR_REDZONE_BYTE 0xA5
@@ -136,11 +160,23 @@ static size_t nvmaguarded;       /* stacks with a guard VMA of their own */
 static size_t nvmaguard_max;     /* max_map_count / 8, read at run time */
 static int mark_ok = -1;         /* MADV_GUARD_INSTALL works: -1 unknown;
                                     relaxed atomics (read unlocked) */
+/* A slab, and which of its slots hold no goroutine's pages: never handed
+ * out, or trimmed.  Sorted by base, highest first (binary search by
+ * address; a new slab is usually mapped below the others, at the end). */
+typedef struct {
+    char *base;                 /* GR_SLOT_ALIGN-aligned */
+    size_t n;                   /* slots: slot k at base + GR_TOP_ROOM +
+                                   k * slot_size */
+    unsigned char *idle;        /* n bytes */
+} slabrec;
+
+static slabrec *slabs;           /* pool_lock */
+static size_t nslabs, capslabs;
 static char *slab_last;          /* the current slab's start */
 static char *slab_next;          /* next unused slot in the current slab */
 static size_t slab_left;         /* slots left in it */
-static size_t stack_size;        /* usable bytes, set once */
-static size_t slot_size;         /* margin + stack, GR_SLOT_ALIGN units */
+static size_t stack_size;        /* C stack bytes, set once */
+static size_t slot_size;         /* gap + stack, GR_SLOT_ALIGN units */
 static size_t page_size;
 static const char *size_error;   /* GOROUTINE_STACK_KB was bad */
 
@@ -182,7 +218,7 @@ stack_bytes(void)
             }
         }
         sz = (sz + page_size - 1) & ~(page_size - 1);
-        slot_size = (sz + GR_MARGIN_MIN + GR_SLOT_ALIGN - 1)
+        slot_size = (sz + GR_FRAME_AREA + GR_GAP + GR_SLOT_ALIGN - 1)
                     & ~(size_t)(GR_SLOT_ALIGN - 1);
         stack_size = sz;
     }
@@ -232,7 +268,14 @@ redzone_fill(gr_stack *st)
 static char *
 slot_of(const char *lo)
 {
-    return (char *)lo - (slot_size - stack_size);
+    return (char *)lo + stack_size + GR_FRAME_AREA - slot_size;
+}
+
+/* The end of the guard region below the stack at lo (the slack's start). */
+static char *
+guard_end(const char *lo)
+{
+    return slot_of(lo) + GR_GAP;
 }
 
 /* Fresh anonymous memory that never gets a huge page (a 2 MiB page behind
@@ -249,20 +292,92 @@ map_anon(void *addr, size_t len, int prot, int fixed)
     return m;
 }
 
-/* Guard [lo - GR_GUARD, lo) with guard markers.  pool_lock not needed. */
+/* Guard the stack at lo (GR_GUARD bytes below its slack) with guard
+ * markers.  pool_lock not needed. */
 static bool
 guard_mark(char *lo)
 {
     if (__atomic_load_n(&mark_ok, __ATOMIC_RELAXED) == 0) {
         return false;
     }
-    if (madvise(lo - GR_GUARD, GR_GUARD, MADV_GUARD_INSTALL) == 0) {
+    if (madvise(guard_end(lo) - GR_GUARD, GR_GUARD, MADV_GUARD_INSTALL)
+            == 0) {
         __atomic_store_n(&mark_ok, 1, __ATOMIC_RELAXED);
         return true;
     }
     /* EINVAL: the kernel predates guard regions. */
     __atomic_store_n(&mark_ok, 0, __ATOMIC_RELAXED);
     return false;
+}
+
+/* Register a new slab, all of its slots idle.  pool_lock held. */
+static int
+slab_add(char *base, size_t n)
+{
+    if (nslabs == capslabs) {
+        size_t cap = capslabs ? capslabs * 2 : 64;
+        slabrec *v = realloc(slabs, cap * sizeof *v);
+        if (v == NULL) {
+            return -1;
+        }
+        slabs = v;
+        capslabs = cap;
+    }
+    unsigned char *idle = malloc(n);
+    if (idle == NULL) {
+        return -1;
+    }
+    memset(idle, 1, n);
+    size_t i = nslabs;
+    while (i > 0 && slabs[i - 1].base < base) {
+        i--;
+    }
+    memmove(&slabs[i + 1], &slabs[i], (nslabs - i) * sizeof *slabs);
+    slabs[i] = (slabrec){.base = base, .n = n, .idle = idle};
+    nslabs++;
+    return 0;
+}
+
+/* The slab holding the stack whose slack starts at `p` (guard_end), and
+ * its slot index in *k; NULL for a stack of its own mapping.  pool_lock
+ * held. */
+static slabrec *
+slab_find(const char *p, size_t *k)
+{
+    /* The first slab (highest first) whose base is <= p. */
+    size_t lo = 0, hi = nslabs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (slabs[mid].base > p) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    if (lo == nslabs) {
+        return NULL;
+    }
+    slabrec *r = &slabs[lo];
+    const char *first = r->base + GR_TOP_ROOM;
+    if (p < first + GR_GAP || p >= first + r->n * slot_size) {
+        return NULL;
+    }
+    *k = (size_t)(p - first) / slot_size;
+    return r;
+}
+
+/* Mark the slab slot whose slack starts at `p` idle or in use; pool_lock
+ * held. */
+static slabrec *
+slab_set_idle(const char *p, unsigned char idle)
+{
+    size_t k;
+    slabrec *r = slab_find(p, &k);
+    if (r != NULL) {
+        r->idle[k] = idle;
+    }
+    return r;
 }
 
 /* Fresh memory for one stack; pool_lock held. */
@@ -286,8 +401,9 @@ stack_map(gr_stack *st)
         if (map == MAP_FAILED) {
             return -1;
         }
-        char *lo = map + (slot_size - size);
-        if (mprotect(lo, size, PROT_READ | PROT_WRITE) != 0) {
+        char *lo = map + slot_size - GR_FRAME_AREA - size;
+        if (mprotect(map + GR_GAP, slot_size - GR_GAP,
+                     PROT_READ | PROT_WRITE) != 0) {
             munmap(map, slot_size);
             return -1;
         }
@@ -300,12 +416,14 @@ stack_map(gr_stack *st)
     }
     if (slab_left == 0) {
         /* Slabs of about 1 GiB, one VMA each (adjacent slabs usually
-         * merge into one), aligned to GR_SLOT_ALIGN. */
+         * merge into one), aligned to GR_SLOT_ALIGN.  Slot k starts at
+         * slab + GR_TOP_ROOM + k * slot_size, so the slab has one more
+         * unit than its slots fill. */
         size_t n = GR_SLAB_BYTES / slot_size;
         if (n == 0) {
             n = 1;
         }
-        size_t len = n * slot_size;
+        size_t len = n * slot_size + GR_SLOT_ALIGN;
         char *slab = NULL;
         if (slab_last != NULL && (uintptr_t)slab_last > len) {
             /* Right below the previous slab (mmap allocates top-down):
@@ -335,12 +453,18 @@ stack_map(gr_stack *st)
                 munmap(slab + len, tail);
             }
         }
+        if (slab_add(slab, n) < 0) {
+            munmap(slab, len);
+            errno = ENOMEM;
+            return -1;
+        }
         slab_last = slab;
-        slab_next = slab;
+        slab_next = slab + GR_TOP_ROOM;
         slab_left = n;
     }
+    slab_set_idle(slab_next + GR_GAP, 0);
     st->map = NULL;
-    st->lo = slab_next + (slot_size - size);
+    st->lo = slab_next + slot_size - GR_FRAME_AREA - size;
     st->size = size;
     st->guard = GUARD_NONE;
     slab_next += slot_size;
@@ -377,6 +501,11 @@ gr_stack_alloc(gr_stack *st)
         if (!e.trimmed) {
             pool_hot--;
         }
+        else if (e.guard != GUARD_VMA) {
+            /* In use again before the lock is let go: a neighbour's trim
+             * must leave the units we share alone from now on. */
+            slab_set_idle(guard_end(e.lo), 0);
+        }
         pthread_mutex_unlock(&pool_lock);
         memset(st, 0, sizeof *st);
         st->lo = e.lo;
@@ -397,7 +526,9 @@ gr_stack_alloc(gr_stack *st)
         st->tsan_fiber = NULL;
         st->valgrind_id = 0;
 #ifdef GR_VALGRIND
-        st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+        st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo,
+                                                  st->lo + stack_size
+                                                  + GR_FRAME_AREA);
 #endif
         if (st->guard == GUARD_NONE && guard_mark(st->lo)) {
             st->guard = GUARD_MARK;
@@ -416,20 +547,51 @@ gr_stack_alloc(gr_stack *st)
 static unsigned char
 stack_trim(char *lo, unsigned char guard)
 {
+    char *slot = slot_of(lo);
     if (guard == GUARD_VMA) {
-        if (map_anon(lo, stack_size, PROT_READ | PROT_WRITE, MAP_FIXED)
+        char *rw = guard_end(lo);
+        size_t len = slot_size - GR_GAP;
+        if (map_anon(rw, len, PROT_READ | PROT_WRITE, MAP_FIXED)
                 == MAP_FAILED) {
-            (void)madvise(lo, stack_size, MADV_DONTNEED);
+            (void)madvise(rw, len, MADV_DONTNEED);
         }
         return GUARD_VMA;
     }
-    char *slot = slot_of(lo);
     if (map_anon(slot, slot_size, PROT_READ | PROT_WRITE, MAP_FIXED)
             == MAP_FAILED) {
-        (void)madvise(lo, stack_size, MADV_DONTNEED);
+        (void)madvise(guard_end(lo), slot_size - GR_GAP, MADV_DONTNEED);
         return guard;
     }
+    /* That freed the page-table pages of the units the slot covers whole,
+     * not of the two it shares with its neighbours (its guard's and its
+     * top's): trim_shared does, once both sharers are idle. */
     return GUARD_NONE;
+}
+
+/* A slab slot (slack at `p`) was trimmed: mark it idle, and give back
+ * the page-table page of each unit it shares with a neighbour that is
+ * idle too, by mapping the whole unit afresh (the pages in it are all
+ * gone already; a neighbour in use, or taken from the pool, is marked so
+ * under pool_lock, which is held here).  The first slot's lower unit and
+ * the last one's upper unit are shared with nobody. */
+static void
+trim_shared(const char *p)
+{
+    size_t k;
+    slabrec *r = slab_set_idle(p, 1);
+    if (r == NULL || slab_find(p, &k) != r) {
+        return;
+    }
+    char *unit = r->base + k * slot_size;       /* below: guard's unit */
+    if (k == 0 || r->idle[k - 1]) {
+        (void)map_anon(unit, GR_SLOT_ALIGN, PROT_READ | PROT_WRITE,
+                       MAP_FIXED);
+    }
+    unit += slot_size;                          /* above: top's unit */
+    if (k + 1 == r->n || r->idle[k + 1]) {
+        (void)map_anon(unit, GR_SLOT_ALIGN, PROT_READ | PROT_WRITE,
+                       MAP_FIXED);
+    }
 }
 
 /* Return a stack to the pool.  The goroutine that ran on it must be off
@@ -454,6 +616,9 @@ gr_stack_free(gr_stack *st)
         e.guard = stack_trim(st->lo, e.guard);
     }
     pthread_mutex_lock(&pool_lock);
+    if (trim && st->guard != GUARD_VMA) {
+        trim_shared(guard_end(st->lo));
+    }
     bool guarded = e.guard != GUARD_NONE
                    || __atomic_load_n(&mark_ok, __ATOMIC_RELAXED) == 1;
     if (poolvec_push(guarded ? &pool_guarded : &pool_bare, e) < 0) {

@@ -305,12 +305,19 @@ gr_pystate_unlist(PyThreadState *ts)
     LIST_UNLOCK();
 }
 
+#if PY_VERSION_HEX >= 0x030B0000
+static void frames_remove(PyThreadState *ts);
+#endif
+
 /* Clear and delete a pooled (unlisted) thread state.  GIL held, ts not
  * current.  PyThreadState_Delete unlinks it from the list, so it is
  * linked (at the head, outside the goroutines' run) first. */
 void
 gr_pystate_delete(PyThreadState *ts)
 {
+#if PY_VERSION_HEX >= 0x030B0000
+    frames_remove(ts);
+#endif
     LIST_LOCK();
     link_head_locked(ts);
     LIST_UNLOCK();
@@ -402,13 +409,77 @@ set_stack_bounds(PyThreadState *ts, char *lo, size_t size)
 }
 #endif
 
+/* ---- the first frame-data chunk on the goroutine's stack -------------
+ *
+ * 3.11+ bump-allocate Python frames from per-thread-state chunks, the
+ * first of 16 KiB, mmap'd on the thread state's first call: a page of its
+ * own resident in every goroutine that runs a Python function, plus an
+ * mmap, a page fault and (at the end) a munmap for every new goroutine.
+ * gstack.c leaves GR_FRAME_AREA above each goroutine's C stack, starting
+ * 3 KiB into a page: that area becomes the thread state's root chunk, so
+ * a goroutine's first frames share the page of its C stack's top.  Deeper
+ * frames spill into chunks CPython allocates itself, as on any thread.
+ *
+ * CPython never frees a root chunk while the thread state lives: its
+ * first frame starts one slot in (push_chunk's "skip" for a chunk with no
+ * previous), so popping it never empties the chunk.  We make the same
+ * layout.  What must not happen is CPython freeing ours: gr_pystate_delete
+ * takes it off first.  A goroutine's thread state that CPython deletes
+ * itself (a fork child's, at finalization) frees it with
+ * _PyObject_VirtualFree, an munmap of an address that is not page-aligned
+ * (GR_FRAME_AREA is not a whole number of pages): EINVAL, nothing
+ * unmapped. */
+#if PY_VERSION_HEX >= 0x030B0000
+static void
+frames_install(PyThreadState *ts, char *area)
+{
+    _PyStackChunk *c = ts->datastack_chunk;
+    if (c != NULL && c->previous != NULL) {
+        return;         /* frames still live: cannot happen on a dead G */
+    }
+    c = (_PyStackChunk *)area;
+    c->previous = NULL;
+    c->size = GR_FRAME_AREA;
+    c->top = 0;
+    ts->datastack_chunk = c;
+    ts->datastack_top = &c->data[1];
+    ts->datastack_limit = (PyObject **)(area + GR_FRAME_AREA);
+}
+
+/* Take the root chunk (ours) off ts, leaving CPython's own chunks. */
+static void
+frames_remove(PyThreadState *ts)
+{
+    _PyStackChunk *c = ts->datastack_chunk, *above = NULL;
+    while (c != NULL && c->previous != NULL) {
+        above = c;
+        c = c->previous;
+    }
+    if (c == NULL) {
+        return;
+    }
+    if (above != NULL) {
+        above->previous = NULL;     /* frames live: cannot happen */
+    }
+    else {
+        ts->datastack_chunk = NULL;
+        ts->datastack_top = NULL;
+        ts->datastack_limit = NULL;
+    }
+}
+#endif
+
 /* Fit a fresh (or recycled) thread state's recursion budget to its
- * goroutine's stack [lo, lo + stack_bytes); *fit_limit records the
+ * goroutine's stack [lo, lo + stack_bytes), and give it the frame area
+ * above that stack as its first frame chunk; *fit_limit records the
  * recursion limit it was fitted under, for gr_pystate_refit. */
 void
 gr_pystate_fit_stack(PyThreadState *ts, char *lo, size_t stack_bytes,
                      int *fit_limit)
 {
+#if PY_VERSION_HEX >= 0x030B0000
+    frames_install(ts, lo + stack_bytes);
+#endif
     *fit_limit = Py_GetRecursionLimit();
 #if PY_VERSION_HEX >= 0x030E0000
     /* Python-to-Python calls cost no C stack from 3.11 and are counted
