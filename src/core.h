@@ -234,9 +234,6 @@ int gr_sched_after_fork(void);
  * nothing can ever end it; epoch() changes whenever a G is made runnable. */
 int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
-/* A thread that let the GIL go asks a goroutine running Python to yield
- * to a G waiting in the global queue (sched.c, "preemption"). */
-void gr_sched_preempt_for_waiting(void);
 uint64_t gr_sched_epoch(void);
 
 /* ---- sync (sync.c) and the map (gomap_type.c) ------------------------ */
