@@ -277,12 +277,11 @@ size_t gr_pystate_rlock_size(void);
 bool gr_pystate_rlock_owned(PyObject *rlock);
 bool gr_pystate_finalizing(void);
 /* Preemption (3.12+): cb runs at the next safe point of the thread that
- * runs Python; out/in bracket a switch made from inside cb. */
+ * runs Python; out/in bracket cb's wait without the GIL. */
 bool gr_pystate_preempt_supported(void);
 bool gr_pystate_preempt_post(PyInterpreterState *interp, int (*cb)(void *));
 void gr_pystate_preempt_out(PyThreadState *ts);
 void gr_pystate_preempt_in(PyThreadState *ts);
-bool gr_pystate_gil_drop_requested(PyThreadState *ts);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

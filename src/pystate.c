@@ -878,16 +878,18 @@ gr_pystate_finalizing(void)
 
 /* ---- preemption: a safe point in the thread that runs Python ----------
  *
- * sched.c asks "whoever runs Python now: call cb at your next safe point"
- * (gr_pystate_preempt_post), and cb may switch the goroutine away from
- * inside it.  The safe point is CPython's eval breaker, checked on loop
- * back-edges and calls; the request is a pending call.  What each version
- * allows (read from Python/ceval_gil.c of each):
+ * sched.c asks "whoever holds the GIL now: call cb at your next safe
+ * point" (gr_pystate_preempt_post), and cb lets the GIL go there and
+ * waits, without it, until the M it stepped aside for has taken it
+ * (sched.c, "preemption").  The safe point is CPython's eval breaker,
+ * checked on loop back-edges and calls; the request is a pending call.
+ * What each version allows (read from Python/ceval_gil.c of each):
  *   - 3.10, 3.11: pending calls run only on the main thread
  *     (_Py_ThreadCanHandlePendingCalls), which never runs a goroutine, and
  *     the only other per-thread break-in is tstate->async_exc, which raises
- *     an exception in the goroutine.  No request is possible without a
- *     trace function; we do not install one, so there is no preemption
+ *     an exception in the goroutine.  The interpreter-wide gil_drop_request
+ *     could be set from C, but it only makes the holder wait until *some*
+ *     thread took the GIL, not the one it is for; there is no preemption
  *     (sysmon's hand-off after the switch interval still covers).
  *   - 3.12: _PyEval_AddPendingCall(interp, ..., mainthreadonly=0) queues
  *     on the interpreter, and the interpreter-wide eval breaker makes the
@@ -896,15 +898,17 @@ gr_pystate_finalizing(void)
  *     the breaker returns at once without running calls.
  *   - 3.13, 3.14, 3.15: the same call; the breaker is per thread state and
  *     the request sets _PY_CALLS_TO_DO_BIT on the GIL holder
- *     (signal_active_thread), or on the next thread to take the GIL.
+ *     (signal_active_thread), or on the next thread to take the GIL
+ *     (take_gil's update_eval_breaker_for_thread, while calls are queued).
  *     While a callback runs, pending.handling_thread names its thread
  *     state, and other threads hand their bit to it.
- * Either marker would stay set while a goroutine is switched out inside
- * cb, stalling every other pending call (3.12 even trips the breaker of
- * every thread at every check meanwhile), so cb clears it before the
- * switch (gr_pystate_preempt_out) and sets it again when the goroutine is
- * back (gr_pystate_preempt_in), the state CPython left it in.  Both run
- * with the GIL held; the GIL is what orders the markers here. */
+ * Either marker would stay set while cb waits without the GIL, so the
+ * next holder could not run the request sched.c queues again for it
+ * (3.12 would even trip the breaker of every thread at every check
+ * meanwhile): cb clears it before it lets the GIL go
+ * (gr_pystate_preempt_out) and sets it again once it has the GIL back
+ * (gr_pystate_preempt_in), the state CPython left it in.  Both run with
+ * the GIL held; the GIL is what orders the markers here. */
 
 bool
 gr_pystate_preempt_supported(void)
@@ -964,23 +968,5 @@ gr_pystate_preempt_in(PyThreadState *ts)
     ts->interp->ceval.pending.busy = 1;
 #else
     (void)ts;
-#endif
-}
-
-/* Has another thread asked ts's thread (GIL held) to drop the GIL at its
- * next safe point?  It has waited a switch interval for it, and the drop
- * will wait until it took it (FORCE_SWITCHING).  3.13+ only: 3.12 keeps
- * one interpreter-wide gil_drop_request, which says little about this
- * thread, and heeding it made preemption decline most of the time
- * (a 200-round wake_latency on 3.12: median 5.2 ms with it, 0.09 ms
- * without; docs/design.md, "Preemption"). */
-bool
-gr_pystate_gil_drop_requested(PyThreadState *ts)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return _Py_eval_breaker_bit_is_set(ts, _PY_GIL_DROP_REQUEST_BIT);
-#else
-    (void)ts;
-    return false;
 #endif
 }

@@ -39,13 +39,15 @@
  *   - nactive counts Gs that are runnable or running (including ones
  *     inside a blocking call); it reaches 0 only when every G is parked.
  *     The deadlock check builds on that.
- *   - m->preemptg (preemption, 3.12+): a G preempted on m, runnable and on
- *     no queue, resumed by m and nowhere else, unless taken out of the
- *     slot by an atomic exchange (m itself, or sysmon when m's P is retaken
- *     or m's current G is blocked); whoever wins the exchange owns the G.
- *     While it is set no other G on m is preempted except by a swap.
+ *   - sched.handp (preemption, 3.12+): a P whose M waits to take the GIL
+ *     for a G (handed over for it, or entering execute); set only while
+ *     NULL, cleared once that M has the GIL or the P goes idle or dies.
+ *     While set, a thread that holds the GIL lets it go at its next safe
+ *     point when asked, and waits for the clear.  A G never runs on
+ *     another G's M in between: a preempted G keeps its M and OS thread.
  *
- * Lock order: channel locks, then sched.lock; pool locks are leaves.
+ * Lock order: channel locks, then sched.lock; pool locks and
+ * sched.handmu are leaves.
  * Never call Python or take the GIL while holding sched.lock.
  *
  * Waking: a G readied or created by a goroutine goes to that M's runnext
@@ -64,11 +66,12 @@
  * for GR_RETAKE_NS of Python (CPU-bound), sysmon retakes the P and hands it
  * to an idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
  * when it next enters the scheduler its M finds no P, takes an idle one or
- * goes to sleep.  With preemption (3.12+, "preemption" below) sysmon first
- * asks the G running Python to yield at its next safe point, counts a G
- * that held the GIL recently as running Python even when seen detached
- * (it is then waiting for the GIL), and retakes only after the work has
- * waited a slice.
+ * goes to sleep.  With preemption (3.12+, "preemption" below) the retake
+ * is a hand-off for the GIL: the G holding it steps aside at its next safe
+ * point; a G in the global queue that no idle P or spinning M takes gets
+ * a P after one tick, not a slice; and a G that held the GIL recently
+ * counts as running Python even when seen detached (it is then waiting
+ * for the GIL).
  */
 #define _GNU_SOURCE 1
 #include "core.h"
@@ -1347,8 +1350,12 @@ gr_ready(gr_g *g)
  * GIL, and the other busy goroutine, which waits in take_gil already,
  * usually is that thread (docs/design.md, "Preemption", has the numbers).
  *
- * At most one hand-off is in flight (sched.handp): others wait for sysmon's
- * next tick.  3.10/3.11 have no pending call that a non-main thread runs
+ * An M that found its G by itself (spinning, or handed a P by sysmon's
+ * slice-end retake) registers the same way when it enters execute
+ * (gil_wanted), and sysmon asks for it if it still waits on its next tick:
+ * goroutines that hand the GIL to each other by parking within a tick
+ * never pay for a request.  One M waits this way at a time (sched.handp);
+ * others take the GIL as CPython gives it.  3.10/3.11 have no pending call that a non-main thread runs
  * (docs/design.md): there is no preemption there, and sysmon hands the P
  * over after a slice as it always did. */
 
