@@ -258,6 +258,7 @@ int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 
+PyThreadState *gr_pystate_new_m(PyInterpreterState *interp);
 PyThreadState *gr_pystate_new(void);
 void gr_pystate_list(PyThreadState *ts);
 void gr_pystate_unlist(PyThreadState *ts);

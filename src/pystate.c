@@ -164,6 +164,20 @@ status_store(PyThreadState *ts, status_bits s)
 static PyThreadState *gtail;
 static long nlisted;
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+/* CPython's HEAD_LOCK is a PyMutex from 3.13, atomics inside libpython,
+ * which TSan does not see: an M's PyThreadState_New links its state under
+ * it, and gr_pystate_new below writes that state's list links under it.
+ * The M's side is announced as a release on the lock (gr_pystate_new_m)
+ * and list_lock acquires it, so TSan sees the order the lock gives. */
+#define LIST_TSAN_RELEASE() __tsan_release(&_PyRuntime.interpreters.mutex)
+#define LIST_TSAN_ACQUIRE() __tsan_acquire(&_PyRuntime.interpreters.mutex)
+#else
+#define LIST_TSAN_RELEASE() ((void)0)
+#define LIST_TSAN_ACQUIRE() ((void)0)
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* CPython's HEAD_LOCK, a PyMutex from 3.13.  Its slow path
  * (_PyMutex_LockTimed) is not exported on 3.13, and the exported
@@ -181,6 +195,7 @@ list_lock(void)
         if ((v & 1) == 0 &&
             __atomic_compare_exchange_n(bits, &v, (uint8_t)(v | 1), false,
                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            LIST_TSAN_ACQUIRE();
             return;
         }
         sched_yield();
@@ -255,6 +270,16 @@ link_tail_locked(PyThreadState *ts)
     }
     gtail = ts;
     nlisted++;
+}
+
+/* An M's own thread state, made on its thread without the GIL (as
+ * PyThreadState_New allows); CPython lists it at the head. */
+PyThreadState *
+gr_pystate_new_m(PyInterpreterState *interp)
+{
+    PyThreadState *ts = PyThreadState_New(interp);
+    LIST_TSAN_RELEASE();
+    return ts;
 }
 
 /* A new goroutine thread state, listed at the tail.  GIL held. */

@@ -1078,7 +1078,7 @@ mstart(void *arg)
     if (gr_pystate_finalizing()) {
         abandonm();
     }
-    m->tstate = PyThreadState_New(sched.interp);
+    m->tstate = gr_pystate_new_m(sched.interp);
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
     }
@@ -2808,7 +2808,7 @@ gr_sched_after_fork(void)
     if (m != NULL) {
         /* The M's own thread state went with the others; the forking
          * goroutine's is current. */
-        m->tstate = PyThreadState_New(sched.interp);
+        m->tstate = gr_pystate_new_m(sched.interp);
         if (m->tstate == NULL) {
             Py_FatalError("goroutine: cannot make a thread state for an M");
         }

@@ -36,6 +36,7 @@ from goroutine import chan, go, runtime
 lock = threading.RLock()
 inside, overlap, stop = [0], [0], [False]
 burner_ident, echo_idents = [None], set()
+ping, done, bdone = chan(), chan(), chan()
 def burner():
     burner_ident[0] = threading.get_ident()
     while not stop[0]:
@@ -45,7 +46,7 @@ def burner():
             for i in range(2000):
                 pass
             inside[0] -= 1
-ping, done = chan(), chan()
+    bdone.close()
 def echo():
     while ping.recv() is not None:
         echo_idents.add(threading.get_ident())
@@ -64,6 +65,7 @@ for i in range(200):
 ping.send(None)
 done.recv()
 stop[0] = True
+bdone.recv()        # ended before exit (TSan)
 print(overlap[0], runtime.stats()["preemptions"],
       int(burner_ident[0] in echo_idents))
 """
