@@ -1525,11 +1525,14 @@ wake_for_global(void)
         p = pidleget_locked();
         pthread_mutex_unlock(&sched.lock);
     }
-    int n = atomic_load(&sched.pybusy) ? atomic_load(&sched.gomaxprocs) : 0;
+    /* Acquire on nallp, as in steal_work: every allp[i] below it is set. */
+    int n = atomic_load(&sched.pybusy)
+            ? atomic_load_explicit(&sched.nallp, memory_order_acquire) : 0;
     unsigned start = gr_fastrand();
     for (int i = 0; p == NULL && i < n; i++) {
         gr_p *q = sched.allp[(start + (unsigned)i) % (unsigned)n];
-        if (atomic_load(&q->status) == P_RUNG && retake(q)) {
+        if (q->id < atomic_load(&sched.gomaxprocs) &&
+            atomic_load(&q->status) == P_RUNG && retake(q)) {
             p = q;
             retaken = true;
         }
