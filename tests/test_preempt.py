@@ -227,8 +227,9 @@ def test_the_gil_holder_steps_aside_at_once_for_a_preempted_in_goroutine():
 
 def test_a_preempted_goroutine_gets_its_turn_back(procs):
     # One P: a second pure-Python goroutine made from the main thread
-    # preempts the first, which then waits on its M; after a slice of the
-    # newcomer the two swap, so both keep counting.
+    # takes the first one's P; the first goes on on its own M without a P,
+    # and the two share the GIL by CPython's switch interval, so both keep
+    # counting.
     procs(1)
     a = Burners(1)
     b = Burners(1)
