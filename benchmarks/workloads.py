@@ -1438,10 +1438,10 @@ def wake_latency__goroutine(n):
 
 
 @workload("wake_latency", *WL)
-def wake_latency__preempt(n):
-    # goroutine with asynchronous preemption opted in (GODEBUG, read when
+def wake_latency__preemptoff(n):
+    # goroutine with asynchronous preemption turned off (GODEBUG, read when
     # the runtime starts: this child has not imported goroutine yet).
-    os.environ["GODEBUG"] = "asyncpreemptoff=0"
+    os.environ["GODEBUG"] = "asyncpreemptoff=1"
     return _wake_latency_goroutine(n)
 
 
@@ -1555,8 +1555,14 @@ def cpu_bound__with_echo(n):
 
 
 @workload("cpu_bound", *CB)
-def cpu_bound__preempt_echo(n):
-    os.environ["GODEBUG"] = "asyncpreemptoff=0"     # as wake_latency
+def cpu_bound__preemptoff(n):
+    os.environ["GODEBUG"] = "asyncpreemptoff=1"     # as wake_latency
+    return _cpu_goroutine(n, False)
+
+
+@workload("cpu_bound", *CB)
+def cpu_bound__off_echo(n):
+    os.environ["GODEBUG"] = "asyncpreemptoff=1"
     return _cpu_goroutine(n, True)
 
 

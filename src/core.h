@@ -248,9 +248,6 @@ int gr_sched_after_fork(void);
  * nothing can ever end it; epoch() changes whenever a G is made runnable. */
 int gr_sched_note_blocked(int delta);
 bool gr_sched_deadlocked(void);
-/* A thread that let the GIL go asks a goroutine running Python to yield
- * to a G waiting in the global queue (sched.c, "preemption"). */
-void gr_sched_preempt_for_waiting(void);
 uint64_t gr_sched_epoch(void);
 
 /* ---- sync (sync.c) and the map (gomap_type.c) ------------------------ */
@@ -294,6 +291,7 @@ int gr_timer_seconds(PyObject *o, const char *what, double *out);
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 
+PyThreadState *gr_pystate_new_m(PyInterpreterState *interp);
 PyThreadState *gr_pystate_new(void);
 void gr_pystate_list(PyThreadState *ts);
 void gr_pystate_unlist(PyThreadState *ts);
@@ -313,12 +311,11 @@ size_t gr_pystate_rlock_size(void);
 bool gr_pystate_rlock_owned(PyObject *rlock);
 bool gr_pystate_finalizing(void);
 /* Preemption (3.12+): cb runs at the next safe point of the thread that
- * runs Python; out/in bracket a switch made from inside cb. */
+ * runs Python; out/in bracket cb's wait without the GIL. */
 bool gr_pystate_preempt_supported(void);
 bool gr_pystate_preempt_post(PyInterpreterState *interp, int (*cb)(void *));
 void gr_pystate_preempt_out(PyThreadState *ts);
 void gr_pystate_preempt_in(PyThreadState *ts);
-bool gr_pystate_gil_drop_requested(PyThreadState *ts);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

@@ -164,6 +164,20 @@ status_store(PyThreadState *ts, status_bits s)
 static PyThreadState *gtail;
 static long nlisted;
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+/* CPython's HEAD_LOCK is a PyMutex from 3.13, atomics inside libpython,
+ * which TSan does not see: an M's PyThreadState_New links its state under
+ * it, and gr_pystate_new below writes that state's list links under it.
+ * The M's side is announced as a release on the lock (gr_pystate_new_m)
+ * and list_lock acquires it, so TSan sees the order the lock gives. */
+#define LIST_TSAN_RELEASE() __tsan_release(&_PyRuntime.interpreters.mutex)
+#define LIST_TSAN_ACQUIRE() __tsan_acquire(&_PyRuntime.interpreters.mutex)
+#else
+#define LIST_TSAN_RELEASE() ((void)0)
+#define LIST_TSAN_ACQUIRE() ((void)0)
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* CPython's HEAD_LOCK, a PyMutex from 3.13.  Its slow path
  * (_PyMutex_LockTimed) is not exported on 3.13, and the exported
@@ -181,6 +195,7 @@ list_lock(void)
         if ((v & 1) == 0 &&
             __atomic_compare_exchange_n(bits, &v, (uint8_t)(v | 1), false,
                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            LIST_TSAN_ACQUIRE();
             return;
         }
         sched_yield();
@@ -255,6 +270,16 @@ link_tail_locked(PyThreadState *ts)
     }
     gtail = ts;
     nlisted++;
+}
+
+/* An M's own thread state, made on its thread without the GIL (as
+ * PyThreadState_New allows); CPython lists it at the head. */
+PyThreadState *
+gr_pystate_new_m(PyInterpreterState *interp)
+{
+    PyThreadState *ts = PyThreadState_New(interp);
+    LIST_TSAN_RELEASE();
+    return ts;
 }
 
 /* A new goroutine thread state, listed at the tail.  GIL held. */
@@ -949,16 +974,18 @@ gr_pystate_finalizing(void)
 
 /* ---- preemption: a safe point in the thread that runs Python ----------
  *
- * sched.c asks "whoever runs Python now: call cb at your next safe point"
- * (gr_pystate_preempt_post), and cb may switch the goroutine away from
- * inside it.  The safe point is CPython's eval breaker, checked on loop
- * back-edges and calls; the request is a pending call.  What each version
- * allows (read from Python/ceval_gil.c of each):
+ * sched.c asks "whoever holds the GIL now: call cb at your next safe
+ * point" (gr_pystate_preempt_post), and cb lets the GIL go there and
+ * waits, without it, until the M it stepped aside for has taken it
+ * (sched.c, "preemption").  The safe point is CPython's eval breaker,
+ * checked on loop back-edges and calls; the request is a pending call.
+ * What each version allows (read from Python/ceval_gil.c of each):
  *   - 3.10, 3.11: pending calls run only on the main thread
  *     (_Py_ThreadCanHandlePendingCalls), which never runs a goroutine, and
  *     the only other per-thread break-in is tstate->async_exc, which raises
- *     an exception in the goroutine.  No request is possible without a
- *     trace function; we do not install one, so there is no preemption
+ *     an exception in the goroutine.  The interpreter-wide gil_drop_request
+ *     could be set from C, but it only makes the holder wait until *some*
+ *     thread took the GIL, not the one it is for; there is no preemption
  *     (sysmon's hand-off after the switch interval still covers).
  *   - 3.12: _PyEval_AddPendingCall(interp, ..., mainthreadonly=0) queues
  *     on the interpreter, and the interpreter-wide eval breaker makes the
@@ -967,15 +994,17 @@ gr_pystate_finalizing(void)
  *     the breaker returns at once without running calls.
  *   - 3.13, 3.14, 3.15: the same call; the breaker is per thread state and
  *     the request sets _PY_CALLS_TO_DO_BIT on the GIL holder
- *     (signal_active_thread), or on the next thread to take the GIL.
+ *     (signal_active_thread), or on the next thread to take the GIL
+ *     (take_gil's update_eval_breaker_for_thread, while calls are queued).
  *     While a callback runs, pending.handling_thread names its thread
  *     state, and other threads hand their bit to it.
- * Either marker would stay set while a goroutine is switched out inside
- * cb, stalling every other pending call (3.12 even trips the breaker of
- * every thread at every check meanwhile), so cb clears it before the
- * switch (gr_pystate_preempt_out) and sets it again when the goroutine is
- * back (gr_pystate_preempt_in), the state CPython left it in.  Both run
- * with the GIL held; the GIL is what orders the markers here. */
+ * Either marker would stay set while cb waits without the GIL, so the
+ * next holder could not run the request sched.c queues again for it
+ * (3.12 would even trip the breaker of every thread at every check
+ * meanwhile): cb clears it before it lets the GIL go
+ * (gr_pystate_preempt_out) and sets it again once it has the GIL back
+ * (gr_pystate_preempt_in), the state CPython left it in.  Both run with
+ * the GIL held; the GIL is what orders the markers here. */
 
 bool
 gr_pystate_preempt_supported(void)
@@ -1035,23 +1064,5 @@ gr_pystate_preempt_in(PyThreadState *ts)
     ts->interp->ceval.pending.busy = 1;
 #else
     (void)ts;
-#endif
-}
-
-/* Has another thread asked ts's thread (GIL held) to drop the GIL at its
- * next safe point?  It has waited a switch interval for it, and the drop
- * will wait until it took it (FORCE_SWITCHING).  3.13+ only: 3.12 keeps
- * one interpreter-wide gil_drop_request, which says little about this
- * thread, and heeding it made preemption decline most of the time
- * (a 200-round wake_latency on 3.12: median 5.2 ms with it, 0.09 ms
- * without; docs/design.md, "Preemption"). */
-bool
-gr_pystate_gil_drop_requested(PyThreadState *ts)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return _Py_eval_breaker_bit_is_set(ts, _PY_GIL_DROP_REQUEST_BIT);
-#else
-    (void)ts;
-    return false;
 #endif
 }

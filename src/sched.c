@@ -39,13 +39,15 @@
  *   - nactive counts Gs that are runnable or running (including ones
  *     inside a blocking call); it reaches 0 only when every G is parked.
  *     The deadlock check builds on that.
- *   - m->preemptg (preemption, 3.12+): a G preempted on m, runnable and on
- *     no queue, resumed by m and nowhere else, unless taken out of the
- *     slot by an atomic exchange (m itself, or sysmon when m's P is retaken
- *     or m's current G is blocked); whoever wins the exchange owns the G.
- *     While it is set no other G on m is preempted except by a swap.
+ *   - sched.handp (preemption, 3.12+): a P whose M waits to take the GIL
+ *     for a G (handed over for it, or entering execute); set only while
+ *     NULL, cleared once that M has the GIL or the P goes idle or dies.
+ *     While set, a thread that holds the GIL lets it go at its next safe
+ *     point when asked, and waits for the clear.  A G never runs on
+ *     another G's M in between: a preempted G keeps its M and OS thread.
  *
- * Lock order: channel locks, then sched.lock; pool locks are leaves.
+ * Lock order: channel locks, then sched.lock; pool locks and
+ * sched.handmu are leaves.
  * Never call Python or take the GIL while holding sched.lock.
  *
  * Waking: a G readied or created by a goroutine goes to that M's runnext
@@ -64,11 +66,12 @@
  * for GR_RETAKE_NS of Python (CPU-bound), sysmon retakes the P and hands it
  * to an idle or new M (the seed's chapter 2, steps 5-6).  The old M's G goes on;
  * when it next enters the scheduler its M finds no P, takes an idle one or
- * goes to sleep.  With preemption (3.12+, "preemption" below) sysmon first
- * asks the G running Python to yield at its next safe point, counts a G
- * that held the GIL recently as running Python even when seen detached
- * (it is then waiting for the GIL), and retakes only after the work has
- * waited a slice.
+ * goes to sleep.  With preemption (3.12+, "preemption" below) the retake
+ * is a hand-off for the GIL: the G holding it steps aside at its next safe
+ * point; a G in the global queue that no idle P or spinning M takes gets
+ * a P after one tick, not a slice; and a G that held the GIL recently
+ * counts as running Python even when seen detached (it is then waiting
+ * for the GIL).
  */
 #define _GNU_SOURCE 1
 #include "core.h"
@@ -89,8 +92,6 @@
 #define GR_GLOBAL_TICK 61           /* check the global queue every 61 */
 #define GR_SPIN_NS 50000            /* idle M spin before sleeping */
 #define GR_RETAKE_NS 5000000        /* = CPython's switch interval */
-#define GR_PREEMPT_WAIT_NS 1000000  /* a global G no preemption took by
-                                       then gets an M woken for it */
 #define GR_PYBUSY_NS 20000000       /* a G seen holding the GIL this
                                        recently runs Python (sched.pybusy):
                                        4 switch intervals */
@@ -102,7 +103,7 @@
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG, P_DEAD };
-enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD, EXIT_PREEMPT };
+enum { EXIT_PARK = 1, EXIT_YIELD, EXIT_DEAD };
 
 struct gr_g {
     gr_ctx ctx;                 /* saved registers while off-CPU */
@@ -151,15 +152,6 @@ struct gr_m {
                                    (it is on no queue) */
     unsigned long ident;        /* its thread ident, set by mstart */
     gr_m *alllink;              /* allm list, under sched.lock */
-    /* Preemption (see "preemption" below).  preemptg is a G preempted on
-     * this M: runnable, on no queue, and resumed here, by this M, unless
-     * sysmon releases it (exchange to NULL, by this M or sysmon).  The
-     * rest belong to this M's g0. */
-    _Atomic(gr_g *) preemptg;
-    bool preemptfirst;          /* run one queued G before preemptg */
-    gr_g *resumeg;              /* run next: the G a swap took out of
-                                   preemptg */
-    _Atomic int64_t preemptwhen;    /* when preemptg was last filled */
 };
 
 struct gr_p {
@@ -178,12 +170,8 @@ struct gr_p {
     unsigned sysmontick;        /* sysmon's last view of schedtick */
     int64_t sysmonwhen;         /* when sysmon saw it change */
     bool sysmondetached;        /* sysmon saw that G detached last tick */
-    int64_t preemptsince;       /* sysmon: when it first saw work wait
-                                   while that G ran Python (0: none) */
     int64_t lastattached;       /* sysmon: when it last saw that G hold
                                    the GIL (0: not since it started) */
-    atomic_bool preempt;        /* sysmon: its G has had its slice while
-                                   its queue waited; cleared per G run */
 };
 
 static struct {
@@ -233,15 +221,25 @@ static struct {
                                    retaken (a hint for sysmon) */
     atomic_bool pybusy;         /* sysmon: some P's G held the GIL within
                                    GR_PYBUSY_NS (it runs Python) */
-    atomic_bool preemptoff;     /* unless GODEBUG=asyncpreemptoff=0 (3.12+);
-                                   set by sched_start, read by any thread
-                                   (a plain thread's wait, before too) */
+    atomic_bool preemptoff;     /* GODEBUG=asyncpreemptoff=1, or 3.10/
+                                   3.11; set by sched_start, read by any
+                                   thread (true until then) */
+    /* Preemption by GIL hand-off ("preemption" below).  handp is the P
+     * handed to an M for a G that waits for the GIL: set by the hand-off,
+     * cleared (CAS) when that M's first G took the GIL, when the P goes
+     * idle or dies, or by a step-aside that timed out.  While it is set,
+     * a thread that holds the GIL at a safe point lets it go and waits on
+     * handcond (under handmu, a leaf lock) until it is cleared. */
+    _Atomic(gr_p *) handp;
+    pthread_mutex_t handmu;
+    pthread_cond_t handcond;    /* CLOCK_MONOTONIC, made by sched_start */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
 } sched = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .maxmcount = GR_MAXM_DEFAULT,
     .preemptoff = true,         /* until sched_start reads GODEBUG */
+    .handmu = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static __thread gr_m *tls_m;
@@ -362,15 +360,15 @@ gr_fastrand(void)
 }
 
 /* An M (or a thread the scheduler makes wait) sleeps on its semaphore
- * (sema.c).  It has let the GIL go by now: if it readied a G while holding
- * the GIL it could not ask for a preemption itself (wake_for_global), so
- * it asks here, as a plain thread does in waiter.c's block_thread. */
+ * (sema.c), without the GIL. */
 static bool
 msleep(gr_sema *s, int64_t timeout_ns)
 {
-    gr_sched_preempt_for_waiting();
     return gr_sema_wait(s, timeout_ns);
 }
+
+static void handoff_over(gr_p *p);
+static void gil_wanted(gr_p *p);
 
 /* ---- run queues (Go's runqput / runqget / runqgrab) ---------------- */
 
@@ -580,6 +578,7 @@ pdestroy_locked(gr_p *p)
     atomic_store(&p->curg, NULL);
     atomic_store(&p->m, NULL);
     atomic_store(&p->status, P_DEAD);
+    handoff_over(p);
     return moved;
 }
 
@@ -610,6 +609,7 @@ pidleput_locked(gr_p *p)
     }
     atomic_store(&p->m, NULL);
     atomic_store(&p->status, P_IDLE);
+    handoff_over(p);        /* handed for the GIL, but no G ran on it */
     p->link = sched.pidle;
     sched.pidle = p;
     atomic_fetch_add(&sched.npidle, 1);
@@ -991,12 +991,15 @@ execute(gr_m *m, gr_g *g)
     m->curg = g;
     atomic_store(&g->status, G_RUNNING);
     atomic_store(&p->curg, g);
-    atomic_store(&p->preempt, false);
     atomic_store(&p->status, P_RUNG);
     atomic_fetch_add(&p->schedtick, 1);
     atomic_fetch_add(&sched.nswitches, 1);
 
+    gil_wanted(p);
     gr_pystate_enter(g->tstate, m->tstate);
+    /* If p waited for the GIL, this M has it now: whoever stepped aside
+     * for it may want it back. */
+    handoff_over(p);
     gr_pystate_refit(g->tstate, g->stack.size, &g->fit_limit);
     gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size,
                              g->stack.tsan_fiber);
@@ -1048,70 +1051,8 @@ execute(gr_m *m, gr_g *g)
         gr_ctx_done(&g->stack);
         gfput(m->p, g);
         break;
-    case EXIT_PREEMPT: {
-        /* It stays with this M (see "Preemption"): into the slot, and one
-         * queued G runs first.  A G already in the slot (a swap: it has
-         * waited a slice) runs now, and g waits in its place. */
-        atomic_store(&g->status, G_RUNNABLE);
-        gr_g *old = atomic_exchange(&m->preemptg, g);
-        if (old != NULL) {
-            m->resumeg = old;
-        }
-        else {
-            m->preemptfirst = true;
-        }
-        atomic_store(&m->preemptwhen, nanotime());
-        atomic_fetch_add(&sched.npreempts, 1);
-        break;
-    }
     }
     atomic_fetch_sub(&sched.nunlocking, 1);
-}
-
-/* What this M runs while it keeps a preempted G (m->preemptg) or owes a
- * swapped one its turn (m->resumeg): first one queued G if the preemption
- * was for it, then the preempted G.  Returns NULL when that left nothing
- * to run here: the slot was empty (sysmon released it) or no P could be
- * had, and then the G went to the global queue like any runnable G (the
- * one case where a preempted G moves to another M).  No GIL. */
-static gr_g *
-after_preempt(gr_m *m)
-{
-    gr_g *g = m->resumeg;
-    m->resumeg = NULL;
-    if (g == NULL && m->preemptfirst && m->p != NULL) {
-        g = runqget(m->p);
-        if (g == NULL && atomic_load(&sched.runqsize) > 0) {
-            pthread_mutex_lock(&sched.lock);
-            g = globrunqget_locked(m->p, 1);
-            pthread_mutex_unlock(&sched.lock);
-        }
-        if (g != NULL && g->lockedm != NULL && g->lockedm != m) {
-            /* Only its own M may run it: the scheduler proper hands it
-             * over once this M is back in findrunnable. */
-            globrunqput(g);
-            g = NULL;
-        }
-    }
-    m->preemptfirst = false;
-    if (g == NULL) {
-        g = atomic_exchange(&m->preemptg, NULL);
-        if (g == NULL) {
-            return NULL;
-        }
-    }
-    if (m->p == NULL) {
-        pthread_mutex_lock(&sched.lock);
-        gr_p *p = pidleget_locked();
-        pthread_mutex_unlock(&sched.lock);
-        if (p == NULL) {
-            globrunqput(g);
-            wakep();
-            return NULL;
-        }
-        acquirep(m, p);
-    }
-    return g;
 }
 
 static void *
@@ -1137,7 +1078,7 @@ mstart(void *arg)
     if (gr_pystate_finalizing()) {
         abandonm();
     }
-    m->tstate = PyThreadState_New(sched.interp);
+    m->tstate = gr_pystate_new_m(sched.interp);
     if (m->tstate == NULL) {
         Py_FatalError("goroutine: cannot make a thread state for an M");
     }
@@ -1149,30 +1090,6 @@ mstart(void *arg)
     take_nextp(m);
     for (;;) {
         gr_g *g;
-        if (m->resumeg != NULL || atomic_load(&m->preemptg) != NULL) {
-            if (m->lockedg != NULL) {
-                /* The G that ran in between got wired to this M
-                 * (lock_os_thread, or it parked holding a logging lock):
-                 * nothing else may run here now, so the preempted G goes
-                 * on elsewhere, like any runnable G. */
-                gr_g *pg = atomic_exchange(&m->preemptg, NULL);
-                if (m->resumeg != NULL) {
-                    globrunqput(m->resumeg);
-                    m->resumeg = NULL;
-                }
-                if (pg != NULL) {
-                    globrunqput(pg);
-                }
-                m->preemptfirst = false;
-                wakep();
-                continue;
-            }
-            g = after_preempt(m);
-            if (g != NULL) {
-                execute(m, g);
-            }
-            continue;
-        }
         if (m->lockedg != NULL) {
             g = m->lockedg;
             if (!m->lockedresume) {
@@ -1260,8 +1177,6 @@ gswitch_to_g0(gr_g *g, int kind)
 
 static PyObject *rlock_type;        /* _thread.RLock, set on first use */
 static PyObject *str_logging, *str_handlerlist, *str_modlock, *str_lock;
-/* For preemption's lock check (holds_thread_lock). */
-static PyObject *str_importlib, *str_module_locks;
 
 /* Names and the RLock type, made once at the first go() (GIL held). */
 static void
@@ -1274,8 +1189,6 @@ thread_locks_init(void)
     str_handlerlist = PyUnicode_InternFromString("_handlerList");
     str_modlock = PyUnicode_InternFromString("_lock");
     str_lock = PyUnicode_InternFromString("lock");
-    str_importlib = PyUnicode_InternFromString("_frozen_importlib");
-    str_module_locks = PyUnicode_InternFromString("_module_locks");
     PyObject *thread = PyImport_ImportModule("_thread");
     if (thread != NULL) {
         rlock_type = PyObject_GetAttrString(thread, "RLock");
@@ -1408,72 +1321,82 @@ gr_ready(gr_g *g)
 
 /* ---- preemption -----------------------------------------------------
  *
- * Go preempts a goroutine that has run 10 ms by a signal whose handler
- * makes it yield at the next instruction that is safe.  CPython has such
- * points already: the eval breaker, checked on loop back-edges and calls,
- * where the interpreter runs pending calls.  So when a G waits in the
- * global queue while every P runs a G (it was readied or made by a plain
- * thread or the timer thread), or waits in a P's own queue while that P's
- * G has run a whole slice, the runtime queues a pending call
- * (gr_pystate_preempt_post, 3.12+) and the thread that holds the GIL runs
- * preempt_cb at its next safe point.  If it is a goroutine whose P has
- * that work, it yields there: a stack switch on its own M, which already
- * holds the GIL, instead of a wait for the switch interval and a GIL
- * hand-off to another M.
+ * Go preempts a goroutine that has run 10 ms so that a waiting one can
+ * run.  Here a G readied from outside the runtime's Ms (a plain thread, the
+ * timer thread) while every P runs a G, or a P's queued G after its G ran
+ * a whole slice, gets the P (an idle one, else one retaken from a G running
+ * Python) and an M of its own: "preemption by GIL hand-off".  The G it
+ * displaces goes on, on its own M and OS thread, without a P, exactly as
+ * after sysmon's hand-off; it takes an idle P back at its next runtime
+ * call or safe point (reacquire_p).  Nothing runs in between on the
+ * displaced G's thread, so every lock owned by a thread ident
+ * (threading.RLock, import locks, logging's) keeps its meaning: this is as
+ * safe as threads, which is why it is on by default (GODEBUG=
+ * asyncpreemptoff=1 turns it off, as in Go).  An earlier design switched
+ * to the waiting G on the displaced G's own M and let it enter an RLock
+ * the displaced one held (299 of 300 rounds; docs/design.md).
  *
- * A preempted G resumes on the M it was preempted on, never elsewhere
- * (m->preemptg, "the slot"): its OS thread is its thread ident, which
- * threading.RLock, importlib's module locks and logging record as owner,
- * and an involuntary move would make its release fail on another thread.
- * Its M runs one queued G (the one the preemption was for) and then the
- * preempted G again.  While the slot is full no other preemption happens
- * on that M, except that after a slice (GR_RETAKE_NS) of the G that runs
- * in between, the two swap, so neither starves.  One exception, because
- * the G running in between could wait for a lock the preempted one holds
- * (a threading.Lock, owned by no thread): if it is seen in a blocking
- * call (detached) on two sysmon ticks, sysmon releases the slot's G to the
- * global queue.
+ * The new M must then get the GIL at once, not after CPython's switch
+ * interval (5 ms) and not after the other Python threads had their turn.
+ * So the hand-off also queues a pending call (gr_pystate_preempt_post,
+ * 3.12+): whichever thread holds the GIL runs preempt_cb at its next
+ * safe point (CPython's eval breaker: loop back-edges and calls), and
+ * steps aside: it lets the GIL go and waits until the handed M's first G
+ * has taken it (sched.handp cleared), bounded by GR_RETAKE_NS.  It posts
+ * the request again first, so a thread that takes the GIL before the
+ * handed M (another busy goroutine, the main thread) steps aside in turn,
+ * and the handed M ends up the only one asking for the GIL.  CPython's own
+ * drop request (FORCE_SWITCHING) only waits until *some* thread took the
+ * GIL, and the other busy goroutine, which waits in take_gil already,
+ * usually is that thread (docs/design.md, "Preemption", has the numbers).
  *
- * Not preempted: a G locked to its M (lock_os_thread; no other G may run
- * there), a G whose M has a locked G, a G whose thread owns a lock the
- * runtime can see (logging's, and a module lock of an import in progress
- * anywhere; goroutine.context has no lock: its tree is C under the GIL), a G that has lost its P, and a
- * G inside C code that holds the GIL (it reaches no safe point; sysmon's
- * hand-off after the slice still covers it).  A G that runs while another
- * on the same M holds a threading.RLock can enter it, as after an
- * explicit park (docs/getting-started.md), but now at any bytecode: so
- * preemption is off unless GODEBUG=asyncpreemptoff=0 turns it on.
- *
- * sched.preemptposted keeps at most one request queued; the callback
- * clears it first.  A request that the wrong thread consumed (a plain
- * thread holding the GIL) is posted again by sysmon on its next tick
- * while the work still waits. */
+ * An M that found its G by itself (spinning, or handed a P by sysmon's
+ * slice-end retake) registers the same way when it enters execute
+ * (gil_wanted), and sysmon asks for it if it still waits on its next tick:
+ * goroutines that hand the GIL to each other by parking within a tick
+ * never pay for a request.  One M waits this way at a time (sched.handp);
+ * others take the GIL as CPython gives it.  3.10/3.11 have no pending call that a non-main thread runs
+ * (docs/design.md): there is no preemption there, and sysmon hands the P
+ * over after a slice as it always did. */
 
-/* Does this thread own a lock that a preemption must not leave held
- * while another G runs on the M?  GIL held; no Python code runs (dict
- * lookups and the RLock fields only); any pending exception is kept. */
-static bool
-holds_thread_lock(void)
+/* The hand-off of p for the GIL, if there is one, is over: its M's G has
+ * the GIL, or p went idle or died without running one.  Wake whoever
+ * stepped aside.  Any thread; sched.lock may be held (handmu is a leaf). */
+static void
+handoff_over(gr_p *p)
 {
-    if (str_module_locks == NULL) {
-        return true;
+    gr_p *expect = p;
+    if (atomic_load(&sched.handp) != p ||
+        !atomic_compare_exchange_strong(&sched.handp, &expect, NULL)) {
+        return;
     }
-    if (holds_logging_lock()) {
-        return true;
+    pthread_mutex_lock(&sched.handmu);
+    pthread_cond_broadcast(&sched.handcond);
+    pthread_mutex_unlock(&sched.handmu);
+}
+
+/* p's M is about to take the GIL for a G (execute): if no other P waits,
+ * p is the one whoever holds the GIL steps aside for, once sysmon sees it
+ * still waiting on its next tick (a wait of 0.1-0.2 ms; a hand-off asks at
+ * once).  No GIL. */
+static void
+gil_wanted(gr_p *p)
+{
+    gr_p *none = NULL;
+    if (!atomic_load(&sched.preemptoff) && atomic_load(&sched.handp) == NULL) {
+        atomic_compare_exchange_strong(&sched.handp, &none, p);
     }
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-    PyObject *imp = PyImport_GetModule(str_importlib);
-    PyObject *dict = imp ? PyModule_GetDict(imp) : NULL;
-    PyObject *locks = dict ? PyDict_GetItemWithError(dict, str_module_locks)
-                           : NULL;
-    /* An entry lives exactly while some thread imports that module. */
-    bool held = locks != NULL && PyDict_Check(locks) &&
-                PyDict_GET_SIZE(locks) > 0;
-    Py_XDECREF(imp);
-    PyErr_Clear();
-    PyErr_Restore(et, ev, etb);
-    return held;
+}
+
+static void
+handcond_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&sched.handmu, NULL);
+    pthread_cond_init(&sched.handcond, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 static int preempt_cb(void *arg);
@@ -1493,85 +1416,132 @@ preempt_post(void)
     }
 }
 
-/* The pending call, on whatever thread held the GIL at its safe point:
- * yield the running G if it may and its P has work that waits for it.
- * GIL held; returns 0 (never raises). */
+/* Hand p, which the caller took (from the idle list, or retaken from a
+ * running G: retaken says so), to an M for the G that waits for it, and
+ * ask the GIL's holder to step aside for that M.  No GIL needed, no
+ * runtime lock held. */
+static void
+handoff_for_gil(gr_p *p, bool retaken)
+{
+    gr_p *none = NULL;
+    bool mine = atomic_compare_exchange_strong(&sched.handp, &none, p);
+    atomic_fetch_add(&sched.npreempts, 1);
+    startm(p, false, retaken);
+    if (mine) {
+        preempt_post();
+    }
+}
+
+/* Retake p from its running G for a hand-off (sysmon's retake): its G goes
+ * on without a P.  Returns false if p was not running a G any more. */
+static bool
+retake(gr_p *p)
+{
+    int expect = P_RUNG;
+    if (!atomic_compare_exchange_strong(&p->status, &expect, P_IDLE)) {
+        return false;
+    }
+    atomic_store(&p->m, NULL);
+    atomic_fetch_add(&sched.nmpless, 1);
+    atomic_fetch_add(&sched.nhandoffs, 1);
+    return true;
+}
+
+/* The pending call, on whatever thread held the GIL at its safe point.  A
+ * goroutine that lost its P takes an idle one back; then, while a hand-off
+ * waits for the GIL, this thread steps aside for it.  GIL held; returns 0
+ * (never raises). */
 static int
 preempt_cb(void *arg)
 {
     (void)arg;
     atomic_store(&sched.preemptposted, false);
+    if (atomic_load(&sched.exiting) || gr_pystate_finalizing()) {
+        return 0;
+    }
     gr_m *m = getm();
-    gr_g *g = m != NULL ? m->curg : NULL;
-    if (g == NULL || g->lockedm != NULL || m->lockedg != NULL ||
-        atomic_load(&sched.exiting) || gr_pystate_finalizing()) {
+    if (m != NULL && m->curg != NULL) {
+        reacquire_p();
+    }
+    gr_p *hp = atomic_load(&sched.handp);
+    if (hp == NULL) {
         return 0;
     }
-    /* A G whose P sysmon took while it waited for the GIL takes an idle
-     * one back first, as it would at its next runtime call. */
-    gr_p *p = reacquire_p();
-    if (p == NULL) {
-        return 0;
-    }
-    bool sliced = atomic_exchange(&p->preempt, false);
-    if (atomic_load(&m->preemptg) != NULL) {
-        /* The slot is full: only a swap, once this G had its slice. */
-        if (nanotime() - atomic_load(&m->preemptwhen) < GR_RETAKE_NS) {
-            return 0;
-        }
-    }
-    else if (atomic_load(&sched.runqsize) == 0 &&
-             !(sliced && !runqempty(p))) {
-        return 0;
-    }
-    if (gr_pystate_gil_drop_requested(g->tstate)) {
-        /* Another M waited a switch interval for the GIL and gets it at
-         * this safe point: a G switched in here would wait a whole slice
-         * for it.  The work is left to the next holder, asked by sysmon's
-         * next post. */
-        return 0;
-    }
-    if (holds_thread_lock()) {
-        return 0;
-    }
+    /* The next holder may not be the handed M: it steps aside too. */
+    preempt_post();
     /* CPython marks its pending-call handler busy while this runs; the
-     * mark must not stay while g is off the CPU (pystate.c). */
-    PyThreadState *ts = g->tstate;
+     * mark must not stay while the GIL is away (pystate.c). */
+    PyThreadState *ts = PyThreadState_Get();
     gr_pystate_preempt_out(ts);
-    gswitch_to_g0(g, EXIT_PREEMPT);
+    PyEval_SaveThread();
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += GR_RETAKE_NS;
+    dl.tv_sec += dl.tv_nsec / 1000000000;
+    dl.tv_nsec %= 1000000000;
+    pthread_mutex_lock(&sched.handmu);
+    int err = 0;
+    while (atomic_load(&sched.handp) == hp && err != ETIMEDOUT &&
+           !atomic_load(&sched.exiting)) {
+        err = pthread_cond_timedwait(&sched.handcond, &sched.handmu, &dl);
+    }
+    pthread_mutex_unlock(&sched.handmu);
+    if (err == ETIMEDOUT) {
+        /* The handed M has not taken the GIL in a whole switch interval
+         * (a loaded machine): nobody waits for it any longer. */
+        handoff_over(hp);
+    }
+    PyEval_RestoreThread(ts);
     gr_pystate_preempt_in(ts);
     return 0;
 }
 
-/* A G went to the global queue from outside the runtime's Ms (a plain
- * thread, the timer thread).  While goroutines run Python, an M woken for
- * it would only wait for the GIL, up to a switch interval: ask the G that
- * holds the GIL to yield for it instead.  Posted here only from a thread
- * without the GIL; a thread that holds it would run the request itself at
- * its own next safe point, so for those sysmon posts on its next tick,
- * and wakes an M after GR_PREEMPT_WAIT_NS if nobody took the G.  Without
- * Python running (sched.pybusy, sysmon's view), an M is woken at once. */
-void
-gr_sched_preempt_for_waiting(void)
-{
-    if (!atomic_load(&sched.preemptoff) &&
-        atomic_load(&sched.runqsize) > 0 &&
-        atomic_load(&sched.pybusy)) {
-        preempt_post();
-    }
-}
-
+/* Give a G waiting in the global queue, put there from outside the
+ * runtime's Ms or by an M without a P, an M: an idle P and a woken M as
+ * Go does, and while goroutines run Python (sched.pybusy, sysmon's view),
+ * a hand-off for the GIL, retaking a P from a running G when none is idle
+ * (see "preemption").  Any thread, GIL or not, no runtime lock held. */
 static void
 wake_for_global(void)
 {
-    if (atomic_load(&sched.preemptoff) || !atomic_load(&sched.pybusy) ||
-        atomic_load(&sched.npidle) == atomic_load(&sched.gomaxprocs)) {
-        /* (pybusy is sysmon's last view: with every P idle it is stale.) */
+    gr_m *m = getm();
+    /* Python may be running: on a P (sysmon's view; with every P idle it
+     * is stale), or on an M whose P was retaken, which sysmon cannot see. */
+    bool pybusy = (atomic_load(&sched.pybusy) &&
+                   atomic_load(&sched.npidle) <
+                   atomic_load(&sched.gomaxprocs)) ||
+                  atomic_load(&sched.nmpless) > 0;
+    if (atomic_load(&sched.preemptoff) || !pybusy ||
+        atomic_load(&sched.handp) != NULL || (m != NULL && m->curg == NULL)) {
+        /* One hand-off at a time: sysmon makes the next.  An M on g0 is
+         * about to look at the global queue itself. */
         wakep();
         return;
     }
-    if (!PyGILState_Check()) {
-        preempt_post();
+    gr_p *p = NULL;
+    bool retaken = false;
+    if (atomic_load(&sched.npidle) > 0) {
+        pthread_mutex_lock(&sched.lock);
+        p = pidleget_locked();
+        pthread_mutex_unlock(&sched.lock);
+    }
+    /* Acquire on nallp, as in steal_work: every allp[i] below it is set. */
+    int n = atomic_load(&sched.pybusy)
+            ? atomic_load_explicit(&sched.nallp, memory_order_acquire) : 0;
+    unsigned start = gr_fastrand();
+    for (int i = 0; p == NULL && i < n; i++) {
+        gr_p *q = sched.allp[(start + (unsigned)i) % (unsigned)n];
+        if (q->id < atomic_load(&sched.gomaxprocs) &&
+            atomic_load(&q->status) == P_RUNG && retake(q)) {
+            p = q;
+            retaken = true;
+        }
+    }
+    if (p != NULL) {
+        handoff_for_gil(p, retaken);
+    }
+    else {
+        wakep();
     }
 }
 
@@ -1914,14 +1884,13 @@ sched_start(void)
     if (n > 1024) {
         n = 1024;
     }
-    /* Go's switch for asynchronous preemption, but off by default here:
-     * the preempted G's M runs the waiting G, on the same thread ident,
-     * so that G can enter a threading.RLock the preempted one holds
-     * (docs/design.md, "Preemption").  GODEBUG=asyncpreemptoff=0 opts
-     * in; 3.10/3.11 have no safe point for it. */
+    /* Go's switch for asynchronous preemption, on by default as in Go
+     * (GODEBUG=asyncpreemptoff=1 turns it off); 3.10/3.11 have no safe
+     * point to ask for it at. */
     const char *dbg = getenv("GODEBUG");
     atomic_store(&sched.preemptoff, !gr_pystate_preempt_supported() ||
-                 dbg == NULL || strstr(dbg, "asyncpreemptoff=0") == NULL);
+                 (dbg != NULL && strstr(dbg, "asyncpreemptoff=1") != NULL));
+    handcond_init();
     sched.allp = calloc(1024, sizeof(gr_p *));
     if (sched.allp == NULL) {
         PyErr_NoMemory();
@@ -2135,8 +2104,7 @@ sysmon(void *arg)
 {
     int64_t delay_us = 20;
     int idle = 0;
-    int64_t globalwait = 0;     /* since when the global queue has had
-                                   work (preemption on) */
+    gr_p *lasthandp = NULL;     /* sched.handp on the last tick */
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
         if (gr_pystate_finalizing()) {
@@ -2170,7 +2138,6 @@ sysmon(void *arg)
                 p->sysmontick = t;
                 p->sysmonwhen = now;
                 p->sysmondetached = detached;
-                p->preemptsince = 0;
                 p->lastattached = detached ? 0 : now;
                 pybusy = pybusy || !detached;
                 continue;
@@ -2189,104 +2156,57 @@ sysmon(void *arg)
             pybusy = pybusy || recent;
             /* Blocked in a GIL-releasing call.  With preemption on, not a
              * G that held the GIL recently: that one is most likely
-             * waiting to take it back (it looks just the same), and an M
-             * handed its P would only wait for the GIL as well. */
+             * waiting to take it back (it looks just the same). */
             bool blocked = detached && was &&
                            (atomic_load(&sched.preemptoff) || !recent);
-            gr_m *pm = atomic_load(&p->m);
-            if (pm != NULL && blocked &&
-                atomic_load(&pm->preemptg) != NULL) {
-                /* The G that runs while pm keeps a preempted one is
-                 * blocked, perhaps on a lock the preempted one holds: let
-                 * that one run elsewhere (see "preemption"). */
-                gr_g *pg = atomic_exchange(&pm->preemptg, NULL);
-                if (pg != NULL) {
-                    globrunqput(pg);
-                }
-            }
-            if (!atomic_load(&sched.preemptoff) && !blocked) {
-                /* Running Python: ask it to yield at its next safe point
-                 * once its slice is over while its queue waits, or while
-                 * its M keeps a preempted G that has waited a slice.
-                 * Retaking the P waits a slice of waiting work
-                 * (preemptsince): it is for a G that reaches no safe
-                 * point. */
-                bool ask = false;
-                if (now - p->sysmonwhen >= GR_RETAKE_NS && !runqempty(p)) {
-                    atomic_store(&p->preempt, true);
-                    ask = true;
-                }
-                if (pm != NULL && atomic_load(&pm->preemptg) != NULL &&
-                    now - atomic_load(&pm->preemptwhen) >= GR_RETAKE_NS) {
-                    ask = true;
-                }
-                if (ask) {
-                    preempt_post();
-                }
-                bool waits = !runqempty(p) ||
-                             atomic_load(&sched.runqsize) > 0;
-                if (!waits) {
-                    p->preemptsince = 0;
-                    continue;
-                }
-                if (p->preemptsince == 0) {
-                    p->preemptsince = now;
-                }
-                if (!beyond && now - p->preemptsince < GR_RETAKE_NS) {
-                    continue;
-                }
-            }
-            else if (!beyond && !blocked &&
-                     now - p->sysmonwhen < GR_RETAKE_NS) {
+            /* With preemption on, the retake is a hand-off for the GIL
+             * (one at a time), and a G waiting in the global queue that
+             * no idle P or spinning M takes gets the P of a G that has
+             * run Python since the last tick, without waiting a slice. */
+            bool handoff = !atomic_load(&sched.preemptoff) &&
+                           atomic_load(&sched.handp) == NULL;
+            bool global = handoff && !blocked &&
+                          atomic_load(&sched.runqsize) > 0 &&
+                          atomic_load(&sched.npidle) == 0 &&
+                          atomic_load(&sched.nmspinning) == 0;
+            if (!beyond && !blocked && !global &&
+                now - p->sysmonwhen < GR_RETAKE_NS) {
                 continue;
             }
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
                 continue;
             }
-            int expect = P_RUNG;
-            if (atomic_compare_exchange_strong(&p->status, &expect,
-                                               P_IDLE)) {
-                atomic_store(&p->m, NULL);
-                atomic_fetch_add(&sched.nmpless, 1);
-                atomic_fetch_add(&sched.nhandoffs, 1);
-                /* pm's G goes on without a P, and a G preempted on pm
-                 * would wait for it: it goes with the P's work. */
-                gr_g *pg = pm != NULL ? atomic_exchange(&pm->preemptg, NULL)
-                                      : NULL;
-                if (pg != NULL) {
-                    globrunqput(pg);
-                }
+            if (retake(p)) {
                 p->sysmonwhen = now;
-                startm(p, false, true);
+                if (handoff) {
+                    handoff_for_gil(p, true);
+                }
+                else {
+                    startm(p, false, true);
+                }
             }
         }
         atomic_fetch_add(&sched.sysmonseq, 1);     /* even: between */
-        /* A G in the global queue that no idle P or spinning M will take
-         * (it came from a plain thread, or a preempt request was
-         * consumed by one): ask the G running Python to yield for it. */
         atomic_store(&sched.pybusy, pybusy);
-        if (!atomic_load(&sched.preemptoff) &&
-            atomic_load(&sched.nmpless) > 0 &&
-            atomic_load(&sched.npidle) > 0) {
-            /* A G running on after its P was retaken takes an idle P back
-             * at its next safe point (preempt_cb's reacquire_p): until
-             * then, Python runs where no preemption can reach it. */
-            preempt_post();
-        }
-        if (!atomic_load(&sched.preemptoff) &&
-            atomic_load(&sched.runqsize) > 0) {
-            if (globalwait == 0) {
-                globalwait = now;
-            }
-            if (busy) {
+        busy = busy || atomic_load(&sched.nmpless) > 0;
+        if (!atomic_load(&sched.preemptoff)) {
+            gr_p *hp = atomic_load(&sched.handp);
+            if (hp != NULL && hp == lasthandp) {
+                /* An M with a P has waited a tick for the GIL: whoever
+                 * holds it steps aside at its next safe point. */
                 preempt_post();
             }
-            if (!busy || now - globalwait >= GR_PREEMPT_WAIT_NS) {
-                wakep();
+            lasthandp = hp;
+            if (atomic_load(&sched.nmpless) > 0 &&
+                atomic_load(&sched.npidle) > 0) {
+                /* A G running on after its P was retaken takes an idle P
+                 * back at its next safe point (preempt_cb's reacquire_p),
+                 * rather than at its next runtime call. */
+                preempt_post();
             }
-        }
-        else {
-            globalwait = 0;
+            if (atomic_load(&sched.runqsize) > 0) {
+                wakep();    /* work a hand-off in flight left waiting */
+            }
         }
         if (busy) {
             idle = 0;
@@ -2810,6 +2730,10 @@ void
 gr_sched_fork_child(void)
 {
     pthread_mutex_init(&sched.lock, NULL);
+    /* Before any pidleput_locked below (it takes handmu): a thread that
+     * stepped aside in the parent does not exist here. */
+    atomic_store(&sched.handp, NULL);
+    handcond_init();
     atomic_fetch_add(&gr_forkgen, 1);
     gr_m *m = tls_m;
     gr_g *g = m != NULL ? m->curg : NULL;
@@ -2850,9 +2774,7 @@ gr_sched_fork_child(void)
         p->sysmontick = 0;
         p->sysmonwhen = 0;
         p->sysmondetached = false;
-        p->preemptsince = 0;
         p->lastattached = 0;
-        atomic_store(&p->preempt, false);
         p->link = NULL;
         if (p == keep) {
             atomic_store(&p->status, P_RUNG);
@@ -2873,10 +2795,6 @@ gr_sched_fork_child(void)
         m->barrier = false;
         m->schedlink = NULL;
         m->lockedresume = false;
-        /* A preempted G of the parent is a ghost here. */
-        atomic_store(&m->preemptg, NULL);
-        m->resumeg = NULL;
-        m->preemptfirst = false;
         gr_sema_init(&m->park);
     }
     atomic_store(&sched.preemptposted, false);
@@ -2893,7 +2811,7 @@ gr_sched_after_fork(void)
     if (m != NULL) {
         /* The M's own thread state went with the others; the forking
          * goroutine's is current. */
-        m->tstate = PyThreadState_New(sched.interp);
+        m->tstate = gr_pystate_new_m(sched.interp);
         if (m->tstate == NULL) {
             Py_FatalError("goroutine: cannot make a thread state for an M");
         }

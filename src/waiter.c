@@ -220,10 +220,6 @@ block_thread(gr_waiter *w, gr_blockon *bo)
         }
         else {
             Py_BEGIN_ALLOW_THREADS
-            /* A send from this thread may have readied a G that waits for
-             * a P while goroutines run Python: it may ask for a
-             * preemption only now that it has let the GIL go. */
-            gr_sched_preempt_for_waiting();
             posted = gr_sema_wait(w->sema, GR_POLL_NS);
             Py_END_ALLOW_THREADS
         }
@@ -269,7 +265,6 @@ block_thread(gr_waiter *w, gr_blockon *bo)
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
         Py_BEGIN_ALLOW_THREADS
-        gr_sched_preempt_for_waiting();
         gr_sema_wait(w->sema, -1);
         Py_END_ALLOW_THREADS
         if (value != NULL && !stopped &&
