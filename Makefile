@@ -227,6 +227,7 @@ bench: build
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+	$(PY) -m benchmarks.map_ops $(MAP_OPS_ARGS)
 
 # pygolang's own test files run against this package, `import golang`
 # mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).
