@@ -65,44 +65,51 @@ def op_list(keys, order, reps):
 
 # ---- the loops: one function per (op, impl), each over a key list ---------
 
-def empty_loop(m, ks, lock):
-    for k in ks:
-        pass
+def empty_loop(maps, ks, lock):
+    for m in maps:
+        for k in ks:
+            pass
 
 
-def get_loop(m, ks, lock):
-    for k in ks:
-        m[k]
-
-
-def get_locked(m, ks, lock):
-    for k in ks:
-        with lock:
+def get_loop(maps, ks, lock):
+    for m in maps:
+        for k in ks:
             m[k]
 
 
-def set_loop(m, ks, lock):
-    v = VALUE
-    for k in ks:
-        m[k] = v
+def get_locked(maps, ks, lock):
+    for m in maps:
+        for k in ks:
+            with lock:
+                m[k]
 
 
-def set_locked(m, ks, lock):
+def set_loop(maps, ks, lock):
     v = VALUE
-    for k in ks:
-        with lock:
+    for m in maps:
+        for k in ks:
             m[k] = v
 
 
-def del_loop(m, ks, lock):
-    for k in ks:
-        del m[k]
+def set_locked(maps, ks, lock):
+    v = VALUE
+    for m in maps:
+        for k in ks:
+            with lock:
+                m[k] = v
 
 
-def del_locked(m, ks, lock):
-    for k in ks:
-        with lock:
+def del_loop(maps, ks, lock):
+    for m in maps:
+        for k in ks:
             del m[k]
+
+
+def del_locked(maps, ks, lock):
+    for m in maps:
+        for k in ks:
+            with lock:
+                del m[k]
 
 
 LOOPS = {
@@ -114,7 +121,7 @@ LOOPS = {
 
 
 def run_workers(impl, fn, jobs):
-    """Run fn(m, ks, lock) for each job; one job runs in this thread, more
+    """Run fn(maps, ks, lock) for each job; one job runs in this thread, more
     run in 4 goroutines (Map) or threads.  Returns the seconds taken: CPU
     time of this thread for one job, wall time for more."""
     if len(jobs) == 1:
@@ -165,8 +172,8 @@ def measure(impl, op, keys, order, workers):
         m = filled(impl, keys)
         ks = op_list(keys, order, reps)
         parts = [ks[i::workers] for i in range(workers)]
-        empty = run_workers(impl, empty_loop, [(m, p, lock) for p in parts])
-        loop = run_workers(impl, fn, [(m, p, lock) for p in parts])
+        empty = run_workers(impl, empty_loop, [([m], p, lock) for p in parts])
+        loop = run_workers(impl, fn, [([m], p, lock) for p in parts])
         return loop, empty, len(ks)
     # insert and delete consume their map: one map per round, made before
     # the clock starts; the workers take disjoint shares of the keys.
@@ -177,10 +184,8 @@ def measure(impl, op, keys, order, workers):
         maps = [new_map(impl) for _ in range(rounds)]
     else:
         maps = [filled(impl, keys) for _ in range(rounds)]
-    empty = loop = 0.0
-    for m in maps:
-        empty += run_workers(impl, empty_loop, [(m, p, lock) for p in parts])
-        loop += run_workers(impl, fn, [(m, p, lock) for p in parts])
+    empty = run_workers(impl, empty_loop, [(maps, p, lock) for p in parts])
+    loop = run_workers(impl, fn, [(maps, p, lock) for p in parts])
     if op == "insert":
         assert len(maps[-1]) == n
     else:
