@@ -103,7 +103,7 @@ chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
         for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
              m &= m - 1) {
             int i = flagged_slot(m);
-            if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
+            if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
                 out->b = b;
                 out->i = i;
                 return true;
@@ -135,14 +135,27 @@ tooManyOverflowBuckets(uint64_t noverflow, uint8_t B)
     return noverflow >= ((uint64_t)1 << B);
 }
 
+/* The layout the header argues for: slots 32-byte aligned inside a
+ * bucket of six whole lines. */
+_Static_assert(sizeof(bmap) == 384 && offsetof(bmap, slots) % 32 == 0 &&
+               sizeof(bslot) == 32, "bmap layout");
+
+/* A zeroed table of 2^B buckets, its buckets on 64-byte lines.  Calloc'd
+ * and aligned up inside (rather than aligned_alloc + memset) so that a
+ * big table gets the allocator's zero pages instead of being written
+ * twice. */
 static htab *
 htab_new(uint8_t B)
 {
-    htab *t = PyMem_RawCalloc(1, sizeof(htab) + bucketShift(B) * sizeof(bmap));
-    if (t != NULL) {
-        t->refs = 1;
-        t->B = B;
+    void *mem = PyMem_RawCalloc(1, sizeof(htab) + 63 +
+                                   bucketShift(B) * sizeof(bmap));
+    if (mem == NULL) {
+        return NULL;
     }
+    htab *t = (htab *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+    t->mem = mem;
+    t->refs = 1;
+    t->B = B;
     return t;
 }
 
@@ -162,10 +175,10 @@ gr_htab_drain(htab *t, PyObject **out)
                 if (b->tophash[i] < minTopHash) {
                     continue;
                 }
-                PyObject *k = b->okeys[i], *v = b->elems[i];
-                b->okeys[i] = b->elems[i] = NULL;
+                PyObject *k = b->okeys[i], *v = b->slots[i].elem;
+                b->okeys[i] = b->slots[i].elem = NULL;
                 b->tophash[i] = emptyOne;
-                gkey_release(&b->keys[i]);
+                gkey_release(&b->slots[i].key);
                 if (out != NULL) {
                     out[n++] = k;
                     out[n++] = v;
@@ -195,17 +208,17 @@ htab_free(htab *t)
                     Py_FatalError("goroutine: map table freed with live entries");
                 }
                 if (top == evacuatedX || top == evacuatedY) {
-                    gkey_release(&b->keys[i]);
+                    gkey_release(&b->slots[i].key);
                 }
             }
             bmap *next = b->overflow;
             if (b != &t->buckets[bi]) {
-                PyMem_RawFree(b);
+                free(b);        /* aligned_alloc'd by newoverflow */
             }
             b = next;
         }
     }
-    PyMem_RawFree(t);
+    PyMem_RawFree(t->mem);
 }
 
 static inline void
@@ -246,8 +259,9 @@ keyhash(const hmap *h, const ckey *k)
 static bmap *
 newoverflow(hmap *h, bmap *b)
 {
-    bmap *ovf = PyMem_RawCalloc(1, sizeof(bmap));
+    bmap *ovf = aligned_alloc(64, sizeof(bmap));
     if (ovf != NULL) {
+        memset(ovf, 0, sizeof(bmap));
         b->overflow = ovf;
         h->noverflow++;
     }
@@ -302,7 +316,7 @@ evacuate(hmap *h, uintptr_t oldbucket)
                     Py_FatalError("goroutine: bad map state");
                 }
                 int useY = 0;
-                gkey *k = &b->keys[i];
+                gkey *k = &b->slots[i].key;
                 bool nan = (k->len & GKEY_NAN) != 0;
                 if (!(h->flags & sameSizeGrow)) {
                     if (nan) {
@@ -332,13 +346,13 @@ evacuate(hmap *h, uintptr_t oldbucket)
                 bmap *d = dst[useY];
                 int di = dsti[useY]++;
                 d->tophash[di] = top;
-                gkey_share(&d->keys[di], k);
+                gkey_share(&d->slots[di].key, k);
                 d->okeys[di] = b->okeys[i];
-                d->elems[di] = b->elems[i];
+                d->slots[di].elem = b->slots[i].elem;
                 if (!nan) {
                     /* A NaN entry's pointers stay as borrowed copies for
                      * iterators (valid until clear(), see the header). */
-                    b->okeys[i] = b->elems[i] = NULL;
+                    b->okeys[i] = b->slots[i].elem = NULL;
                 }
             }
         }
@@ -436,7 +450,7 @@ again:;
             for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
                  m &= m - 1) {
                 int i = flagged_slot(m);
-                if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
+                if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
                     out->b = b;
                     out->i = i;
                     return 0;
@@ -476,14 +490,14 @@ again:;
         insi = 0;
         fresh_ovf = true;
     }
-    if (gkey_store(&insb->keys[insi], k) < 0) {
+    if (gkey_store(&insb->slots[insi].key, k) < 0) {
         /* An empty overflow bucket left chained is harmless. */
         (void)fresh_ovf;
         return -1;
     }
     insb->tophash[insi] = top;
     insb->okeys[insi] = NULL;
-    insb->elems[insi] = NULL;
+    insb->slots[insi].elem = NULL;
     h->count++;
     out->b = insb;
     out->i = insi;
@@ -513,13 +527,13 @@ gr_mapdelete(hmap *h, const ckey *k, PyObject *expect,
     }
     bmap *b = s.b;
     int i = s.i;
-    if (expect != NULL && b->elems[i] != expect) {
+    if (expect != NULL && b->slots[i].elem != expect) {
         return 2;
     }
     *okey = b->okeys[i];
-    *elem = b->elems[i];
-    b->okeys[i] = b->elems[i] = NULL;
-    gkey_release(&b->keys[i]);
+    *elem = b->slots[i].elem;
+    b->okeys[i] = b->slots[i].elem = NULL;
+    gkey_release(&b->slots[i].key);
     b->tophash[i] = emptyOne;
     /* If the bucket now ends in a run of emptyOne states, turn them into
      * emptyRest so probes stop early (Go's loop). */
@@ -651,7 +665,7 @@ next:
         if (isEmpty(top) || top == evacuatedEmpty) {
             continue;
         }
-        gkey *k = &b->keys[offi];
+        gkey *k = &b->slots[offi].key;
         bool nan = (k->len & GKEY_NAN) != 0;
         /* Go tests the live sameSizeGrow flag here; we remember the flag
          * of the growth this old bucket belongs to, which stays right
@@ -670,7 +684,7 @@ next:
         if ((top != evacuatedX && top != evacuatedY) || nan) {
             /* The golden data (or a NaN entry's borrowed copy). */
             *okey = b->okeys[offi];
-            *elem = b->elems[offi];
+            *elem = b->slots[offi].elem;
         }
         else {
             /* The table grew since we started: the entry lives elsewhere
@@ -682,7 +696,7 @@ next:
                 continue;
             }
             *okey = s.b->okeys[s.i];
-            *elem = s.b->elems[s.i];
+            *elem = s.b->slots[s.i].elem;
         }
         it->bucket = bucket;
         it->bptr = b;

@@ -138,7 +138,7 @@ map_lookup(hmap *h, PyObject *k, int *err)
     slotref s;
     map_lock(h);
     if (gr_mapaccess(h, &c, &s)) {
-        v = s.b->elems[s.i];
+        v = s.b->slots[s.i].elem;
         Py_INCREF(v);
     }
     map_unlock(h);
@@ -170,17 +170,17 @@ map_store(hmap *h, PyObject *k, PyObject *v, int mode, PyObject **prev)
         Py_INCREF(k);
         Py_INCREF(v);
         s.b->okeys[s.i] = k;
-        s.b->elems[s.i] = v;
+        s.b->slots[s.i].elem = v;
     }
     else if (r == 0) {
         if (mode == STORE_ALWAYS) {
             /* The replaced value is released by the caller, unlocked. */
-            *prev = s.b->elems[s.i];
+            *prev = s.b->slots[s.i].elem;
             Py_INCREF(v);
-            s.b->elems[s.i] = v;
+            s.b->slots[s.i].elem = v;
         }
         else {
-            *prev = s.b->elems[s.i];
+            *prev = s.b->slots[s.i].elem;
             Py_INCREF(*prev);
         }
     }
@@ -275,14 +275,14 @@ upbatch_insert(hmap *h, upbatch *ub)
         u->kb = c.kb;       /* NULL when the map took it */
         if (r == 1) {
             s.b->okeys[s.i] = u->okey;
-            s.b->elems[s.i] = u->val;
+            s.b->slots[s.i].elem = u->val;
             u->okey = NULL;
             u->val = NULL;
         }
         else {
             /* dict keeps the first key object; the new one is dropped */
-            PyObject *old = s.b->elems[s.i];
-            s.b->elems[s.i] = u->val;
+            PyObject *old = s.b->slots[s.i].elem;
+            s.b->slots[s.i].elem = u->val;
             u->val = old;
         }
     }
@@ -873,10 +873,10 @@ swap_if_is(hmap *h, PyObject *k, PyObject *expected, PyObject *newv,
     int r = 0;
     map_lock(h);
     if (gr_mapaccess(h, &c, &s)) {
-        PyObject *v = s.b->elems[s.i];
+        PyObject *v = s.b->slots[s.i].elem;
         if (v == expected) {
             Py_INCREF(newv);
-            s.b->elems[s.i] = newv;
+            s.b->slots[s.i].elem = newv;
             *cur = v;       /* the replaced reference, released below */
             r = 1;
         }
@@ -1029,19 +1029,19 @@ map_incr(hmap *h, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(k);
             Py_INCREF(first);
             s.b->okeys[s.i] = k;
-            s.b->elems[s.i] = first;
+            s.b->slots[s.i].elem = first;
             result = Py_NewRef(first);
         }
-        else if (r == 0 && fast && PyLong_CheckExact(s.b->elems[s.i])) {
-            PyObject *nv = PyNumber_Add(s.b->elems[s.i], delta);
+        else if (r == 0 && fast && PyLong_CheckExact(s.b->slots[s.i].elem)) {
+            PyObject *nv = PyNumber_Add(s.b->slots[s.i].elem, delta);
             if (nv != NULL) {
-                old = s.b->elems[s.i];
-                s.b->elems[s.i] = nv;
+                old = s.b->slots[s.i].elem;
+                s.b->slots[s.i].elem = nv;
                 result = Py_NewRef(nv);
             }
         }
         else if (r == 0) {
-            cur = Py_NewRef(s.b->elems[s.i]);
+            cur = Py_NewRef(s.b->slots[s.i].elem);
         }
         map_unlock(h);
         Py_XDECREF(old);
@@ -1183,7 +1183,7 @@ visit_tab(htab *t, visitproc visit, void *arg)
             for (int i = 0; i < BUCKETCNT; i++) {
                 if (b->tophash[i] >= minTopHash) {
                     Py_VISIT(b->okeys[i]);
-                    Py_VISIT(b->elems[i]);
+                    Py_VISIT(b->slots[i].elem);
                 }
             }
         }
