@@ -248,6 +248,8 @@
 /* A key longer than GKEY_INLINE bytes. */
 typedef struct {
     size_t refs;              /* atomic: slots (of any map) sharing it */
+    uint64_t xhash;           /* a str key's CPython hash (see
+                                 ckey_hash); 0 for other keys */
     uint8_t data[];           /* the canonical bytes, zero padded to a
                                  multiple of 16 (memhash reads blocks) */
 } keybuf;
@@ -335,6 +337,8 @@ typedef struct {
                                  multiple of 16; NULL for a short key */
     keybuf *kb;               /* owned buffer holding p, that mapassign may
                                  steal (then sets it NULL); or NULL */
+    uint64_t xhash;           /* a long str key's CPython hash (see
+                                 ckey_hash); unset for other keys */
 } ckey;
 
 /* A slot found or made by mapaccess/mapassign. */
@@ -520,6 +524,7 @@ ckey_load(ckey *c, const gkey *k, keybuf *kb)
     }
     else {
         c->p = kb->data;
+        c->xhash = kb->xhash;
     }
 }
 
@@ -538,24 +543,40 @@ ckey_image(const ckey *c, gkey *k)
     memcpy(k, x, sizeof x);
 }
 
-/* A keybuf holding a copy of the n bytes at p, padded.  NULL when out of
+/* A keybuf holding a copy of the n bytes at p, padded, and xhash.  NULL when out of
  * memory (no error set: callers may not hold the GIL). */
 static inline keybuf *
-keybuf_new(const uint8_t *p, uint32_t n)
+keybuf_new(const uint8_t *p, uint32_t n, uint64_t xhash)
 {
     size_t padded = ((size_t)n + 15) & ~(size_t)15;
     keybuf *kb = PyMem_RawMalloc(sizeof(keybuf) + padded);
     if (kb != NULL) {
         kb->refs = 1;
+        kb->xhash = xhash;
         memcpy(kb->data, p, n);
         memset(kb->data + n, 0, padded - n);
     }
     return kb;
 }
 
+/* Is c a str key of more than GKEY_INLINE canonical bytes?  Such a key
+ * is hashed from its str's CPython hash (xhash), which the str object
+ * caches, instead of from its bytes: see "Hashing" in the header. */
+static inline bool
+ckey_strhashed(const ckey *c)
+{
+    return ckey_len(c) > GKEY_INLINE && c->p[0] == 'S';
+}
+
+/* The map's hash of c with the map's seed. */
 static inline uint64_t
 ckey_hash(const ckey *c, uint64_t seed)
 {
+    if (ckey_strhashed(c)) {
+        uint64_t h = seed ^ H1;
+        h = mix(c->xhash ^ h ^ H2, rotl(h, 32) ^ H3);
+        return mix(h ^ H4, h ^ H0) ^ h;
+    }
     return memhash(ckey_bytes(c), ckey_len(c), seed);
 }
 
@@ -583,7 +604,7 @@ gkey_store(gkey *k, ckey *c)
         c->kb = NULL;
     }
     else {
-        kb = keybuf_new(c->p, len);
+        kb = keybuf_new(c->p, len, ckey_strhashed(c) ? c->xhash : 0);
         if (kb == NULL) {
             return -1;
         }

@@ -343,7 +343,7 @@ upbatch_add(hmap *h, upbatch *ub, PyObject *k, PyObject *v)
         ckey_image(&c, &u->key);
     }
     else {
-        u->kb = keybuf_new(c.p, len);
+        u->kb = keybuf_new(c.p, len, ckey_strhashed(&c) ? c.xhash : 0);
         if (u->kb == NULL) {
             kenc_free(&e);
             PyErr_NoMemory();
