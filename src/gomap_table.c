@@ -40,82 +40,6 @@ gr_gmap_fastrand(void)
 /* ------------------------------------------------------------------ */
 /* Tables (GIL-free)                                                   */
 
-static inline uint8_t
-tophash(uint64_t hash)
-{
-    uint8_t top = (uint8_t)(hash >> 56);
-    return top < minTopHash ? top + minTopHash : top;
-}
-
-static inline bool
-isEmpty(uint8_t top)
-{
-    return top <= emptyOne;
-}
-
-static inline bool
-evacuated(const bmap *b)
-{
-    uint8_t h = b->tophash[0];
-    return h > emptyOne && h < minTopHash;
-}
-
-/* The 8 tophash bytes of a bucket as one word (byte i is slot i: we are
- * little-endian). */
-static inline uint64_t
-tophashes(const bmap *b)
-{
-    uint64_t w;
-    memcpy(&w, b->tophash, sizeof w);
-    return w;
-}
-
-#define BYTES_01 0x0101010101010101ull
-#define BYTES_80 0x8080808080808080ull
-
-/* Bit 7 of byte i is set when byte i of w is zero: exact for the lowest
- * zero byte, and any other byte it flags lies above a zero byte, so a
- * caller that takes every flagged byte confirms it.  Probing a bucket
- * this way (SWAR, as Go's Swiss tables do) replaces an 8-step loop whose
- * exit at a data-dependent slot cost a mispredicted branch per probe. */
-static inline uint64_t
-zerobytes(uint64_t w)
-{
-    return (w - BYTES_01) & ~w & BYTES_80;
-}
-
-/* The slot a flagged bit of zerobytes() stands for. */
-static inline int
-flagged_slot(uint64_t m)
-{
-    return __builtin_ctzll(m) >> 3;
-}
-
-/* Find k, whose tophash is top, in the chain starting at b.  Every slot
- * whose tophash is top is a candidate; an emptyRest ends the chain, and
- * empty marks never equal a live tophash, so this finds what Go's slot by
- * slot scan finds. */
-static inline bool
-chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
-{
-    for (; b != NULL; b = b->overflow) {
-        uint64_t w = tophashes(b);
-        for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
-             m &= m - 1) {
-            int i = flagged_slot(m);
-            if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
-                out->b = b;
-                out->i = i;
-                return true;
-            }
-        }
-        if (zerobytes(w) != 0) {
-            return false;       /* an emptyRest */
-        }
-    }
-    return false;
-}
-
 /* overLoadFactor: would count entries in 2^B buckets exceed 6.5 a bucket? */
 static inline bool
 overLoadFactor(uint64_t count, uint8_t B)
@@ -399,28 +323,6 @@ hashGrow(hmap *h)
 }
 
 
-/* mapaccess: find key k.  Returns true and its slot, or false. */
-bool
-gr_mapaccess(const hmap *h, const ckey *k, slotref *out)
-{
-    if (h->count == 0 || ckey_nan(k)) {
-        return false;
-    }
-    uint64_t hash = ckey_hash(k, h->hash0);
-    uintptr_t m = bucketMask(h->B);
-    bmap *b = &h->buckets->buckets[hash & m];
-    if (h->oldbuckets != NULL) {
-        if (!(h->flags & sameSizeGrow)) {
-            m >>= 1;
-        }
-        bmap *oldb = &h->oldbuckets->buckets[hash & m];
-        if (!evacuated(oldb)) {
-            b = oldb;
-        }
-    }
-    return chain_find(b, tophash(hash), k, out);
-}
-
 /* mapassign: find k's slot, or make one.  Returns 0 with an existing slot,
  * 1 with a new slot (key stored, okeys/elems NULL: the caller fills them
  * and the count already includes it), -1 when out of memory (map
@@ -692,7 +594,7 @@ next:
             ckey c;
             ckey_of(k, &c);
             slotref s;
-            if (!gr_mapaccess(h, &c, &s)) {
+            if (!mapaccess(h, &c, &s)) {
                 continue;
             }
             *okey = s.b->okeys[s.i];

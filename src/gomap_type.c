@@ -137,7 +137,7 @@ map_lookup(hmap *h, PyObject *k, int *err)
     PyObject *v = NULL;
     slotref s;
     map_lock(h);
-    if (gr_mapaccess(h, &c, &s)) {
+    if (mapaccess(h, &c, &s)) {
         v = s.b->slots[s.i].elem;
         Py_INCREF(v);
     }
@@ -872,7 +872,7 @@ swap_if_is(hmap *h, PyObject *k, PyObject *expected, PyObject *newv,
     slotref s;
     int r = 0;
     map_lock(h);
-    if (gr_mapaccess(h, &c, &s)) {
+    if (mapaccess(h, &c, &s)) {
         PyObject *v = s.b->slots[s.i].elem;
         if (v == expected) {
             Py_INCREF(newv);
