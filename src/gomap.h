@@ -5,11 +5,12 @@
  *
  * Files
  * -----
- * gomap.h        this essay; the constants and structs; the hashing and the
- *                GIL-free key helpers every part uses (static inline); the
- *                fast paths of encode_key, inlined into each operation.
+ * gomap.h        this essay; the constants and structs; the hashing, the
+ *                GIL-free key helpers and the lookup (mapaccess) every part
+ *                uses (static inline); the fast paths of encode_key,
+ *                inlined into each operation.
  * gomap_table.c  the hash table: buckets, growth, evacuation, iteration
- *                (Go's mapaccess/mapassign/mapdelete/mapiternext).  Never
+ *                (Go's mapassign/mapdelete/mapiternext).  Never
  *                touches a Python object's contents and never needs the
  *                GIL; called with the map lock held.
  * gomap_key.c    the canonical key encoding of any supported Python key

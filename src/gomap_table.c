@@ -1,11 +1,12 @@
 /*
  * gomap_table.c: the hash table of goroutine.Map (see gomap.h for the
  * layout, growth, iteration and locking rules): buckets and their
- * overflow chains, Go's mapaccess/mapassign/mapdelete, hashGrow and
- * evacuate, mapiterinit/mapiternext.  Nothing here reads or writes a
+ * overflow chains, Go's mapassign/mapdelete, hashGrow and evacuate,
+ * mapiterinit/mapiternext (mapaccess, the lookup, is inline in gomap.h).  Nothing here reads or writes a
  * Python object (key and value pointers are only moved), so every
  * function runs with or without the GIL; all but htab_release and the
- * draining of a detached table need the map lock.
+ * draining of a detached table need the map lock (which, while no
+ * GIL-free section runs on the map, the GIL stands in for: map_lock).
  */
 #include "gomap.h"
 
