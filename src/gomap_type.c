@@ -165,7 +165,11 @@ map_store(hmap *h, PyObject *k, PyObject *v, int mode, PyObject **prev)
     }
     slotref s;
     map_lock(h);
-    int r = gr_mapassign(h, &c, &s);
+    /* An existing key while no growth runs: the inline lookup finds its
+     * slot (the common m[k] = v of a warm map).  During a growth every
+     * write goes through mapassign, whose growWork moves it along. */
+    int r = !growing(h) && mapaccess(h, &c, &s) ? 0
+            : gr_mapassign(h, &c, &s);
     if (r == 1) {
         Py_INCREF(k);
         Py_INCREF(v);
