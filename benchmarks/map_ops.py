@@ -1,7 +1,8 @@
 """python -m benchmarks.map_ops [--sizes 16,2000,1000000] [--keys int,str]
                               [--order seq,shuf] [--ops get,set,insert,delete]
                               [--workers 1,4] [--impl Map,dict,dict+Lock]
-                              [--repeat R] [--quick] [--json PATH]
+                              [--repeat R] [--min-ops N] [--quick]
+                              [--json PATH]
 
 goroutine.Map per operation, against a dict and a dict under
 threading.Lock, for every combination of:
@@ -171,14 +172,14 @@ def filled(impl, keys):
     return m
 
 
-def measure(impl, op, keys, order, workers):
+def measure(impl, op, keys, order, workers, min_ops=MIN_OPS):
     """One repetition of one cell: (loop seconds, empty seconds, ops)."""
     locked = impl == "dict+Lock"
     lock = threading.Lock()
     fn = LOOPS[(op, locked)]
     n = len(keys)
     if op in ("get", "set"):
-        reps = max(1, MIN_OPS // n)
+        reps = max(1, min_ops // n)
         m = filled(impl, keys)
         ks = op_list(keys, order, reps)
         parts = [ks[i::workers] for i in range(workers)]
@@ -187,7 +188,7 @@ def measure(impl, op, keys, order, workers):
         return loop, empty, len(ks)
     # insert and delete consume their map: one map per round, made before
     # the clock starts; the workers take disjoint shares of the keys.
-    rounds = max(1, MIN_OPS // n)
+    rounds = max(1, min_ops // n)
     ks = op_list(keys, order, 1)
     parts = [ks[i::workers] for i in range(workers)]
     if op == "insert":
@@ -212,6 +213,8 @@ def main(argv=None):
     ap.add_argument("--workers", default="1,4")
     ap.add_argument("--impl", default="Map,dict,dict+Lock")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--min-ops", type=int, default=MIN_OPS,
+                    help="operations per timed loop (more for big sizes)")
     ap.add_argument("--quick", action="store_true",
                     help="sizes 16 and 2000, one repetition")
     ap.add_argument("--json", help="write the rows here too")
@@ -234,7 +237,8 @@ def main(argv=None):
                         for _ in range(a.repeat):
                             for impl in impls:
                                 loop, empty, nops = measure(
-                                    impl, op, keys, order, workers)
+                                    impl, op, keys, order, workers,
+                                    a.min_ops)
                                 res[impl][0].append(loop / nops * 1e9)
                                 res[impl][1].append((loop - empty) / nops * 1e9)
                         row = {"size": size, "keys": kind, "order": order,
