@@ -233,6 +233,7 @@ bench: build
 	@# Where a parked goroutine's memory goes (docs/design.md); GMEM_N=1000000
 	@# checks that a million fit.
 	$(PY) -m benchmarks.gmem $(GMEM_N) func
+	$(PY) -m benchmarks.map_ops $(MAP_OPS_ARGS)
 
 # pygolang's own test files run against this package, `import golang`
 # mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).

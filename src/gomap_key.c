@@ -317,5 +317,16 @@ gr_encode_key_slow(kenc *e, PyObject *k, ckey *c)
         kenc_free(e);
         return -1;
     }
+    if (ckey_strhashed(c)) {
+        /* str's own hash, never a subclass's __hash__ (keys are compared
+         * by value): unicode_hash, which reads the hash cached in the
+         * object and computes it only the first time. */
+        Py_hash_t x = PyUnicode_Type.tp_hash(k);
+        if (x == -1 && PyErr_Occurred()) {
+            kenc_free(e);
+            return -1;
+        }
+        c->xhash = (uint64_t)x;
+    }
     return 0;
 }

@@ -1,11 +1,12 @@
 /*
  * gomap_table.c: the hash table of goroutine.Map (see gomap.h for the
  * layout, growth, iteration and locking rules): buckets and their
- * overflow chains, Go's mapaccess/mapassign/mapdelete, hashGrow and
- * evacuate, mapiterinit/mapiternext.  Nothing here reads or writes a
+ * overflow chains, Go's mapassign/mapdelete, hashGrow and evacuate,
+ * mapiterinit/mapiternext (mapaccess, the lookup, is inline in gomap.h).  Nothing here reads or writes a
  * Python object (key and value pointers are only moved), so every
  * function runs with or without the GIL; all but htab_release and the
- * draining of a detached table need the map lock.
+ * draining of a detached table need the map lock (which, while no
+ * GIL-free section runs on the map, the GIL stands in for: map_lock).
  */
 #include "gomap.h"
 
@@ -40,82 +41,6 @@ gr_gmap_fastrand(void)
 /* ------------------------------------------------------------------ */
 /* Tables (GIL-free)                                                   */
 
-static inline uint8_t
-tophash(uint64_t hash)
-{
-    uint8_t top = (uint8_t)(hash >> 56);
-    return top < minTopHash ? top + minTopHash : top;
-}
-
-static inline bool
-isEmpty(uint8_t top)
-{
-    return top <= emptyOne;
-}
-
-static inline bool
-evacuated(const bmap *b)
-{
-    uint8_t h = b->tophash[0];
-    return h > emptyOne && h < minTopHash;
-}
-
-/* The 8 tophash bytes of a bucket as one word (byte i is slot i: we are
- * little-endian). */
-static inline uint64_t
-tophashes(const bmap *b)
-{
-    uint64_t w;
-    memcpy(&w, b->tophash, sizeof w);
-    return w;
-}
-
-#define BYTES_01 0x0101010101010101ull
-#define BYTES_80 0x8080808080808080ull
-
-/* Bit 7 of byte i is set when byte i of w is zero: exact for the lowest
- * zero byte, and any other byte it flags lies above a zero byte, so a
- * caller that takes every flagged byte confirms it.  Probing a bucket
- * this way (SWAR, as Go's Swiss tables do) replaces an 8-step loop whose
- * exit at a data-dependent slot cost a mispredicted branch per probe. */
-static inline uint64_t
-zerobytes(uint64_t w)
-{
-    return (w - BYTES_01) & ~w & BYTES_80;
-}
-
-/* The slot a flagged bit of zerobytes() stands for. */
-static inline int
-flagged_slot(uint64_t m)
-{
-    return __builtin_ctzll(m) >> 3;
-}
-
-/* Find k, whose tophash is top, in the chain starting at b.  Every slot
- * whose tophash is top is a candidate; an emptyRest ends the chain, and
- * empty marks never equal a live tophash, so this finds what Go's slot by
- * slot scan finds. */
-static inline bool
-chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
-{
-    for (; b != NULL; b = b->overflow) {
-        uint64_t w = tophashes(b);
-        for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
-             m &= m - 1) {
-            int i = flagged_slot(m);
-            if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
-                out->b = b;
-                out->i = i;
-                return true;
-            }
-        }
-        if (zerobytes(w) != 0) {
-            return false;       /* an emptyRest */
-        }
-    }
-    return false;
-}
-
 /* overLoadFactor: would count entries in 2^B buckets exceed 6.5 a bucket? */
 static inline bool
 overLoadFactor(uint64_t count, uint8_t B)
@@ -135,14 +60,27 @@ tooManyOverflowBuckets(uint64_t noverflow, uint8_t B)
     return noverflow >= ((uint64_t)1 << B);
 }
 
+/* The layout the header argues for: slots 32-byte aligned inside a
+ * bucket of six whole lines. */
+_Static_assert(sizeof(bmap) == 384 && offsetof(bmap, slots) % 32 == 0 &&
+               sizeof(bslot) == 32, "bmap layout");
+
+/* A zeroed table of 2^B buckets, its buckets on 64-byte lines.  Calloc'd
+ * and aligned up inside (rather than aligned_alloc + memset) so that a
+ * big table gets the allocator's zero pages instead of being written
+ * twice. */
 static htab *
 htab_new(uint8_t B)
 {
-    htab *t = PyMem_RawCalloc(1, sizeof(htab) + bucketShift(B) * sizeof(bmap));
-    if (t != NULL) {
-        t->refs = 1;
-        t->B = B;
+    void *mem = PyMem_RawCalloc(1, sizeof(htab) + 63 +
+                                   bucketShift(B) * sizeof(bmap));
+    if (mem == NULL) {
+        return NULL;
     }
+    htab *t = (htab *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+    t->mem = mem;
+    t->refs = 1;
+    t->B = B;
     return t;
 }
 
@@ -162,10 +100,10 @@ gr_htab_drain(htab *t, PyObject **out)
                 if (b->tophash[i] < minTopHash) {
                     continue;
                 }
-                PyObject *k = b->okeys[i], *v = b->elems[i];
-                b->okeys[i] = b->elems[i] = NULL;
+                PyObject *k = b->okeys[i], *v = b->slots[i].elem;
+                b->okeys[i] = b->slots[i].elem = NULL;
                 b->tophash[i] = emptyOne;
-                gkey_release(&b->keys[i]);
+                gkey_release(&b->slots[i].key);
                 if (out != NULL) {
                     out[n++] = k;
                     out[n++] = v;
@@ -195,17 +133,17 @@ htab_free(htab *t)
                     Py_FatalError("goroutine: map table freed with live entries");
                 }
                 if (top == evacuatedX || top == evacuatedY) {
-                    gkey_release(&b->keys[i]);
+                    gkey_release(&b->slots[i].key);
                 }
             }
             bmap *next = b->overflow;
             if (b != &t->buckets[bi]) {
-                PyMem_RawFree(b);
+                free(b);        /* aligned_alloc'd by newoverflow */
             }
             b = next;
         }
     }
-    PyMem_RawFree(t);
+    PyMem_RawFree(t->mem);
 }
 
 static inline void
@@ -246,8 +184,9 @@ keyhash(const hmap *h, const ckey *k)
 static bmap *
 newoverflow(hmap *h, bmap *b)
 {
-    bmap *ovf = PyMem_RawCalloc(1, sizeof(bmap));
+    bmap *ovf = aligned_alloc(64, sizeof(bmap));
     if (ovf != NULL) {
+        memset(ovf, 0, sizeof(bmap));
         b->overflow = ovf;
         h->noverflow++;
     }
@@ -302,7 +241,7 @@ evacuate(hmap *h, uintptr_t oldbucket)
                     Py_FatalError("goroutine: bad map state");
                 }
                 int useY = 0;
-                gkey *k = &b->keys[i];
+                gkey *k = &b->slots[i].key;
                 bool nan = (k->len & GKEY_NAN) != 0;
                 if (!(h->flags & sameSizeGrow)) {
                     if (nan) {
@@ -332,13 +271,13 @@ evacuate(hmap *h, uintptr_t oldbucket)
                 bmap *d = dst[useY];
                 int di = dsti[useY]++;
                 d->tophash[di] = top;
-                gkey_share(&d->keys[di], k);
+                gkey_share(&d->slots[di].key, k);
                 d->okeys[di] = b->okeys[i];
-                d->elems[di] = b->elems[i];
+                d->slots[di].elem = b->slots[i].elem;
                 if (!nan) {
                     /* A NaN entry's pointers stay as borrowed copies for
                      * iterators (valid until clear(), see the header). */
-                    b->okeys[i] = b->elems[i] = NULL;
+                    b->okeys[i] = b->slots[i].elem = NULL;
                 }
             }
         }
@@ -385,28 +324,6 @@ hashGrow(hmap *h)
 }
 
 
-/* mapaccess: find key k.  Returns true and its slot, or false. */
-bool
-gr_mapaccess(const hmap *h, const ckey *k, slotref *out)
-{
-    if (h->count == 0 || ckey_nan(k)) {
-        return false;
-    }
-    uint64_t hash = ckey_hash(k, h->hash0);
-    uintptr_t m = bucketMask(h->B);
-    bmap *b = &h->buckets->buckets[hash & m];
-    if (h->oldbuckets != NULL) {
-        if (!(h->flags & sameSizeGrow)) {
-            m >>= 1;
-        }
-        bmap *oldb = &h->oldbuckets->buckets[hash & m];
-        if (!evacuated(oldb)) {
-            b = oldb;
-        }
-    }
-    return chain_find(b, tophash(hash), k, out);
-}
-
 /* mapassign: find k's slot, or make one.  Returns 0 with an existing slot,
  * 1 with a new slot (key stored, okeys/elems NULL: the caller fills them
  * and the count already includes it), -1 when out of memory (map
@@ -436,7 +353,7 @@ again:;
             for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
                  m &= m - 1) {
                 int i = flagged_slot(m);
-                if (b->tophash[i] == top && keyeq(&b->keys[i], k)) {
+                if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
                     out->b = b;
                     out->i = i;
                     return 0;
@@ -476,14 +393,14 @@ again:;
         insi = 0;
         fresh_ovf = true;
     }
-    if (gkey_store(&insb->keys[insi], k) < 0) {
+    if (gkey_store(&insb->slots[insi].key, k) < 0) {
         /* An empty overflow bucket left chained is harmless. */
         (void)fresh_ovf;
         return -1;
     }
     insb->tophash[insi] = top;
     insb->okeys[insi] = NULL;
-    insb->elems[insi] = NULL;
+    insb->slots[insi].elem = NULL;
     h->count++;
     out->b = insb;
     out->i = insi;
@@ -513,13 +430,13 @@ gr_mapdelete(hmap *h, const ckey *k, PyObject *expect,
     }
     bmap *b = s.b;
     int i = s.i;
-    if (expect != NULL && b->elems[i] != expect) {
+    if (expect != NULL && b->slots[i].elem != expect) {
         return 2;
     }
     *okey = b->okeys[i];
-    *elem = b->elems[i];
-    b->okeys[i] = b->elems[i] = NULL;
-    gkey_release(&b->keys[i]);
+    *elem = b->slots[i].elem;
+    b->okeys[i] = b->slots[i].elem = NULL;
+    gkey_release(&b->slots[i].key);
     b->tophash[i] = emptyOne;
     /* If the bucket now ends in a run of emptyOne states, turn them into
      * emptyRest so probes stop early (Go's loop). */
@@ -651,7 +568,7 @@ next:
         if (isEmpty(top) || top == evacuatedEmpty) {
             continue;
         }
-        gkey *k = &b->keys[offi];
+        gkey *k = &b->slots[offi].key;
         bool nan = (k->len & GKEY_NAN) != 0;
         /* Go tests the live sameSizeGrow flag here; we remember the flag
          * of the growth this old bucket belongs to, which stays right
@@ -670,7 +587,7 @@ next:
         if ((top != evacuatedX && top != evacuatedY) || nan) {
             /* The golden data (or a NaN entry's borrowed copy). */
             *okey = b->okeys[offi];
-            *elem = b->elems[offi];
+            *elem = b->slots[offi].elem;
         }
         else {
             /* The table grew since we started: the entry lives elsewhere
@@ -678,11 +595,11 @@ next:
             ckey c;
             ckey_of(k, &c);
             slotref s;
-            if (!gr_mapaccess(h, &c, &s)) {
+            if (!mapaccess(h, &c, &s)) {
                 continue;
             }
             *okey = s.b->okeys[s.i];
-            *elem = s.b->elems[s.i];
+            *elem = s.b->slots[s.i].elem;
         }
         it->bucket = bucket;
         it->bptr = b;

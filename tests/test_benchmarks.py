@@ -31,3 +31,24 @@ def test_quick_run_writes_rows_for_goroutine_and_the_standard_peers(tmp_path):
         assert (w, "asyncio") in rows
     assert rows[("ctx_timeout", "with_cancel")]["value"] > 0
     assert "vs goroutine" in r.stdout
+
+
+def test_map_ops_prints_every_cell_with_loop_and_net(tmp_path):
+    if not (ROOT / "benchmarks").is_dir():
+        import pytest
+        pytest.skip("not running from a source checkout")
+    out = tmp_path / "m.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.map_ops", "--sizes", "16",
+         "--repeat", "1", "--min-ops", "2000", "--json", str(out)],
+        cwd=tmp_path, env=source_tree_env(), capture_output=True, text=True,
+        timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    # 2 key kinds x 2 orders x 4 ops x 2 worker counts
+    assert len(rows) == 32
+    for row in rows:
+        for impl in ("Map", "dict", "dict+Lock"):
+            assert row[impl]["loop"] > 0
+            assert row[impl]["loop"] >= row[impl]["net"]
+    assert "Map/dict+Lock" in r.stdout

@@ -454,3 +454,108 @@ def test_view_len_reads_the_count_under_the_map_lock():
     t.join()
     assert seen == sorted(seen)
     assert [len(v) for v in views] == [200000] * 3
+
+
+def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
+    # Single operations skip the map lock while no GIL-free section runs
+    # (the GIL excludes them all); while an update() batch inserts without
+    # the GIL they must take it.  4 goroutines keep inserting new keys (so
+    # the map keeps growing and evacuating) and reading them back while a
+    # thread inserts big batches without the GIL: every read sees its
+    # write, and the map ends with exactly every key written.  (With the
+    # lock skipped during batches, this test lost entries or crashed;
+    # make test-tsan reports the race.)
+    m = Map()
+    batches = [[(-1 - i - 20000 * r, r) for i in range(20000)]
+               for r in range(2)]
+    stop = threading.Event()
+    errors = []
+    written = [0] * 4
+
+    def bulk():
+        r = 0
+        while not stop.is_set():
+            m.update(batches[r % 2])
+            r += 1
+
+    def writer(g):
+        n = 0
+        while not stop.is_set():
+            k = g * 10 ** 9 + n
+            m[k] = n
+            if m[k] != n:
+                errors.append((g, n))
+            if n % 5 == 0:
+                del m[k]
+                if k in m:
+                    errors.append((g, n, "del"))
+                m[str(k)] = n
+            n += 1
+        written[g] = n
+    t = threading.Thread(target=bulk)
+    t.start()
+    wg = sync.WaitGroup()
+    for g in range(4):
+        wg.go(writer, g)
+    time.sleep(1.5)
+    stop.set()
+    wg.wait()
+    t.join()
+    assert errors == []
+    for g in range(4):
+        for n in range(written[g]):
+            k = g * 10 ** 9 + n
+            assert (m[str(k)] if n % 5 == 0 else m[k]) == n
+    assert len(m) == 40000 + sum(written)
+
+
+class _LoudStr(str):
+    """A str subclass whose own __hash__ and __eq__ must never run: the map
+    compares keys by value and hashes a long str with str's own hash."""
+
+    def __hash__(self):
+        raise AssertionError("the map called the subclass's __hash__")
+
+    def __eq__(self, other):
+        raise AssertionError("the map called the subclass's __eq__")
+
+    __ne__ = __eq__
+
+
+@pytest.mark.parametrize("text", ["short", "x" * 16, "y" * 40,
+                                  "\u00e9t\u00e9" * 9, "\ud800lone" * 5,
+                                  "\U0001f600" * 6])
+def test_str_subclass_keys_are_hashed_and_compared_as_their_str(text):
+    m = Map()
+    m[_LoudStr(text)] = 1
+    assert m[text] == 1 and text in m
+    m[text] = 2                         # the same key: the first object stays
+    assert len(m) == 1 and type(next(iter(m))) is _LoudStr
+    assert m[_LoudStr(text)] == 2
+    assert m.pop(_LoudStr(text)) == 2 and len(m) == 0
+
+
+def test_long_str_keys_keep_their_hash_through_growth_and_iteration():
+    # A str of more than 15 UTF-8 bytes is hashed from CPython's cached str
+    # hash, which its keybuf keeps: evacuation and iterators rehash from
+    # there without the GIL.  Keys inserted one by one and by update()
+    # (whose batches hash without the GIL), iterated mid-growth, deleted.
+    keys = [f"key number {i:06d} of the test" for i in range(6000)]
+    keys += [f"\u00e9l\u00e9ment {i} \u00e9l\u00e9ment" for i in range(2000)]
+    m = Map()
+    for k in keys[:3000]:
+        m[k] = k
+    m.update((k, k) for k in keys[3000:])
+    seen = []
+    for i, k in enumerate(m):
+        seen.append(k)
+        if i < 500:
+            m[f"late {i} " * 3] = i     # growth while iterating
+    assert set(keys) <= set(seen) and len(seen) == len(set(seen))
+    fresh = [str(k.encode(), "utf-8") for k in keys]    # new objects, no
+    assert all(m[k] == k for k in fresh)                 # cached hash yet
+    for k in fresh[::2]:
+        del m[k]
+    assert all((k in m) == (i % 2 == 1) for i, k in enumerate(keys))
+    c = m.copy()
+    assert c == m and all(c[k] == k for k in keys[1::2])
