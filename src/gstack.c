@@ -58,6 +58,7 @@
 #  define GR_ASAN 1
 #endif
 #ifdef GR_ASAN
+#include <sanitizer/asan_interface.h>    /* __asan_unpoison_memory_region */
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if defined(__has_feature)
@@ -674,7 +675,20 @@ gr_ctx_done(gr_stack *st)
      * Gs would otherwise each keep a thread's worth of TSan state). */
     __tsan_destroy_fiber(st->tsan_fiber);
     st->tsan_fiber = NULL;
-#else
+#endif
+#ifdef GR_ASAN
+    /* The goroutine's last frames never returned (it switched away from
+     * them for good), so their redzones are still poisoned in ASan's
+     * shadow; so are those of any frame left when a preempted goroutine
+     * ran on.  The next goroutine on this stack puts uninstrumented
+     * CPython frames there, and the first memcpy into one (its first
+     * call's argument array) was reported as a bad access -- which ASan
+     * then failed to describe (CHECK asan_thread.cpp:371, the frame magic
+     * it looks for is not there): test_preempt with preemption on, 3.13.
+     * ASan clears a range this large by giving the shadow pages back. */
+    __asan_unpoison_memory_region(st->lo, st->size);
+#endif
+#if !defined(GR_TSAN) && !defined(GR_ASAN)
     (void)st;
 #endif
 }
