@@ -685,7 +685,8 @@ gr_ctx_done(gr_stack *st)
      * call's argument array) was reported as a bad access -- which ASan
      * then failed to describe (CHECK asan_thread.cpp:371, the frame magic
      * it looks for is not there): test_preempt with preemption on, 3.13.
-     * ASan clears a range this large by giving the shadow pages back. */
+     * The shadow of a range this large (1 MiB for 8 MiB) is remapped, not
+     * written (ASan's clear_shadow_mmap_threshold, 64 KiB). */
     __asan_unpoison_memory_region(st->lo, st->size);
 #endif
 #if !defined(GR_TSAN) && !defined(GR_ASAN)
