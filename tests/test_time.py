@@ -363,11 +363,16 @@ def test_sleepers_wake_in_deadline_order():
                 go(sleeper, k)
             marker = chan(1)
             go(lambda: marker.send(_t.monotonic()))
-            last = marker.recv()            # after every sleeper armed
-            starts = [armed[k] for k in ds] + [last]
+            last = marker.recv()    # after every sleeper armed, unless
+                                    # the P changed M (checked below)
             got = [order.recv() for _ in ds]
             early = [k for k in ds if resumed[k] < t0 + k * spacing]
             assert not early, ("woke early", early, resumed, t0)
+            starts = [armed[k] for k in ds] + [last]
+            if max(starts) != last:
+                continue                    # the marker ran before one
+                                            # armed (a hand-off, under
+                                            # TSan at load 17): not judged
             if starts[-1] >= t0 + spacing:
                 continue                    # armed late: not judged
             if runtime.stats()["handoffs"] != handoffs:
