@@ -499,6 +499,14 @@ gr_timer_fork_child(void)
 {
     pthread_mutex_init(&L.lock, NULL);
     pthread_mutex_init(&L.fire, NULL);
+    /* What can still fire here is exactly what the heap holds (L.lock
+     * was held across the fork, so it is whole).  The parent's count also
+     * had one-shots its loop thread had taken off the heap but not yet
+     * delivered and counted, deletes not yet counted, and adds counted
+     * before they reached the heap: none of them will ever be counted
+     * down here, and a count that never reaches 0 kept the child's
+     * deadlock check quiet forever (its blocked main thread hung). */
+    atomic_store(&gr_timers_pending, L.n);
     if (atomic_load(&L.started)) {
         atomic_store(&L.started, false);
         L.forked = true;

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from goroutine import Panic, chan, default, go, select, select_async, sync
+from goroutine import (Panic, chan, default, go, runtime, select,
+                       select_async, sync)
 from goroutine import time
 
 from conftest import run_py
@@ -91,6 +92,7 @@ def test_waitgroup_wait_async_and_mutex_lock_async():
 
 def test_cancelled_lock_async_leaves_the_mutex_as_it_was():
     async def main():
+        base = runtime.num_goroutine()
         m = sync.Mutex()
         m.lock()
         t = asyncio.ensure_future(m.lock_async())
@@ -99,7 +101,14 @@ def test_cancelled_lock_async_leaves_the_mutex_as_it_was():
         with pytest.raises(asyncio.CancelledError):
             await t
         m.unlock()
-        await asyncio.sleep(0.02)
+        # The goroutine that waited in lock() for the cancelled task now
+        # gets the mutex and gives it back.  Wait until it has ended (not
+        # a fixed 20 ms: it missed that under load, one run in eight at a
+        # load average of 17): then the mutex must be free.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while runtime.num_goroutine() > base and loop.time() < deadline:
+            await asyncio.sleep(0.005)
         return m.try_lock()
     assert run(main()) is True
 

@@ -103,6 +103,46 @@ d = chan(); go(d.send, 2); print("parent still runs", d.recv())
         "child exit 0", "parent parent's timer", "parent still runs 2"]
 
 
+def test_timer_in_flight_at_the_fork_does_not_keep_the_childs_deadlock_away():
+    # The timer thread takes due timers off the heap under its lock, then
+    # delivers them (a PY timer after taking the GIL) and only then counts
+    # them as fired.  A fork in between copied a pending count for timers
+    # the child's heap no longer has and that never fire there: the
+    # child's deadlock check saw a pending timer forever and its blocked
+    # main thread hung (test_fork's child-of-main-thread test hung so
+    # under load: the parent's last sleep was still being counted).  Here
+    # the main thread holds the GIL well past the timer's deadline, so
+    # the timer thread has popped it and waits for the GIL when we fork.
+    r = run("""
+import os, sys, time
+from goroutine import chan, go, runtime, Deadlock, time as gtime
+
+c = chan(); go(c.send, 1); c.recv()
+results = []
+for _ in range(3):
+    fired = chan(1)
+    t0 = time.monotonic()
+    gtime.after_func(0.01, lambda: fired.send(True))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60.0)     # keep the GIL: the timer thread waits
+    while time.monotonic() - t0 < 0.5:
+        pass
+    pid = os.fork()
+    sys.setswitchinterval(interval)
+    if pid == 0:
+        try:
+            chan().recv()
+        except Deadlock:
+            os._exit(0)
+        os._exit(1)
+    results.append(wait_child(pid, timeout=15.0))
+    fired.recv()
+print(results)
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[0, 0, 0]"]
+
+
 def test_value_sent_in_child_is_not_handed_to_a_parent_goroutine():
     # A parent goroutine is parked receiving on c when the process forks;
     # it does not exist in the child.  The child's send must not hand the

@@ -22,7 +22,14 @@ def test_duration_constants_are_seconds():
 
 
 def test_now_is_the_wall_clock():
-    assert abs(time.now() - _t.time()) < 0.01
+    # Bracketed by two reads of Python's wall clock (CLOCK_REALTIME both):
+    # a fixed 10 ms tolerance between two reads fails when the thread is
+    # descheduled between them on a loaded machine.  The 1 us is for the
+    # two float conversions.
+    before = _t.time()
+    now = time.now()
+    after = _t.time()
+    assert before - 1e-6 <= now <= after + 1e-6
 
 
 def test_sleep_on_a_thread_blocks_for_the_duration():
@@ -356,11 +363,16 @@ def test_sleepers_wake_in_deadline_order():
                 go(sleeper, k)
             marker = chan(1)
             go(lambda: marker.send(_t.monotonic()))
-            last = marker.recv()            # after every sleeper armed
-            starts = [armed[k] for k in ds] + [last]
+            last = marker.recv()    # after every sleeper armed, unless
+                                    # the P changed M (checked below)
             got = [order.recv() for _ in ds]
             early = [k for k in ds if resumed[k] < t0 + k * spacing]
             assert not early, ("woke early", early, resumed, t0)
+            starts = [armed[k] for k in ds] + [last]
+            if max(starts) != last:
+                continue                    # the marker ran before one
+                                            # armed (a hand-off, under
+                                            # TSan at load 17): not judged
             if starts[-1] >= t0 + spacing:
                 continue                    # armed late: not judged
             if runtime.stats()["handoffs"] != handoffs:
