@@ -295,7 +295,7 @@ PyThreadState *gr_pystate_new_m(PyInterpreterState *interp);
 PyThreadState *gr_pystate_new(void);
 void gr_pystate_list(PyThreadState *ts);
 void gr_pystate_unlist(PyThreadState *ts);
-void gr_pystate_delete(PyThreadState *ts);
+bool gr_pystate_delete(PyThreadState *ts);
 void gr_pystate_after_fork(bool goroutine_forked);
 void gr_pystate_recycle(PyThreadState *ts);
 void gr_pystate_start_hooks(void);

@@ -334,12 +334,66 @@ gr_pystate_unlist(PyThreadState *ts)
 static void frames_remove(PyThreadState *ts);
 #endif
 
-/* Clear and delete a pooled (unlisted) thread state.  GIL held, ts not
- * current.  PyThreadState_Delete unlinks it from the list, so it is
- * linked (at the head, outside the goroutines' run) first. */
-void
+#if PY_VERSION_HEX >= 0x030F0000
+/* 3.15: which goroutine thread state each M's OS thread's gilstate still
+ * names (gr_pystate_leave cannot point it back).  That thread's next
+ * attach clears the bound_gilstate bit of the named thread state, a write
+ * into it: deleting it first would make that write land in freed memory
+ * (a segfault in PyEval_RestoreThread seen about 1 run in 8 after a burst
+ * of 30,000 goroutines, when gfscavenge deleted the pooled thread states).
+ * So a thread state some M's gilstate names is not deleted
+ * (gr_pystate_delete says so and it stays pooled): at most one per M.
+ * One record per OS thread that ever entered a goroutine, linked once and
+ * never freed (Ms live as long as the process); every read and write of
+ * the list and the names is made with the GIL held. */
+typedef struct gilname {
+    PyThreadState *ts;
+    struct gilname *next;
+} gilname;
+static gilname *gilnames;
+static _Thread_local gilname *gilname_self;
+
+static void
+gilname_set(PyThreadState *ts)
+{
+    gilname *n = gilname_self;
+    if (n == NULL) {
+        n = PyMem_RawCalloc(1, sizeof *n);
+        if (n == NULL) {
+            Py_FatalError("goroutine: out of memory for an M's record");
+        }
+        n->next = gilnames;
+        gilnames = n;
+        gilname_self = n;
+    }
+    n->ts = ts;
+}
+
+static bool
+gilname_named(PyThreadState *ts)
+{
+    for (gilname *n = gilnames; n != NULL; n = n->next) {
+        if (n->ts == ts) {
+            return true;
+        }
+    }
+    return false;
+}
+#endif
+
+/* Clear and delete a pooled (unlisted) thread state, unless (3.15) an
+ * M's gilstate still names it: then it is left as it is and false is
+ * returned (the caller keeps it pooled).  GIL held, ts not current.
+ * PyThreadState_Delete unlinks it from the list, so it is linked (at the
+ * head, outside the goroutines' run) first. */
+bool
 gr_pystate_delete(PyThreadState *ts)
 {
+#if PY_VERSION_HEX >= 0x030F0000
+    if (gilname_named(ts)) {
+        return false;
+    }
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
     frames_remove(ts);
 #endif
@@ -348,6 +402,7 @@ gr_pystate_delete(PyThreadState *ts)
     LIST_UNLOCK();
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
+    return true;
 }
 
 /* In a fork child, after CPython deleted every thread state but the
@@ -359,6 +414,14 @@ gr_pystate_after_fork(bool goroutine_forked)
     PyThreadState *cur = PyThreadState_Get();
     gtail = goroutine_forked ? cur : NULL;
     nlisted = goroutine_forked ? 1 : 0;
+#if PY_VERSION_HEX >= 0x030F0000
+    /* The other threads, and their gilstates, are gone. */
+    for (gilname *n = gilnames; n != NULL; n = n->next) {
+        if (n != gilname_self) {
+            n->ts = NULL;
+        }
+    }
+#endif
 }
 
 #if PY_VERSION_HEX < 0x030E0000
@@ -665,6 +728,9 @@ gr_pystate_enter(PyThreadState *ts, PyThreadState *mts)
     PyEval_RestoreThread(ts);
     /* 3.12+: PyEval_RestoreThread bound the gilstate to ts (bit was
      * clear). */
+#if PY_VERSION_HEX >= 0x030F0000
+    gilname_set(ts);
+#endif
     /* The M's own thread state was made on this OS thread: copy its ids
      * rather than asking the kernel (gettid) on every switch. */
     ts->thread_id = mts->thread_id;

@@ -194,7 +194,8 @@ static struct {
     atomic_int gomaxprocs;
     gr_g *gfree;                /* dead Gs for reuse, under lock */
     int ngfree;                 /* <= GR_GFREE_GLOBAL */
-    gr_g *gfreebare;            /* dead Gs without stack or thread state */
+    gr_g *gfreebare;            /* dead Gs without stack or thread state
+                                   (3.15: an M-named one keeps it) */
     int ngfreebare;
     gr_g *allg;                 /* every G made, under lock */
     atomic_ullong goidgen;
@@ -1772,9 +1773,8 @@ gfscavenge(gr_m *m)
         PyEval_RestoreThread(m->tstate);
     }
     for (gr_g *g = list; g != NULL; g = g->schedlink) {
-        if (gil) {
-            gr_pystate_delete(g->tstate);
-            g->tstate = NULL;
+        if (gil && gr_pystate_delete(g->tstate)) {
+            g->tstate = NULL;       /* (3.15: kept if an M names it) */
         }
         gr_stack_free(&g->stack);
         g->stack.lo = NULL;
