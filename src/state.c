@@ -18,6 +18,7 @@
 gr_globals_t gr_globals;
 atomic_uint gr_forkgen;
 atomic_long gr_timers_pending;
+atomic_long gr_netwaiters;
 
 PyObject *
 gr_panic(const char *msg)
@@ -180,6 +181,8 @@ gr_globals_clear(gr_globals_t *st)
     Py_CLEAR(st->map.Keys);
     Py_CLEAR(st->map.Values);
     Py_CLEAR(st->map.Items);
+    Py_CLEAR(st->ErrClosed);
+    Py_CLEAR(st->polldesc_type);
     Py_CLEAR(st->blocked);
     Py_CLEAR(st->report);
     Py_CLEAR(st->send_async);
