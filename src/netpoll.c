@@ -52,11 +52,17 @@
 #include "core.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -736,6 +742,312 @@ pdobject_set_deadline(pdobject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* ---- the calls: try, wait on EAGAIN, retry (Go's fd.Read/Write) ------
+ *
+ * The system calls run with the GIL held: the fd is non-blocking, so they
+ * never block, and releasing the GIL around each (as the socket module
+ * does) made sysmon see the goroutine "in a blocking call" while it only
+ * waited to take the GIL back, and hand its P to a new M: 2,000 echo
+ * connections in one process grew to 16-24 OS threads that way, 10
+ * without it.
+ */
+
+/* The fd to use now, or -1 with ErrClosed / TimeoutError raised (Go's
+ * prepareRead/prepareWrite).  GIL held. */
+static int
+pd_prepare(pollDesc *pd, int mode)
+{
+    pthread_mutex_lock(&pd->lock);
+    int why = pd_check(pd, mode);
+    int fd = pd->fd;
+    pthread_mutex_unlock(&pd->lock);
+    if (why != 0) {
+        raise_check(why);
+        return -1;
+    }
+    return fd;
+}
+
+/* A failed call's errno: 1 wait and retry, 0 retry now, -1 raised. */
+static int
+pd_failed(pollDesc *pd, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return 1;
+    }
+    if (err == EINTR) {
+        return PyErr_CheckSignals() < 0 ? -1 : 0;
+    }
+    pthread_mutex_lock(&pd->lock);
+    bool closing = pd->closing;
+    pthread_mutex_unlock(&pd->lock);
+    if (closing) {
+        raise_check(1);     /* EBADF from a close that raced the call */
+    }
+    else {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return -1;
+}
+
+/* recv into buf (at most n bytes), waiting as needed: the count, 0 at
+ * EOF, -1 with an exception.  GIL held. */
+static Py_ssize_t
+pd_recv(pollDesc *pd, char *buf, Py_ssize_t n)
+{
+    for (;;) {
+        int fd = pd_prepare(pd, MODE_R);
+        if (fd < 0) {
+            return -1;
+        }
+        ssize_t r = recv(fd, buf, (size_t)n, 0);
+        if (r >= 0) {
+            return r;
+        }
+        int w = pd_failed(pd, errno);
+        if (w < 0 || (w == 1 && pd_wait(pd, MODE_R) < 0)) {
+            return -1;
+        }
+    }
+}
+
+static PyObject *
+pdobject_read(pdobject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "read size must be at least 1, not %zd", n);
+        return NULL;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (b == NULL) {
+        return NULL;
+    }
+    Py_ssize_t got = pd_recv(self->pd, PyBytes_AS_STRING(b), n);
+    if (got < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    if (got != n && _PyBytes_Resize(&b, got) < 0) {
+        return NULL;
+    }
+    return b;
+}
+
+static PyObject *
+pdobject_read_into(pdobject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t got = view.len == 0 ? 0 : pd_recv(self->pd, view.buf,
+                                                 view.len);
+    PyBuffer_Release(&view);
+    return got < 0 ? NULL : PyLong_FromSsize_t(got);
+}
+
+static PyObject *
+pdobject_write(pdobject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* The buffer stays valid while parked: view holds its exporter. */
+    Py_ssize_t off = 0;
+    int failed = 0;
+    do {
+        int fd = pd_prepare(self->pd, MODE_W);
+        if (fd < 0) {
+            failed = 1;
+            break;
+        }
+        ssize_t r = send(fd, (char *)view.buf + off, (size_t)(view.len - off),
+                         MSG_NOSIGNAL);
+        if (r >= 0) {
+            off += r;
+            continue;
+        }
+        int w = pd_failed(self->pd, errno);
+        if (w < 0 || (w == 1 && pd_wait(self->pd, MODE_W) < 0)) {
+            failed = 1;
+            break;
+        }
+    } while (off < view.len);
+    Py_ssize_t len = view.len;
+    PyBuffer_Release(&view);
+    return failed ? NULL : PyLong_FromSsize_t(len);
+}
+
+static PyObject *
+pdobject_accept(pdobject *self, PyObject *unused)
+{
+    for (;;) {
+        int fd = pd_prepare(self->pd, MODE_R);
+        if (fd < 0) {
+            return NULL;
+        }
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0) {
+            return PyLong_FromLong(c);
+        }
+        int err = errno;
+        if (err == ECONNABORTED || err == EPROTO) {
+            continue;       /* the peer gave up before we took it (Go) */
+        }
+        int w = pd_failed(self->pd, err);
+        if (w < 0 || (w == 1 && pd_wait(self->pd, MODE_R) < 0)) {
+            return NULL;
+        }
+    }
+}
+
+/* An int argument (PyLong_AsInt is 3.13+).  0 or -1 with an exception. */
+static int
+int_arg(PyObject *o, int *out)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "int out of range");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* A sockaddr from Python's address forms: (host, port) for AF_INET,
+ * (host, port[, flowinfo, scope_id]) for AF_INET6, a path for AF_UNIX.
+ * Numeric hosts only (net.py resolves names first).  0 or -1 with an
+ * exception. */
+static int
+sockaddr_arg(int family, PyObject *addr, struct sockaddr_storage *ss,
+             socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_UNIX) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        PyObject *b = NULL;
+        if (!PyUnicode_FSConverter(addr, &b)) {
+            return -1;
+        }
+        Py_ssize_t n = PyBytes_GET_SIZE(b);
+        if ((size_t)n >= sizeof un->sun_path) {
+            Py_DECREF(b);
+            PyErr_SetString(PyExc_OSError, "AF_UNIX path too long");
+            return -1;
+        }
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, PyBytes_AS_STRING(b), (size_t)n);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        Py_DECREF(b);
+        return 0;
+    }
+    const char *host;
+    int port;
+    unsigned int flowinfo = 0, scope_id = 0;
+    if (!PyArg_ParseTuple(addr, "si|II:connect", &host, &port, &flowinfo,
+                          &scope_id)) {
+        return -1;
+    }
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "connect(): port must be 0-65535.");
+        return -1;
+    }
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &in->sin_addr) != 1) {
+            goto bad;
+        }
+        *len = sizeof *in;
+        return 0;
+    }
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        in6->sin6_flowinfo = htonl(flowinfo);
+        in6->sin6_scope_id = scope_id;
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1) {
+            goto bad;
+        }
+        *len = sizeof *in6;
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "unsupported address family %d", family);
+    return -1;
+bad:
+    PyErr_Format(PyExc_ValueError, "not a numeric address: %R", addr);
+    return -1;
+}
+
+/* connect, waiting while it is in progress (Go's netFD.connect): GIL
+ * held, only the wait parks. */
+static PyObject *
+pdobject_connect(pdobject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "connect(family, address) takes 2 arguments");
+        return NULL;
+    }
+    int family;
+    if (int_arg(args[0], &family) < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sockaddr_arg(family, args[1], &ss, &len) < 0) {
+        return NULL;
+    }
+    int fd = pd_prepare(self->pd, MODE_W);
+    if (fd < 0) {
+        return NULL;
+    }
+    int err = 0;
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        err = errno;
+    }
+    while (err == EINPROGRESS || err == EALREADY || err == EINTR) {
+        if (pd_wait(self->pd, MODE_W) < 0) {
+            return NULL;
+        }
+        socklen_t elen = sizeof err;
+        fd = pd_prepare(self->pd, MODE_W);
+        if (fd < 0) {
+            return NULL;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+            err = errno;
+        }
+        if (err == 0) {
+            /* SO_ERROR is 0 both when connected and while still in
+             * progress after a spurious wake: ask the peer's name. */
+            struct sockaddr_storage peer;
+            socklen_t plen = sizeof peer;
+            if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+                err = errno == ENOTCONN ? EINPROGRESS : errno;
+            }
+        }
+    }
+    if (err != 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 pdobject_close(pdobject *self, PyObject *unused)
 {
@@ -780,6 +1092,23 @@ static PyMethodDef pdobject_methods[] = {
      "close($self, /)\n--\n\n"
      "Unregister the fd (not closing it) and wake every wait with "
      "net.ErrClosed; idempotent."},
+    {"read", (PyCFunction)pdobject_read, METH_O,
+     "read($self, n, /)\n--\n\n"
+     "recv at most n bytes, waiting while none are there; b'' at EOF."},
+    {"read_into", (PyCFunction)pdobject_read_into, METH_O,
+     "read_into($self, buf, /)\n--\n\n"
+     "recv into buf, waiting while nothing is there; 0 at EOF."},
+    {"write", (PyCFunction)pdobject_write, METH_O,
+     "write($self, data, /)\n--\n\n"
+     "send all of data, waiting while the send buffer is full; len(data)."},
+    {"connect", (PyCFunction)(void (*)(void))pdobject_connect, METH_FASTCALL,
+     "connect($self, family, address, /)\n--\n\n"
+     "connect to a numeric address (socket module form), waiting while "
+     "the connection is in progress."},
+    {"accept", (PyCFunction)pdobject_accept, METH_NOARGS,
+     "accept($self, /)\n--\n\n"
+     "accept4 the next connection, waiting for one; its fd "
+     "(non-blocking, close-on-exec)."},
     {"fileno", (PyCFunction)pdobject_fileno, METH_NOARGS,
      "fileno($self, /)\n--\n\nThe fd, or -1 once closed."},
     {NULL, NULL, 0, NULL},
@@ -806,6 +1135,46 @@ static PyType_Spec pdobject_spec = {
     .basicsize = sizeof(pdobject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = pdobject_slots,
+};
+
+/* socket(family, SOCK_STREAM) non-blocking and close-on-exec, with the
+ * GIL held (see "the calls" above). */
+static PyObject *
+netpoll_socket(PyObject *module, PyObject *arg)
+{
+    int family;
+    if (int_arg(arg, &family) < 0) {
+        return NULL;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(fd);
+}
+
+/* close(fd) with the GIL held: close of a socket never blocks unless it
+ * lingers, which net's sockets never set. */
+static PyObject *
+netpoll_close(PyObject *module, PyObject *arg)
+{
+    int fd;
+    if (int_arg(arg, &fd) < 0) {
+        return NULL;
+    }
+    if (close(fd) < 0 && errno != EINTR) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef netpoll_methods[] = {
+    {"_net_socket", netpoll_socket, METH_O,
+     "_net_socket(family, /)\n--\n\n"
+     "A non-blocking, close-on-exec stream socket's fd."},
+    {"_net_close", netpoll_close, METH_O,
+     "_net_close(fd, /)\n--\n\nclose(fd) without letting the GIL go."},
+    {NULL, NULL, 0, NULL},
 };
 
 /* Module init, staging (state.h): the type and net.ErrClosed.  The
@@ -837,5 +1206,9 @@ gr_netpoll_exec(PyObject *module)
                               (PyObject *)gr_globals.polldesc_type) < 0) {
         return -1;
     }
-    return PyModule_AddObjectRef(module, "ErrClosed", gr_globals.ErrClosed);
+    if (PyModule_AddObjectRef(module, "ErrClosed",
+                              gr_globals.ErrClosed) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, netpoll_methods);
 }
