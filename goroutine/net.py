@@ -55,13 +55,17 @@ def _close_socket(sock: _socket.socket) -> None:
         _core._net_close(sock.detach())
 
 
+def _addr(a: _Any) -> Addr:
+    return a if isinstance(a, (tuple, str)) else str(a)
+
+
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
 def _check_network(network: _Any) -> str:
     if network not in _NETWORKS:
         raise ValueError("unknown network %r" % (network,))
-    return network
+    return str(network)
 
 
 def _split_host_port(address: _Any) -> _Tuple[str, int]:
@@ -111,10 +115,10 @@ def _deadline_arg(t: _Any, what: str = "deadline") -> _Optional[float]:
         except (TypeError, ValueError):
             raise TypeError("%s must be a time (a number) or None, not %r"
                             % (what, type(t).__name__)) from None
-    t = float(t)
-    if t != t:
+    f = float(t)
+    if f != f:
         raise ValueError("%s is NaN" % what)
-    return t
+    return f
 
 
 # ---- Conn ----------------------------------------------------------------
@@ -197,13 +201,13 @@ class Conn:
 
     def local_addr(self) -> Addr:
         try:
-            return self._sock.getsockname()
+            return _addr(self._sock.getsockname())
         except OSError as e:
             raise self._oserror(e) from None
 
     def remote_addr(self) -> Addr:
         try:
-            return self._sock.getpeername()
+            return _addr(self._sock.getpeername())
         except OSError as e:
             raise self._oserror(e) from None
 
@@ -270,7 +274,7 @@ class Listener:
 
     def addr(self) -> Addr:
         try:
-            return self._sock.getsockname()
+            return _addr(self._sock.getsockname())
         except OSError:
             if self._pd.closed:
                 raise _closed_error() from None
