@@ -668,9 +668,18 @@ def test_forked_child_gets_its_own_poller():
             got = gr.chan(2)
             gr.go(lambda: got.send(cx.read()))
             gr.go(lambda: got.send(ca.read()))
+            import time
+            from goroutine import runtime
+            t = time.monotonic() + 10
+            while runtime.stats()["parked"] < 2 and time.monotonic() < t:
+                time.sleep(0.005)
             cy.write(b"child")
             cb.write(b"again")
-            res = sorted([got.recv(), got.recv()])
+            res = []
+            for _ in range(2):
+                i, v = gr.select(got.recv, gr.time.after(10).recv)
+                res.append(v if i == 0 else b"hung")
+            res.sort()
             os._exit(0 if res == [b"again", b"child"] else 3)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
