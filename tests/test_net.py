@@ -7,7 +7,10 @@ what a fresh process measures (its OS threads).
 """
 import errno
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time as _time
 
@@ -15,7 +18,7 @@ import pytest
 
 import goroutine as gr
 from goroutine import chan, context, go, net, runtime, sync
-from conftest import ROOT_DIR, run_py
+from conftest import ROOT_DIR, run_py, source_tree_env
 
 HANG = 20.0     # a generous bound that only catches a hang
 
@@ -739,3 +742,60 @@ def test_2000_connections_wait_on_few_os_threads():
     done, peak, procs = map(int, r.stdout.split())
     assert done == 2000
     assert peak <= procs + 8, f"{peak} OS threads for 2,000 connections"
+
+
+# ---- the examples: start, one request, stop ----------------------------------
+
+def start_example(name):
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT_DIR / "examples" / name), "--serve",
+         "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=source_tree_env(), cwd="/")
+    line = p.stdout.readline()
+    assert "listening on" in line, p.stderr.read()
+    port = int(line.rsplit(":", 1)[1])
+
+    def stop():
+        p.send_signal(signal.SIGINT)
+        try:
+            rc = p.wait(HANG)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            pytest.fail("the example did not stop on Ctrl-C")
+        err = p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()
+        assert rc == 0, err
+        assert "Traceback" not in err
+    return port, stop
+
+
+def test_example_net_echo_serves_and_stops_on_ctrl_c():
+    port, stop = start_example("net_echo.py")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+            s.sendall(b"echo me")
+            got = b""
+            while len(got) < 7:
+                got += s.recv(64)
+            assert got == b"echo me"
+    finally:
+        stop()
+
+
+def test_example_http_hello_serves_and_stops_on_ctrl_c():
+    port, stop = start_example("http_hello.py")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                resp += d
+        assert resp.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert resp.endswith(b"\r\n\r\nHello, world!\n")
+    finally:
+        stop()
