@@ -200,18 +200,22 @@ class Conn:
         _close_socket(self._sock)
 
     def local_addr(self) -> Addr:
+        """This end's address: (host, port[, flow, scope]) or a unix
+        path."""
         try:
             return _addr(self._sock.getsockname())
         except OSError as e:
             raise self._oserror(e) from None
 
     def remote_addr(self) -> Addr:
+        """The peer's address (see local_addr)."""
         try:
             return _addr(self._sock.getpeername())
         except OSError as e:
             raise self._oserror(e) from None
 
     def fileno(self) -> int:
+        """The socket's fd (-1 once closed)."""
         return self._sock.fileno()
 
     @property
@@ -273,6 +277,8 @@ class Listener:
         return Conn(sock)
 
     def addr(self) -> Addr:
+        """The address it listens on: (host, port[, flow, scope]) or a
+        unix path."""
         try:
             return _addr(self._sock.getsockname())
         except OSError:
@@ -295,6 +301,7 @@ class Listener:
                 pass
 
     def fileno(self) -> int:
+        """The listening socket's fd (-1 once closed)."""
         return self._sock.fileno()
 
     def __iter__(self) -> _Iterator[Conn]:
