@@ -388,8 +388,16 @@ def _connect(af: int, sa: _Any, deadline: _Optional[float],
         try:
             pd.connect(af, sa)
         except TimeoutError:
-            if ctx is not None and ctx.err() is not None:
-                raise ctx.err() from None
+            if ctx is not None:
+                err = ctx.err()
+                if err is None and deadline is not None and \
+                        _time.time() >= deadline:
+                    # The fd's deadline (ctx's) fired before ctx's own
+                    # timer did: the same deadline, so ctx's error.
+                    from goroutine import context as _context
+                    err = _context.deadlineExceeded
+                if err is not None:
+                    raise err from None
             raise
         finally:
             if stop is not None:

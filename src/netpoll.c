@@ -123,7 +123,8 @@ epoll_locked(void)
         /* A forked child: the parent's epoll fd is shared with it. */
         close(np.epfd);
         close(np.evfd);
-        np.epfd = np.evfd = -1;
+        __atomic_store_n(&np.epfd, -1, __ATOMIC_RELAXED);
+        __atomic_store_n(&np.evfd, -1, __ATOMIC_RELAXED);
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) {
@@ -145,8 +146,8 @@ epoll_locked(void)
         return -1;
     }
     atomic_store(&np.evpending, false);
-    np.evfd = ev;
-    np.gen = gen;
+    __atomic_store_n(&np.evfd, ev, __ATOMIC_RELAXED);
+    __atomic_store_n(&np.gen, gen, __ATOMIC_RELAXED);
     /* Published last: poll() reads epfd and gen without np.lock. */
     __atomic_store_n(&np.epfd, ep, __ATOMIC_RELEASE);
     return ep;
@@ -228,7 +229,9 @@ static int
 netpoll(int64_t delay_ns, gr_inject_fn inject, void *ctx)
 {
     int ep = __atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE);
-    if (ep < 0 || np.gen != atomic_load(&gr_forkgen)) {
+    if (ep < 0 ||
+        __atomic_load_n(&np.gen, __ATOMIC_RELAXED) !=
+        atomic_load(&gr_forkgen)) {
         return 0;   /* nothing registered in this process yet */
     }
     int ms;
@@ -252,7 +255,8 @@ netpoll(int64_t delay_ns, gr_inject_fn inject, void *ctx)
     for (int i = 0; i < n; i++) {
         if (evs[i].data.ptr == &np) {
             uint64_t v;
-            ssize_t r = read(np.evfd, &v, sizeof v);
+            ssize_t r = read(__atomic_load_n(&np.evfd, __ATOMIC_RELAXED), &v,
+                             sizeof v);
             (void)r;
             atomic_store(&np.evpending, false);
             continue;
@@ -463,7 +467,8 @@ pd_evict(pollDesc *pd)
     if (pd->fd >= 0 && pd->gen == atomic_load(&gr_forkgen)) {
         /* Before the fd is closed: a closed fd leaves epoll by itself
          * only once every duplicate of it is closed too. */
-        epoll_ctl(np.epfd, EPOLL_CTL_DEL, pd->fd, NULL);
+        epoll_ctl(__atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE), EPOLL_CTL_DEL,
+                  pd->fd, NULL);
     }
     pd->fd = -1;
     pthread_mutex_unlock(&pd->lock);
