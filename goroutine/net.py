@@ -25,7 +25,8 @@ from goroutine import _core
 from goroutine._core import ErrClosed, PollDesc as _PollDesc
 
 __all__ = ["listen", "dial", "dial_context", "Listener", "Conn",
-           "wait_readable", "wait_writable", "ErrClosed"]
+           "wait_readable", "wait_writable", "tls_client", "tls_server",
+           "TLSConn", "ErrClosed"]
 
 _NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
 
@@ -480,6 +481,196 @@ def dial_context(ctx: _Any, network: str, address: str) -> Conn:
     if err is not None:
         raise err
     return _dial(network, address, ctx.deadline(), ctx)
+
+
+# ---- TLS -------------------------------------------------------------------
+
+
+class TLSConn:
+    """TLS over a Conn (Go's tls.Conn), through ssl.MemoryBIO: the TLS
+    engine works on memory buffers and every byte goes through the Conn,
+    so a goroutine waiting for the peer parks on the netpoller.  It has
+    Conn's API; deadlines and addresses are the Conn's.  One goroutine may
+    read while another writes."""
+
+    __slots__ = ("_conn", "_in", "_out", "_obj", "_rmu", "_wmu", "__weakref__")
+
+    def __init__(self, conn: Conn, ssl_context: _Any, server_side: bool,
+                 server_hostname: _Optional[str]) -> None:
+        import ssl
+        from goroutine import sync
+        if not isinstance(conn, Conn):
+            raise TypeError("TLS needs a goroutine.net.Conn, not %r"
+                            % type(conn).__name__)
+        if not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError("ssl_context must be an ssl.SSLContext, not %r"
+                            % type(ssl_context).__name__)
+        self._conn = conn
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = ssl_context.wrap_bio(self._in, self._out,
+                                         server_side=server_side,
+                                         server_hostname=server_hostname)
+        self._rmu = sync.Mutex()        # one reader feeds _in at a time
+        self._wmu = sync.Mutex()        # records leave _out in order
+        self._handshake()
+
+    def _flush(self) -> None:
+        with self._wmu:
+            data = self._out.read()
+            if data:
+                self._conn.write(data)
+
+    def _fill(self) -> bool:
+        """Feed the engine what the peer sent; False at EOF."""
+        data = self._conn.read()
+        if not data:
+            self._in.write_eof()
+            return False
+        self._in.write(data)
+        return True
+
+    def _handshake(self) -> None:
+        import ssl
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    self._flush()
+                    raise ssl.SSLEOFError(
+                        "EOF occurred during the TLS handshake") from None
+            except ssl.SSLWantWriteError:
+                self._flush()
+        self._flush()
+
+    def read(self, n: int = 65536) -> bytes:
+        """At most n bytes of plaintext, at least 1; b"" at EOF (the peer's
+        close_notify, or its end of stream)."""
+        import ssl
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError("read size must be an int, not %r"
+                            % type(n).__name__)
+        if n < 1:
+            raise ValueError("read size must be at least 1, not %d" % n)
+        with self._rmu:
+            while True:
+                try:
+                    data = self._obj.read(n)
+                except ssl.SSLWantReadError:
+                    self._flush()
+                    if self._in.eof:
+                        return b""      # the peer ended without close_notify
+                    self._fill()
+                    continue
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    return b""
+                self._flush()           # TLS 1.3 may answer (key update)
+                return data
+
+    def read_into(self, buf: _Any) -> int:
+        """Like Conn.read_into: the count read into buf; 0 at EOF."""
+        view = memoryview(buf).cast("B")
+        if len(view) == 0:
+            return 0
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def write(self, data: _Any) -> int:
+        """Encrypt and write all of data; returns len(data)."""
+        import ssl
+        view = memoryview(data).cast("B")
+        off = 0
+        while off < len(view):
+            try:
+                off += self._obj.write(view[off:])
+            except ssl.SSLWantReadError:
+                # Renegotiation wants the peer's bytes first.
+                self._flush()
+                with self._rmu:
+                    self._fill()
+            self._flush()
+        return len(view)
+
+    def close(self) -> None:
+        """Send close_notify (best effort) and close the Conn; idempotent."""
+        import ssl
+        if not self._conn._pd.closed:
+            try:
+                self._obj.unwrap()
+            except (ssl.SSLError, OSError):
+                pass
+            try:
+                self._flush()
+            except OSError:
+                pass
+        self._conn.close()
+
+    def set_deadline(self, t: _Optional[float]) -> None:
+        """The Conn's (see Conn.set_deadline)."""
+        self._conn.set_deadline(t)
+
+    def set_read_deadline(self, t: _Optional[float]) -> None:
+        """The Conn's (see Conn.set_read_deadline)."""
+        self._conn.set_read_deadline(t)
+
+    def set_write_deadline(self, t: _Optional[float]) -> None:
+        """The Conn's (see Conn.set_write_deadline)."""
+        self._conn.set_write_deadline(t)
+
+    def local_addr(self) -> Addr:
+        """The Conn's local address."""
+        return self._conn.local_addr()
+
+    def remote_addr(self) -> Addr:
+        """The Conn's remote address."""
+        return self._conn.remote_addr()
+
+    def fileno(self) -> int:
+        """The Conn's fd."""
+        return self._conn.fileno()
+
+    @property
+    def socket(self) -> _socket.socket:
+        """The Conn's socket (carrying TLS records)."""
+        return self._conn.socket
+
+    @property
+    def ssl_object(self) -> _Any:
+        """The ssl.SSLObject: version(), cipher(), getpeercert(), ..."""
+        return self._obj
+
+    def __enter__(self) -> "TLSConn":
+        return self
+
+    def __exit__(self, *exc: _Any) -> None:
+        self.close()
+
+
+def tls_client(conn: Conn, ssl_context: _Any,
+               server_hostname: _Optional[str] = None) -> TLSConn:
+    """TLS client over conn: handshakes (parking as needed) and returns a
+    TLSConn.  Handshake errors raise ssl.SSLError (a failed certificate
+    check: ssl.SSLCertVerificationError); conn is closed then."""
+    try:
+        return TLSConn(conn, ssl_context, False, server_hostname)
+    except BaseException:
+        if isinstance(conn, Conn):
+            conn.close()
+        raise
+
+
+def tls_server(conn: Conn, ssl_context: _Any) -> TLSConn:
+    """TLS server over conn (see tls_client)."""
+    try:
+        return TLSConn(conn, ssl_context, True, None)
+    except BaseException:
+        if isinstance(conn, Conn):
+            conn.close()
+        raise
 
 
 # ---- waiting on any fd -----------------------------------------------------

@@ -799,3 +799,108 @@ def test_example_http_hello_serves_and_stops_on_ctrl_c():
         assert resp.endswith(b"\r\n\r\nHello, world!\n")
     finally:
         stop()
+
+
+# ---- TLS over a Conn ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate for localhost, made by the openssl CLI."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60)
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+def tls_contexts(cert):
+    import ssl
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*cert)
+    client = ssl.create_default_context(cafile=cert[0])
+    return server, client
+
+
+def test_tls_client_and_server_echo_over_conns(cert, listener):
+    server_ctx, client_ctx = tls_contexts(cert)
+
+    def serve():
+        with net.tls_server(listener.accept(), server_ctx) as t:
+            while True:
+                d = t.read()
+                if not d:
+                    return
+                t.write(d)
+    go(serve)
+
+    def client():
+        c = net.dial("tcp", "127.0.0.1:%d" % listener.addr()[1])
+        with net.tls_client(c, client_ctx, server_hostname="localhost") as t:
+            assert t.ssl_object.version().startswith("TLS")
+            big = os.urandom(200000)
+            t.write(big)
+            got = b""
+            while len(got) < len(big):
+                got += t.read()
+            buf = bytearray(5)
+            t.write(b"hello")
+            n = 0
+            while n < 5:
+                n += t.read_into(memoryview(buf)[n:])
+            return got == big, bytes(buf)
+    assert in_goroutine(client) == (True, b"hello")
+
+
+def test_tls_client_against_a_stdlib_tls_server_in_a_thread(cert):
+    server_ctx, client_ctx = tls_contexts(cert)
+    raw = socket.create_server(("127.0.0.1", 0))
+    port = raw.getsockname()[1]
+
+    def serve():
+        with raw, server_ctx.wrap_socket(raw, server_side=True) as srv:
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(conn.recv(100).upper())
+    t = threading.Thread(target=serve)
+    t.start()
+
+    def client():
+        c = net.dial("tcp", "127.0.0.1:%d" % port)
+        with net.tls_client(c, client_ctx, "localhost") as tc:
+            tc.write(b"shout")
+            out = b""
+            while len(out) < 5:
+                d = tc.read()
+                if not d:
+                    break
+                out += d
+            return out
+    assert in_goroutine(client) == b"SHOUT"
+    t.join(HANG)
+
+
+def test_tls_handshake_failure_is_an_ssl_error_and_closes_the_conn(cert,
+                                                                   listener):
+    import ssl
+    server_ctx, _ = tls_contexts(cert)
+    untrusting = ssl.create_default_context()   # does not know our CA
+
+    def serve():
+        try:
+            net.tls_server(listener.accept(), server_ctx)
+        except (ssl.SSLError, OSError):
+            pass
+    go(serve)
+    c = net.dial("tcp", "127.0.0.1:%d" % listener.addr()[1])
+    with pytest.raises(ssl.SSLCertVerificationError):
+        in_goroutine(net.tls_client, c, untrusting, "localhost")
+    with pytest.raises(net.ErrClosed):
+        c.read()
+    with pytest.raises(TypeError):
+        net.tls_client(object(), untrusting)
