@@ -391,12 +391,15 @@ def test_read_deadline_expiring_wakes_the_waiter_with_timeout():
 def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time():
     a, b = conn_pair()
     got = chan(1)
-    a.set_read_deadline(gr.time.now() + 0.2)
+    # The old deadline leaves a slow machine (ASan, a loaded CI) time to
+    # park the reader before it is moved.
+    old = gr.time.now() + 2
+    a.set_read_deadline(old)
     before = runtime.stats()["parked"]
     go(lambda: got.send(read_error(a)))
     parked(before, 1)
     a.set_read_deadline(gr.time.now() + 60)
-    i, _ = gr.select(got.recv, gr.time.after(0.6).recv)
+    i, _ = gr.select(got.recv, gr.time.after(old - gr.time.now() + 0.5).recv)
     assert i == 1, "the old deadline fired"
     b.write(b"late")
     assert got.recv() == b"late"
@@ -427,12 +430,13 @@ def test_deadline_moved_earlier_while_waiting_fires_then():
 def test_deadline_cleared_while_waiting_never_fires():
     a, b = conn_pair()
     got = chan(1)
-    a.set_read_deadline(gr.time.now() + 0.2)
+    old = gr.time.now() + 2
+    a.set_read_deadline(old)
     before = runtime.stats()["parked"]
     go(lambda: got.send(read_error(a)))
     parked(before, 1)
     a.set_read_deadline(None)
-    i, _ = gr.select(got.recv, gr.time.after(0.6).recv)
+    i, _ = gr.select(got.recv, gr.time.after(old - gr.time.now() + 0.5).recv)
     assert i == 1, "a cleared deadline fired"
     b.write(b"ok")
     assert got.recv() == b"ok"
@@ -758,7 +762,7 @@ def start_example(name):
     def stop():
         p.send_signal(signal.SIGINT)
         try:
-            rc = p.wait(HANG)
+            rc = p.wait(3 * HANG)      # an ASan build starts and ends slowly
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
