@@ -26,7 +26,7 @@ from goroutine._core import ErrClosed, PollDesc as _PollDesc
 
 __all__ = ["listen", "dial", "dial_context", "Listener", "Conn",
            "wait_readable", "wait_writable", "tls_client", "tls_server",
-           "TLSConn", "ErrClosed"]
+           "TLSConn", "cooperative", "ErrClosed"]
 
 _NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
 
@@ -725,3 +725,189 @@ def wait_writable(fileobj_or_fd: _Any,
                   deadline: _Optional[float] = None) -> None:
     """Park until the fd is writable (see wait_readable)."""
     _wait_fd(fileobj_or_fd, "w", deadline)
+
+
+# ---- cooperative(): plain sockets park inside goroutines ---------------------
+
+_coop_on = False
+_COOP_METHODS = ("connect", "accept", "recv", "recv_into", "recvfrom",
+                 "send", "sendall", "sendto")
+_coop_saved: "dict[str, _Any]" = {}
+
+
+def _coop_applies(sock: _Any) -> bool:
+    # Only a blocking (or timeout) socket used inside a goroutine; a
+    # non-blocking one keeps raising BlockingIOError as its code expects.
+    return _core.goid() != 0 and sock.gettimeout() != 0.0
+
+
+def _coop_deadline(sock: _Any) -> _Optional[float]:
+    t = sock.gettimeout()
+    return None if t is None else _time.time() + t
+
+
+def _coop_wait(sock: _Any, mode: str, deadline: _Optional[float]) -> None:
+    try:
+        _wait_fd(sock, mode, deadline)
+    except TimeoutError:
+        raise _socket.timeout("timed out") from None
+
+
+# Where each method takes its flags, and the defaults of the positional
+# arguments before them.
+_COOP_FLAGS = {"recv": (1, ()), "recv_into": (2, (0,)), "recvfrom": (1, ()),
+               "send": (1, ()), "sendto": (1, ())}
+
+
+def _coop_args(name: str, args: _Tuple[_Any, ...],
+               kw: "dict[str, _Any]") -> "list[_Any]":
+    """args with MSG_DONTWAIT added to the flags."""
+    out = list(args)
+    if name == "sendto" and len(out) == 2:
+        out.insert(1, 0)                    # sendto(data, address)
+    if "flags" in kw:
+        kw["flags"] |= _socket.MSG_DONTWAIT
+        return out
+    at, defaults = _COOP_FLAGS[name]
+    if len(out) > at:
+        out[at] |= _socket.MSG_DONTWAIT
+        return out
+    for i in range(len(out), at):
+        d = defaults[i - 1]
+        if i == 1 and "nbytes" in kw:
+            d = kw.pop("nbytes")
+        out.append(d)
+    out.append(_socket.MSG_DONTWAIT)
+    return out
+
+
+def _coop_io(name: str, mode: str) -> _Any:
+    orig = getattr(_socket.socket, name)
+
+    def method(self: _Any, *args: _Any, **kw: _Any) -> _Any:
+        if not _coop_applies(self):
+            return orig(self, *args, **kw)
+        call = _coop_args(name, args, kw)
+        deadline = _coop_deadline(self)
+        while True:
+            try:
+                return orig(self, *call, **kw)
+            except BlockingIOError:
+                pass
+            _coop_wait(self, mode, deadline)
+    method.__name__ = name
+    method.__doc__ = orig.__doc__
+    return method
+
+
+def _coop_sendall(self: _Any, data: _Any, flags: int = 0) -> None:
+    if not _coop_applies(self):
+        _coop_saved["sendall"](self, data, flags)
+        return
+    send = _coop_saved["send"]
+    view = memoryview(data).cast("B")
+    deadline = _coop_deadline(self)
+    off = 0
+    while off < len(view):
+        try:
+            off += send(self, view[off:], flags | _socket.MSG_DONTWAIT)
+            continue
+        except BlockingIOError:
+            pass
+        _coop_wait(self, "w", deadline)
+
+
+def _coop_accept(self: _Any) -> _Any:
+    if not _coop_applies(self):
+        return _coop_saved["accept"](self)
+    deadline = _coop_deadline(self)
+    while True:
+        _coop_wait(self, "r", deadline)
+        prev = self.gettimeout()
+        self.setblocking(False)
+        try:
+            sock, addr = _coop_saved["accept"](self)
+        except BlockingIOError:
+            continue                        # another took it first
+        finally:
+            self.settimeout(prev)
+        sock.settimeout(_socket.getdefaulttimeout())
+        return sock, addr
+
+
+def _coop_connect(self: _Any, address: _Any) -> None:
+    if not _coop_applies(self):
+        _coop_saved["connect"](self, address)
+        return
+    deadline = _coop_deadline(self)
+    prev = self.gettimeout()
+    self.setblocking(False)
+    try:
+        err = self.connect_ex(address)
+    finally:
+        self.settimeout(prev)
+    while err in (_errno.EINPROGRESS, _errno.EALREADY, _errno.EAGAIN):
+        _coop_wait(self, "w", deadline)
+        err = self.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+    if err:
+        raise OSError(err, _os.strerror(err))
+
+
+def _coop_install(on: bool) -> None:
+    global _coop_on
+    if on == _coop_on:
+        return
+    if on:
+        for name in _COOP_METHODS:
+            _coop_saved[name] = _socket.socket.__dict__.get(
+                name, getattr(_socket.socket, name))
+        patched = {name: _coop_io(name, "r" if name.startswith("recv")
+                                  else "w")
+                   for name in ("recv", "recv_into", "recvfrom", "send",
+                                "sendto")}
+        patched.update(sendall=_coop_sendall, accept=_coop_accept,
+                       connect=_coop_connect)
+        for name, f in patched.items():
+            setattr(_socket.socket, name, f)
+    else:
+        for name in _COOP_METHODS:
+            if name in _SOCKET_OWN:
+                setattr(_socket.socket, name, _coop_saved[name])
+            else:
+                delattr(_socket.socket, name)   # the inherited one shows
+    _coop_on = on
+
+
+# The methods socket.socket defines itself (accept, ...); the others are
+# inherited from _socket.socket and are restored by deleting our override.
+_SOCKET_OWN = frozenset(n for n in _COOP_METHODS
+                        if n in _socket.socket.__dict__)
+
+
+class cooperative:
+    """Opt-in, for code you do not own (urllib, http.client, a database
+    driver on plain sockets): while on, the blocking methods of
+    socket.socket objects used inside a goroutine (connect, accept, recv,
+    recv_into, recvfrom, send, sendall, sendto) park the goroutine on the
+    netpoller instead of blocking its OS thread; in plain threads, and on
+    non-blocking sockets, nothing changes.  A socket timeout still raises
+    socket.timeout.
+
+        with net.cooperative(): ...     # on for the block
+        net.cooperative(True)           # on until cooperative(False)
+    """
+
+    __slots__ = ("_prev",)
+
+    def __init__(self, on: _Optional[bool] = None) -> None:
+        self._prev: _Optional[bool] = None
+        if on is not None:
+            _coop_install(bool(on))
+
+    def __enter__(self) -> "cooperative":
+        self._prev = _coop_on
+        _coop_install(True)
+        return self
+
+    def __exit__(self, *exc: _Any) -> None:
+        _coop_install(bool(self._prev))

@@ -908,3 +908,122 @@ def test_tls_handshake_failure_is_an_ssl_error_and_closes_the_conn(cert,
         c.read()
     with pytest.raises(TypeError):
         net.tls_client(object(), untrusting)
+
+
+# ---- cooperative(): plain sockets inside goroutines ----------------------------
+
+def test_cooperative_is_off_by_default_and_restores_socket_methods():
+    import _socket
+    orig = {n: getattr(socket.socket, n) for n in (
+        "connect", "accept", "recv", "recv_into", "recvfrom", "send",
+        "sendall", "sendto")}
+    with net.cooperative():
+        assert socket.socket.recv is not _socket.socket.recv
+        with net.cooperative():
+            pass
+        assert socket.socket.recv is not _socket.socket.recv   # still on
+    assert {n: getattr(socket.socket, n) for n in orig} == orig
+    net.cooperative(True)
+    try:
+        assert socket.socket.sendall is not orig["sendall"]
+    finally:
+        net.cooperative(False)
+    assert {n: getattr(socket.socket, n) for n in orig} == orig
+
+
+def test_cooperative_plain_sockets_park_goroutines(listener):
+    go(echo_server, listener)
+    port = listener.addr()[1]
+
+    def client(i):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"%05d" % i)
+            got = b""
+            while len(got) < 5:
+                got += s.recv(5 - len(got))
+            buf = bytearray(5)
+            s.send(b"again")
+            n = 0
+            while n < 5:
+                n += s.recv_into(memoryview(buf)[n:])
+            return got == b"%05d" % i and bytes(buf) == b"again"
+    with net.cooperative():
+        wg = sync.WaitGroup()
+        ok = []
+        for i in range(50):
+            wg.go(lambda i=i: ok.append(client(i)))
+        wg.wait()
+    assert ok == [True] * 50
+
+
+def test_cooperative_recv_parks_the_goroutine_in_io_wait():
+    a, b = socket.socketpair()
+    got = chan(1)
+    with net.cooperative():
+        go(lambda: got.send(a.recv(10)))
+        # Parked on the netpoller, as runtime.stack() shows it; without
+        # cooperative() the goroutine stays "running" inside recv(2).
+        deadline = _time.monotonic() + HANG
+        while "[IO wait]" not in runtime.stack():
+            assert _time.monotonic() < deadline, runtime.stack()
+            _time.sleep(0.005)
+        b.sendall(b"data")
+        assert got.recv() == b"data"
+    a.close()
+    b.close()
+
+
+def test_cooperative_socket_timeout_and_accept_in_a_goroutine():
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(HANG)
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            c.settimeout(0.1)
+            try:
+                c.recv(10)
+            except socket.timeout as e:
+                return repr(e)
+    with net.cooperative():
+        out = chan(1)
+        go(lambda: out.send(serve()))
+        with socket.create_connection(srv.getsockname()):
+            r = out.recv()
+    srv.close()
+    assert "timed out" in r
+
+
+def test_cooperative_leaves_plain_threads_alone():
+    a, b = socket.socketpair()
+    with net.cooperative():
+        a.settimeout(0.05)
+        with pytest.raises(socket.timeout):
+            a.recv(1)                       # the main thread: unchanged
+        b.sendall(b"z")
+        assert a.recv(1) == b"z"
+    a.close()
+    b.close()
+
+
+def test_cooperative_urllib_in_goroutines(listener):
+    import urllib.request
+    sys.path.insert(0, str(ROOT_DIR / "examples"))
+    try:
+        import http_hello
+    finally:
+        sys.path.pop(0)
+    go(http_hello.serve, listener)
+    url = "http://127.0.0.1:%d/" % listener.addr()[1]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def fetch():
+        with opener.open(url, timeout=HANG) as r:
+            return r.read()
+    with net.cooperative():
+        wg = sync.WaitGroup()
+        pages = []
+        for _ in range(10):
+            wg.go(lambda: pages.append(fetch()))
+        wg.wait()
+    assert pages == [b"Hello, world!\n"] * 10
