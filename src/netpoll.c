@@ -147,9 +147,11 @@ epoll_locked(void)
     }
     atomic_store(&np.evpending, false);
     __atomic_store_n(&np.evfd, ev, __ATOMIC_RELAXED);
-    __atomic_store_n(&np.gen, gen, __ATOMIC_RELAXED);
-    /* Published last: poll() reads epfd and gen without np.lock. */
+    /* Published with release, gen last: poll() reads gen, then epfd,
+     * without np.lock (acquire both), so a poller that sees this
+     * process's gen sees this epfd, never the parent's. */
     __atomic_store_n(&np.epfd, ep, __ATOMIC_RELEASE);
+    __atomic_store_n(&np.gen, gen, __ATOMIC_RELEASE);
     return ep;
 }
 
@@ -228,10 +230,12 @@ take_all(gr_waitq *q, bool success, gr_wakelist *wl)
 static int
 netpoll(int64_t delay_ns, gr_inject_fn inject, void *ctx)
 {
-    int ep = __atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE);
-    if (ep < 0 ||
-        __atomic_load_n(&np.gen, __ATOMIC_RELAXED) !=
+    if (__atomic_load_n(&np.gen, __ATOMIC_ACQUIRE) !=
         atomic_load(&gr_forkgen)) {
+        return 0;   /* a forked child's, before it made its own */
+    }
+    int ep = __atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE);
+    if (ep < 0) {
         return 0;   /* nothing registered in this process yet */
     }
     int ms;

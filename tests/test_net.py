@@ -656,6 +656,8 @@ def test_exit_while_goroutines_wait_on_sockets_does_not_hang():
     assert "Fatal" not in r.stderr
 
 
+@pytest.mark.skipif(bool(os.environ.get("GR_TEST_TSAN")),
+                    reason="TSan cannot follow a fork of a threaded process")
 def test_forked_child_gets_its_own_poller():
     r = run_py("""
         import os, socket
@@ -745,7 +747,8 @@ def test_2000_connections_wait_on_few_os_threads():
     assert r.returncode == 0, r.stderr
     done, peak, procs = map(int, r.stdout.split())
     assert done == 2000
-    assert peak <= procs + 8, f"{peak} OS threads for 2,000 connections"
+    tsan = 1 if os.environ.get("GR_TEST_TSAN") else 0   # its own thread
+    assert peak <= procs + 8 + tsan, f"{peak} OS threads for 2,000 connections"
 
 
 # ---- the examples: start, one request, stop ----------------------------------
