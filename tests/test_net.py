@@ -753,10 +753,22 @@ def test_2000_connections_wait_on_few_os_threads():
 
 # ---- the examples: start, one request, stop ----------------------------------
 
+# Runs an example as `python examples/X --serve ADDR` would, with Ctrl-C's
+# handler installed even when this test runs where SIGINT is ignored (a
+# background job): Python leaves an ignored SIGINT ignored.
+RUN_EXAMPLE = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def start_example(name):
     p = subprocess.Popen(
-        [sys.executable, str(ROOT_DIR / "examples" / name), "--serve",
-         "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", RUN_EXAMPLE,
+         str(ROOT_DIR / "examples" / name), "--serve", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=source_tree_env(), cwd="/")
     line = p.stdout.readline()
     assert "listening on" in line, p.stderr.read()
