@@ -22,7 +22,7 @@ from typing import (Any as _Any, Iterator as _Iterator,
                     Optional as _Optional, Tuple as _Tuple, Union as _Union)
 
 from goroutine import _core
-from goroutine._core import ErrClosed, PollDesc as _PollDesc
+from goroutine._core import ErrClosed
 
 __all__ = ["listen", "dial", "dial_context", "Listener", "Conn",
            "wait_readable", "wait_writable", "tls_client", "tls_server",
@@ -136,7 +136,7 @@ class Conn:
     __slots__ = ("_sock", "_pd", "__weakref__")
 
     def __init__(self, sock: _socket.socket,
-                 _pd: _Optional[_PollDesc] = None) -> None:
+                 _pd: _Optional[_core.PollDesc] = None) -> None:
         if not isinstance(sock, _socket.socket):
             raise TypeError("Conn needs a socket.socket, not %r"
                             % type(sock).__name__)
@@ -145,7 +145,7 @@ class Conn:
         if sock.gettimeout() != 0.0:
             sock.setblocking(False)
         self._sock = sock
-        self._pd = _pd if _pd is not None else _PollDesc(sock.fileno())
+        self._pd = _pd if _pd is not None else _core.PollDesc(sock.fileno())
 
     @classmethod
     def from_socket(cls, sock: _socket.socket) -> "Conn":
@@ -259,7 +259,7 @@ class Listener:
         if sock.gettimeout() != 0.0:
             sock.setblocking(False)
         self._sock = sock
-        self._pd = _PollDesc(sock.fileno())
+        self._pd = _core.PollDesc(sock.fileno())
         self._unlink = _unlink
 
     @classmethod
@@ -374,7 +374,7 @@ def _connect(af: int, sa: _Any, deadline: _Optional[float],
     """One connection attempt, parking while the connect is in flight."""
     fd = _core._net_socket(af)
     try:
-        pd = _PollDesc(fd)
+        pd = _core.PollDesc(fd)
     except BaseException:
         _core._net_close(fd)
         raise
@@ -697,7 +697,7 @@ def _wait_fd(fileobj: _Any, mode: str, deadline: _Any) -> None:
     # already (a Conn's), and epoll keys a registration by fd number.
     dup = _os.dup(_fd_of(fileobj))
     try:
-        pd = _PollDesc(dup)
+        pd = _core.PollDesc(dup)
         events = _select.POLLIN if mode == "r" else _select.POLLOUT
         poller = _select.poll()
         poller.register(dup, events)

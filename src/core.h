@@ -281,6 +281,7 @@ typedef struct {
     void (*wakeup)(void);
 } gr_netpoll_ops;
 void gr_sched_set_netpoll(const gr_netpoll_ops *ops);
+bool gr_sched_netpolling(void);
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 

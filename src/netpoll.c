@@ -434,7 +434,12 @@ pd_wait(pollDesc *pd, int mode)
     atomic_fetch_add(&gr_netwaiters, 1);
     gr_block_on(mode == MODE_R ? &pd->rq : &pd->wq, &sg, false, &pd->lock,
                 "IO wait");
-    atomic_fetch_sub(&gr_netwaiters, 1);
+    if (atomic_fetch_sub(&gr_netwaiters, 1) == 1 && gr_sched_netpolling()) {
+        /* The last one: the M blocked in the poll goes back to sleeping
+         * as an idle M (sched.c's gr_sched_netpolling says why this
+         * order loses no wake-up). */
+        netpoll_wakeup();
+    }
     if (sg.success) {
         return 0;   /* ready, even if a deadline passed meanwhile (Go) */
     }
@@ -1186,6 +1191,43 @@ static PyMethodDef netpoll_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* net.ErrClosed(OSError): immutable like every type of the package, so
+ * made from a spec (state.c says why) with OSError's layout.  A heap type
+ * over a static base must drop its instances' reference to it, which
+ * OSError's dealloc does not: hence the two slots (a Python subclass's
+ * subtype_dealloc leaves that reference to a heap base's dealloc). */
+static void
+errclosed_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    ((PyTypeObject *)PyExc_OSError)->tp_dealloc(self);
+    Py_DECREF(tp);
+}
+
+static int
+errclosed_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return ((PyTypeObject *)PyExc_OSError)->tp_traverse(self, visit, arg);
+}
+
+static PyType_Slot errclosed_slots[] = {
+    {Py_tp_doc, "ErrClosed: an operation on a closed Conn or Listener, or "
+                "one that was waiting when it was closed (Go's "
+                "net.ErrClosed: \"use of closed network connection\")."},
+    {Py_tp_dealloc, errclosed_dealloc},
+    {Py_tp_traverse, errclosed_traverse},
+    {0, NULL},
+};
+
+static PyType_Spec errclosed_spec = {
+    .name = "goroutine.net.ErrClosed",
+    .basicsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = errclosed_slots,
+};
+
 /* Module init, staging (state.h): the type and net.ErrClosed.  The
  * scheduler learns about the poller here too (once per process). */
 int
@@ -1195,12 +1237,7 @@ gr_netpoll_init(gr_globals_t *st)
     if (st->polldesc_type == NULL) {
         return -1;
     }
-    st->ErrClosed = PyErr_NewExceptionWithDoc(
-        "goroutine.net.ErrClosed",
-        "ErrClosed: an operation on a closed Conn or Listener, or one that "
-        "was waiting when it was closed (Go's net.ErrClosed: \"use of "
-        "closed network connection\").",
-        PyExc_OSError, NULL);
+    st->ErrClosed = PyType_FromSpecWithBases(&errclosed_spec, PyExc_OSError);
     if (st->ErrClosed == NULL) {
         return -1;
     }

@@ -864,6 +864,17 @@ gr_sched_set_netpoll(const gr_netpoll_ops *ops)
     atomic_store(&sched.netpoll, ops);
 }
 
+/* Whether an M is blocked in the poll (or about to be).  The last network
+ * waiter to leave asks, after its decrement of gr_netwaiters, and wakes
+ * that M, which then sleeps on its semaphore like any idle M: it set the
+ * flag before reading the count (netpoll_into), so one of the two sees
+ * the other (both seq_cst). */
+bool
+gr_sched_netpolling(void)
+{
+    return atomic_load(&sched.netpolling);
+}
+
 typedef struct {
     gr_g *head, *tail;
     int n;
