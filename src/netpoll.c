@@ -44,7 +44,7 @@
  * no-ops.
  *
  * Locks: pd->lock, then (setting deadlines) timer.c's leaf L.lock.
- * np.lock (leaf) guards the free list and making the epoll fd.  Nothing
+ * np.lock (leaf) guards the free list and the epoll and event fds.  Nothing
  * is woken under pd->lock (STYLE recipe 4).  The GIL is held by the
  * Python methods, never by poll().
  */
@@ -91,7 +91,7 @@ typedef struct pollDesc {
 } pollDesc;
 
 static struct {
-    pthread_mutex_t lock;       /* leaf: free list, making epfd */
+    pthread_mutex_t lock;       /* leaf: free list, epfd, evfd, gen */
     int epfd;                   /* -1 until the first pollDesc */
     int evfd;                   /* breaks a blocked epoll_wait */
     unsigned gen;               /* gr_forkgen epfd was made in */
@@ -123,8 +123,7 @@ epoll_locked(void)
         /* A forked child: the parent's epoll fd is shared with it. */
         close(np.epfd);
         close(np.evfd);
-        __atomic_store_n(&np.epfd, -1, __ATOMIC_RELAXED);
-        __atomic_store_n(&np.evfd, -1, __ATOMIC_RELAXED);
+        np.epfd = np.evfd = -1;
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) {
@@ -146,13 +145,26 @@ epoll_locked(void)
         return -1;
     }
     atomic_store(&np.evpending, false);
-    __atomic_store_n(&np.evfd, ev, __ATOMIC_RELAXED);
-    /* Published with release, gen last: poll() reads gen, then epfd,
-     * without np.lock (acquire both), so a poller that sees this
-     * process's gen sees this epfd, never the parent's. */
-    __atomic_store_n(&np.epfd, ep, __ATOMIC_RELEASE);
-    __atomic_store_n(&np.gen, gen, __ATOMIC_RELEASE);
+    np.evfd = ev;
+    np.epfd = ep;
+    np.gen = gen;
     return ep;
+}
+
+/* This process's epoll fd (fd[0]) and eventfd (fd[1]), or -1s when it
+ * has none yet (a forked child has none until its first pollDesc).
+ * Read under np.lock: a thread that polls must see the fds made by
+ * another (TSan checks it through the fds themselves: an acquire load of
+ * epfd did not satisfy it, a lock does).  Uncontended but for the first
+ * registrations; no GIL needed. */
+static void
+np_fds(int fd[2])
+{
+    pthread_mutex_lock(&np.lock);
+    bool ours = np.epfd >= 0 && np.gen == atomic_load(&gr_forkgen);
+    fd[0] = ours ? np.epfd : -1;
+    fd[1] = ours ? np.evfd : -1;
+    pthread_mutex_unlock(&np.lock);
 }
 
 /* Register pd->fd on this process's epoll.  pd->lock held.  0 or -1 with
@@ -181,7 +193,9 @@ pd_register(pollDesc *pd)
 static void
 netpoll_wakeup(void)
 {
-    int ev = __atomic_load_n(&np.evfd, __ATOMIC_ACQUIRE);
+    int fd[2];
+    np_fds(fd);
+    int ev = fd[1];
     if (ev < 0 || atomic_exchange(&np.evpending, true)) {
         return;     /* one pending wakeup is enough (Go's netpollWakeSig) */
     }
@@ -230,11 +244,9 @@ take_all(gr_waitq *q, bool success, gr_wakelist *wl)
 static int
 netpoll(int64_t delay_ns, gr_inject_fn inject, void *ctx)
 {
-    if (__atomic_load_n(&np.gen, __ATOMIC_ACQUIRE) !=
-        atomic_load(&gr_forkgen)) {
-        return 0;   /* a forked child's, before it made its own */
-    }
-    int ep = __atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE);
+    int fd[2];
+    np_fds(fd);
+    int ep = fd[0];
     if (ep < 0) {
         return 0;   /* nothing registered in this process yet */
     }
@@ -259,8 +271,7 @@ netpoll(int64_t delay_ns, gr_inject_fn inject, void *ctx)
     for (int i = 0; i < n; i++) {
         if (evs[i].data.ptr == &np) {
             uint64_t v;
-            ssize_t r = read(__atomic_load_n(&np.evfd, __ATOMIC_RELAXED), &v,
-                             sizeof v);
+            ssize_t r = read(fd[1], &v, sizeof v);
             (void)r;
             atomic_store(&np.evpending, false);
             continue;
@@ -476,8 +487,9 @@ pd_evict(pollDesc *pd)
     if (pd->fd >= 0 && pd->gen == atomic_load(&gr_forkgen)) {
         /* Before the fd is closed: a closed fd leaves epoll by itself
          * only once every duplicate of it is closed too. */
-        epoll_ctl(__atomic_load_n(&np.epfd, __ATOMIC_ACQUIRE), EPOLL_CTL_DEL,
-                  pd->fd, NULL);
+        int fd[2];
+        np_fds(fd);
+        epoll_ctl(fd[0], EPOLL_CTL_DEL, pd->fd, NULL);
     }
     pd->fd = -1;
     pthread_mutex_unlock(&pd->lock);
