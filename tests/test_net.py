@@ -132,7 +132,11 @@ def test_listen_on_all_interfaces_with_an_empty_host():
     with net.listen("tcp", ":0") as ln:
         port = ln.addr()[1]
         got = chan(1)
-        go(lambda: got.send(ln.accept().read()))
+
+        def take():
+            with ln.accept() as c:
+                got.send(c.read())
+        go(take)
         with net.dial("tcp", "127.0.0.1:%d" % port) as c:
             c.write(b"x")
         assert got.recv() == b"x"
@@ -212,7 +216,11 @@ def test_listener_from_socket_adopts_a_listening_socket():
     try:
         assert s.gettimeout() == 0.0
         got = chan(1)
-        go(lambda: got.send(ln.accept().read()))
+
+        def take():
+            with ln.accept() as c:
+                got.send(c.read())
+        go(take)
         with net.dial("tcp", "127.0.0.1:%d" % s.getsockname()[1]) as c:
             c.write(b"adopted")
         assert got.recv() == b"adopted"
