@@ -199,7 +199,8 @@ def print_table(results):
                 ratio = f"{r['value'] / base['value']:.2f}x"
             extra = f"  peak +{r['rss_mib']} MiB" if "rss_mib" in r else ""
             for k, v in r.get("extra", {}).items():
-                extra += f"  {k} {fmt(v, r['unit'])}"
+                extra += (f"  {k} {v:g}" if k == "threads"
+                          else f"  {k} {fmt(v, r['unit'])}")
             print(f"{name:18} {r['impl']:12} "
                   f"{fmt(r['value'], r['unit']):>12} {ratio:>13}{extra}")
 

@@ -1274,6 +1274,151 @@ def blocking_socket__pygolang(n):
         return _per_roundtrip(time.perf_counter() - t, n, done)
 
 
+# ---- many connections --------------------------------------------------------
+
+NC = ((200, 10000), "ns/op", "n concurrent client connections, each doing 10 "
+      "round trips of 64 bytes with the echo server in another process (per "
+      "round trip); threads: the client process's peak OS threads")
+NC_ROUNDS = 10
+
+
+class _PeakThreads:
+    """Samples the process's OS threads (/proc/self/task) every 2 ms from a
+    thread of its own, which is not counted."""
+
+    def __init__(self):
+        import threading
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, len(os.listdir("/proc/self/task")) - 1)
+            self._stop.wait(0.002)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def _nc_result(t, n, done, peak):
+    if sum(done) != n * NC_ROUNDS:
+        raise AssertionError(f"{n * NC_ROUNDS - sum(done)} round trips "
+                             "missing")
+    r = per_op(t, n * NC_ROUNDS)
+    r["extra"] = {"threads": peak}
+    return r
+
+
+def _nc_check(got):
+    if got != MESSAGE:
+        raise AssertionError("echo returned other bytes")
+
+
+@workload("net_conns", *NC)
+def net_conns__goroutine(n):
+    from goroutine import net, sync
+    done, wg = [], sync.WaitGroup()
+
+    def client(port):
+        with net.dial("tcp", "127.0.0.1:%d" % port) as c:
+            for _ in range(NC_ROUNDS):
+                c.write(MESSAGE)
+                got = b""
+                while len(got) < len(MESSAGE):
+                    chunk = c.read(len(MESSAGE) - len(got))
+                    if not chunk:
+                        raise ConnectionError("echo server closed")
+                    got += chunk
+                _nc_check(got)
+        done.append(NC_ROUNDS)
+    with echo_server() as port, _PeakThreads() as pk:
+        t = time.perf_counter()
+        for _ in range(n):
+            wg.go(client, port)
+        wg.wait()
+        t = time.perf_counter() - t
+    return _nc_result(t, n, done, pk.peak)
+
+
+def _nc_blocking_client(sock_module, port, done):
+    with sock_module.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(NC_ROUNDS):
+            s.sendall(MESSAGE)
+            got = b""
+            while len(got) < len(MESSAGE):
+                chunk = s.recv(len(MESSAGE) - len(got))
+                if not chunk:
+                    raise ConnectionError("echo server closed")
+                got += chunk
+            _nc_check(got)
+    done.append(NC_ROUNDS)
+
+
+@workload("net_conns", *NC)
+def net_conns__gevent(n):
+    import gevent
+    from gevent import socket as gsocket
+    done = []
+    with echo_server() as port, _PeakThreads() as pk:
+        t = time.perf_counter()
+        gevent.joinall([gevent.spawn(_nc_blocking_client, gsocket, port, done)
+                        for _ in range(n)], raise_error=True)
+        t = time.perf_counter() - t
+    return _nc_result(t, n, done, pk.peak)
+
+
+@workload("net_conns", *NC)
+def net_conns__asyncio(n):
+    import asyncio
+    done = []
+
+    async def client(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(NC_ROUNDS):
+            writer.write(MESSAGE)
+            await writer.drain()
+            _nc_check(await reader.readexactly(len(MESSAGE)))
+        writer.close()
+        await writer.wait_closed()
+        done.append(NC_ROUNDS)
+
+    async def main(port):
+        t = time.perf_counter()
+        await asyncio.gather(*(client(port) for _ in range(n)))
+        return time.perf_counter() - t
+
+    with echo_server() as port, _PeakThreads() as pk:
+        t = asyncio.run(main(port))
+    return _nc_result(t, n, done, pk.peak)
+
+
+@workload("net_conns", *NC)
+def net_conns__threading(n):
+    import threading
+    # 10,000 threads at the default 8 MiB of stack reserve 80 GB.
+    threading.stack_size(256 * 1024)
+    done = []
+    with echo_server() as port, _PeakThreads() as pk:
+        ts = [threading.Thread(target=_nc_blocking_client,
+                               args=(socket, port, done)) for _ in range(n)]
+        t = time.perf_counter()
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+        t = time.perf_counter() - t
+    return _nc_result(t, n, done, pk.peak)
+
+
 # ---- the map ---------------------------------------------------------------
 
 MG = ((20000, 1000000), "ns/op", "single-thread get and set of int and str "

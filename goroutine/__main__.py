@@ -52,8 +52,8 @@ def report():
         % (procs, runtime.num_cpu(),
            "; GOMAXPROCS=%s in the environment" % env if env else ""),
         "libuv: %s (%s)" % (libuv_version(), libuv_file()),
-        "netpoller: not built yet (socket and file I/O blocks its OS "
-        "thread; the scheduler hands the P to another)",
+        "netpoller: epoll, in the scheduler (goroutine.net parks "
+        "goroutines; other blocking I/O hands its P to another thread)",
     ]
     return "\n".join(lines)
 

@@ -288,6 +288,30 @@ void gr_timer_func_stop(gr_timer_rec *rec);
 /* A duration or deadline argument as float seconds (time.sleep's rules;
  * `what` names it in the TypeError).  0, or -1 with an exception. */
 int gr_timer_seconds(PyObject *o, const char *what, double *out);
+/* C function timers, for netpoll.c's deadlines (timer.c says more). */
+typedef struct gr_timer_rec gr_timer_rec;
+gr_timer_rec *gr_timer_cfunc_new(void (*fn)(void *, uint64_t), void *arg);
+void gr_timer_cfunc_add(gr_timer_rec *rec, int64_t when, uint64_t seq);
+void gr_timer_cfunc_free(gr_timer_rec *rec);
+
+/* ---- the netpoller (netpoll.c) --------------------------------------- */
+
+int gr_netpoll_init(gr_globals_t *st);
+int gr_netpoll_exec(PyObject *module);
+/* What the scheduler calls, through gr_sched_set_netpoll (netpoll.c is
+ * above sched.c, so sched.c reaches it only through this table). */
+typedef void (*gr_inject_fn)(gr_g *g, void *ctx);
+typedef struct {
+    /* Wait at most delay_ns (< 0: until an event or wakeup(); 0: not at
+     * all) for readiness, and hand every goroutine it makes runnable to
+     * inject(g, ctx), claimed, still G_WAITING.  No GIL, no lock held.
+     * Returns how many were injected. */
+    int (*poll)(int64_t delay_ns, gr_inject_fn inject, void *ctx);
+    /* Make a blocked poll return soon.  Any thread. */
+    void (*wakeup)(void);
+} gr_netpoll_ops;
+void gr_sched_set_netpoll(const gr_netpoll_ops *ops);
+bool gr_sched_netpolling(void);
 
 /* ---- thread states (pystate.c: the only file with CPython internals) -- */
 

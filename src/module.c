@@ -138,6 +138,7 @@ state_init(void)
     static int (*const steps[])(gr_globals_t *) = {
         gr_state_init, gr_sched_init, gr_chan_init, gr_select_init,
         gr_timer_init, gr_sync_init, gr_gomap_init, gr_context_init,
+        gr_netpoll_init,
     };
     gr_globals_t st;
     memset(&st, 0, sizeof st);
@@ -188,7 +189,8 @@ module_exec(PyObject *module)
     if (gr_sched_exec(module) < 0 || gr_chan_exec(module) < 0 ||
         gr_select_exec(module) < 0 || gr_timer_exec(module) < 0 ||
         gr_sync_exec(module) < 0 || gr_gomap_exec(module) < 0 ||
-        gr_context_exec(module) < 0) {
+        gr_context_exec(module) < 0 ||
+        gr_netpoll_exec(module) < 0) {
         return -1;
     }
     return 0;

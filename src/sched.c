@@ -100,6 +100,8 @@
 #define GR_GFREE_LOCAL 64           /* dead Gs kept per P (Go's 64) */
 #define GR_GFREE_GLOBAL 1024        /* ... and globally, equipped */
 #define GR_SCAVENGE_NS 1000000000   /* idle M strips the excess after */
+#define GR_NETPOLL_NS 10000000      /* sysmon polls the network if nobody
+                                       has for this long (Go's 10 ms) */
 
 enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_DEAD };
 enum { P_IDLE, P_SCHED, P_RUNG, P_DEAD };
@@ -234,6 +236,12 @@ static struct {
     _Atomic(gr_p *) handp;
     pthread_mutex_t handmu;
     pthread_cond_t handcond;    /* CLOCK_MONOTONIC, made by sched_start */
+    /* the netpoller (netpoll.c, through gr_sched_set_netpoll) */
+    const gr_netpoll_ops *_Atomic netpoll;  /* NULL until registered */
+    atomic_bool netpolling;     /* an M is blocked in the poll; set and
+                                   cleared by that M, cleared under lock
+                                   (startm reads it under lock) */
+    atomic_llong lastpoll;      /* when anyone last polled (sysmon) */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
 } sched = {
@@ -629,6 +637,8 @@ acquirep(gr_m *m, gr_p *p)
 static void
 startm(gr_p *p, bool spinning, bool barrier)
 {
+    /* Only for any idle P: a P handed over (a retake) must go to an M. */
+    bool wake_poller = p == NULL;
     pthread_mutex_lock(&sched.lock);
     if (p == NULL) {
         p = pidleget_locked();
@@ -649,6 +659,20 @@ startm(gr_p *p, bool spinning, bool barrier)
         m->nextp = p;
         m->barrier = barrier;
         gr_sema_post(&m->park);
+        return;
+    }
+    if (wake_poller && atomic_load(&sched.netpolling)) {
+        /* An M is blocked in the netpoller with no P: wake it to take
+         * this one rather than make a thread (Go's wakeNetPoller).  Under
+         * sched.lock: that M clears netpolling, then takes an idle P,
+         * under it too, so it finds p. */
+        pidleput_locked(p);
+        pthread_mutex_unlock(&sched.lock);
+        if (spinning) {
+            atomic_fetch_sub(&sched.nmspinning, 1);
+        }
+        const gr_netpoll_ops *ops = atomic_load(&sched.netpoll);
+        ops->wakeup();
         return;
     }
     if (sched.mcount >= sched.maxmcount) {
@@ -823,6 +847,98 @@ resetspinning(gr_m *m)
     }
 }
 
+/* ---- the netpoller's hooks ------------------------------------------
+ *
+ * netpoll.c sits above this file (it parks through waiter.c), so it hands
+ * its poll and wakeup functions over at init.  As in Go's findrunnable:
+ * an M with no work polls without blocking; an M about to sleep blocks in
+ * the poll instead, if no other M does (sched.netpolling); sysmon polls
+ * when nobody has for GR_NETPOLL_NS.  Readied goroutines come back as a
+ * list (glist_inject) and are spread by injectglist.  Only while some
+ * goroutine waits on the network (gr_netwaiters): otherwise the Ms sleep
+ * on their semaphores as before.
+ */
+
+void
+gr_sched_set_netpoll(const gr_netpoll_ops *ops)
+{
+    atomic_store(&sched.netpoll, ops);
+}
+
+/* Whether an M is blocked in the poll (or about to be).  The last network
+ * waiter to leave asks, after its decrement of gr_netwaiters, and wakes
+ * that M, which then sleeps on its semaphore like any idle M: it set the
+ * flag before reading the count (netpoll_into), so one of the two sees
+ * the other (both seq_cst). */
+bool
+gr_sched_netpolling(void)
+{
+    return atomic_load(&sched.netpolling);
+}
+
+typedef struct {
+    gr_g *head, *tail;
+    int n;
+} glist;
+
+/* The poll's inject: a claimed G becomes runnable, onto the list. */
+static void
+glist_inject(gr_g *g, void *ctx)
+{
+    glist *l = ctx;
+    if (gr_g_ghost(g)) {
+        return;
+    }
+    atomic_store(&g->status, G_RUNNABLE);
+    atomic_fetch_add(&sched.nactive, 1);
+    atomic_fetch_add(&sched.epoch, 1);
+    g->schedlink = NULL;
+    *(l->tail != NULL ? &l->tail->schedlink : &l->head) = g;
+    l->tail = g;
+    l->n++;
+}
+
+/* Poll (delay as gr_netpoll_ops.poll) if anyone waits on the network;
+ * the readied Gs onto l.  No GIL, no lock. */
+static void
+netpoll_into(int64_t delay_ns, glist *l)
+{
+    const gr_netpoll_ops *ops = atomic_load(&sched.netpoll);
+    if (ops == NULL || atomic_load(&gr_netwaiters) == 0) {
+        return;
+    }
+    atomic_store(&sched.lastpoll, nanotime());
+    ops->poll(delay_ns, glist_inject, l);
+}
+
+/* Go's injectglist: with p (this M's, in the scheduler) the first G is
+ * returned to run here and the rest queue on p; without, all go to the
+ * global queue.  Either way an M is woken for the others. */
+static gr_g *
+injectglist(glist *l, gr_p *p)
+{
+    gr_g *first = NULL;
+    gr_g *g = l->head;
+    if (p != NULL && g != NULL) {
+        first = g;
+        g = g->schedlink;
+    }
+    while (g != NULL) {
+        gr_g *next = g->schedlink;
+        if (p != NULL) {
+            runqput(p, g, false);
+        }
+        else {
+            globrunqput(g);
+        }
+        g = next;
+    }
+    if (l->n > (p != NULL ? 1 : 0)) {
+        wakep();
+    }
+    return first;
+}
+
 /* Find a G to run; returns with m->p held.  No GIL. */
 static gr_g *
 findrunnable(gr_m *m)
@@ -887,6 +1003,13 @@ findrunnable(gr_m *m)
                 m->spinning = true;
                 atomic_fetch_add(&sched.nmspinning, 1);
             }
+            if (!atomic_load(&sched.netpolling)) {
+                glist l = {NULL, NULL, 0};
+                netpoll_into(0, &l);
+                if (l.head != NULL) {
+                    return injectglist(&l, p);
+                }
+            }
             if (m->spinning && (g = steal_work(m, p)) != NULL) {
                 return g;
             }
@@ -925,6 +1048,30 @@ findrunnable(gr_m *m)
                     continue;
                 }
             }
+        }
+        if (atomic_load(&gr_netwaiters) > 0 &&
+            atomic_load(&sched.netpoll) != NULL &&
+            !atomic_exchange(&sched.netpolling, true)) {
+            /* Sleep in the netpoller rather than on m->park: readiness
+             * then wakes this M directly, with no second thread to go
+             * through.  New work for an idle P breaks the poll (startm's
+             * wakeup), so nothing waits behind it. */
+            glist l = {NULL, NULL, 0};
+            netpoll_into(-1, &l);
+            pthread_mutex_lock(&sched.lock);
+            atomic_store(&sched.netpolling, false);
+            p = pidleget_locked();
+            pthread_mutex_unlock(&sched.lock);
+            if (p != NULL) {
+                acquirep(m, p);
+                if (l.head != NULL) {
+                    return injectglist(&l, p);
+                }
+            }
+            else if (l.head != NULL) {
+                injectglist(&l, NULL);
+            }
+            continue;
         }
         stopm(m);
     }
@@ -2187,6 +2334,15 @@ sysmon(void *arg)
             }
         }
         atomic_fetch_add(&sched.sysmonseq, 1);     /* even: between */
+        if (!atomic_load(&sched.netpolling) &&
+            now - atomic_load(&sched.lastpoll) > GR_NETPOLL_NS) {
+            /* Nobody polled the network for 10 ms (every M busy). */
+            glist l = {NULL, NULL, 0};
+            netpoll_into(0, &l);
+            if (l.head != NULL) {
+                injectglist(&l, NULL);
+            }
+        }
         atomic_store(&sched.pybusy, pybusy);
         busy = busy || atomic_load(&sched.nmpless) > 0;
         if (!atomic_load(&sched.preemptoff)) {
@@ -2404,6 +2560,9 @@ gr_sched_deadlocked(void)
     }
     if (atomic_load(&gr_timers_pending) != 0) {
         return false;
+    }
+    if (atomic_load(&gr_netwaiters) != 0) {
+        return false;   /* the network may wake them */
     }
     if (other_thread_may_act() || signal_handler_installed()) {
         return false;
@@ -2799,6 +2958,9 @@ gr_sched_fork_child(void)
     }
     atomic_store(&sched.preemptposted, false);
     atomic_store(&sched.sysmonup, false);   /* started by the first go() */
+    /* The parent's poller M and its network waiters are gone with it. */
+    atomic_store(&sched.netpolling, false);
+    atomic_store(&gr_netwaiters, 0);
 }
 
 /* os.register_at_fork(after_in_child=...): GIL held, after CPython freed

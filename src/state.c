@@ -18,6 +18,7 @@
 gr_globals_t gr_globals;
 atomic_uint gr_forkgen;
 atomic_long gr_timers_pending;
+atomic_long gr_netwaiters;
 
 PyObject *
 gr_panic(const char *msg)
@@ -191,6 +192,8 @@ gr_globals_clear(gr_globals_t *st)
     Py_CLEAR(st->ctx.canceled);
     Py_CLEAR(st->ctx.deadline_exceeded);
     Py_CLEAR(st->ctx.watch);
+    Py_CLEAR(st->ErrClosed);
+    Py_CLEAR(st->polldesc_type);
     Py_CLEAR(st->blocked);
     Py_CLEAR(st->report);
     Py_CLEAR(st->send_async);

@@ -52,6 +52,8 @@ typedef struct {
         PyObject *canceled, *deadline_exceeded;
         PyObject *watch;        /* watch(foreign_parent, node) */
     } ctx;
+    PyObject *ErrClosed;    /* netpoll.c: net.ErrClosed(OSError) */
+    PyTypeObject *polldesc_type;    /* netpoll.c: _core.PollDesc */
     PyObject *blocked;      /* sched.c: {thread ident: count} of plain
                                threads blocked in the runtime */
     /* Python callbacks, set by goroutine/__init__.py through
@@ -81,5 +83,10 @@ extern atomic_uint gr_forkgen;
 /* Timers that can still fire: timer.c counts them, sched.c's deadlock
  * check reads them. */
 extern atomic_long gr_timers_pending;
+
+/* Goroutines parked on the netpoller (netpoll.c counts them): sched.c's
+ * deadlock check counts them as not asleep, and the scheduler polls the
+ * network only while there are some. */
+extern atomic_long gr_netwaiters;
 
 #endif /* GR_STATE_H */

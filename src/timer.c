@@ -80,7 +80,7 @@
 #include <sys/timerfd.h>
 #endif
 
-enum { TK_SLEEP = 1, TK_PY = 2, TK_FN = 3 };
+enum { TK_SLEEP = 1, TK_PY = 2, TK_FN = 3, TK_CFUNC = 4 };
 
 typedef struct gr_pytimer gr_pytimer;
 
@@ -99,6 +99,11 @@ typedef struct gr_timer_rec {
     void (*fn)(PyObject *);     /* TK_FN: called with the GIL on firing */
     PyObject *fnobj;            /* TK_FN, GIL: fn's argument (strong), NULL
                                    once fired or stopped */
+    void (*cfn)(void *, uint64_t);  /* TK_CFUNC: called on the loop thread,
+                                       no GIL, no lock (netpoll.c's
+                                       deadlines) */
+    void *carg;                 /* TK_CFUNC: its arguments */
+    uint64_t cseq;
 } gr_timer_rec;
 
 static struct {
@@ -273,6 +278,9 @@ run_timers(void)
             if (gr_waiter_claim(&rec->w)) {
                 gr_waiter_wake(&rec->w);
             }
+        }
+        else if (rec->kind == TK_CFUNC) {
+            rec->cfn(rec->carg, rec->cseq);
         }
         else {
             if (!gil && !gr_sched_exiting() && !gr_pystate_finalizing()) {
@@ -618,6 +626,48 @@ rec_new(int kind, double seconds, double period)
     }
     atomic_store(&rec->refs, 2);
     return rec;
+}
+
+/* ---- C function timers (netpoll.c's deadlines) --------------------- */
+
+/* A record that will call fn(arg, seq) on the loop thread (no GIL, no
+ * lock held) when it fires.  GIL held (it may start the loop thread);
+ * NULL with an exception.  The caller holds the one reference and gives
+ * it back with gr_timer_cfunc_free; gr_timer_cfunc_add puts it in the
+ * heap (at most once), which then holds a second. */
+gr_timer_rec *
+gr_timer_cfunc_new(void (*fn)(void *, uint64_t), void *arg)
+{
+    if (loop_start() < 0) {
+        return NULL;
+    }
+    gr_timer_rec *rec = rec_new(TK_CFUNC, 0, 0);
+    if (rec != NULL) {
+        atomic_store(&rec->refs, 1);
+        rec->cfn = fn;
+        rec->carg = arg;
+    }
+    return rec;
+}
+
+/* Arm it for monotonic `when` with `seq` for fn.  Any thread, GIL or not;
+ * only L.lock (a leaf) is taken, so the caller may hold its own lock. */
+void
+gr_timer_cfunc_add(gr_timer_rec *rec, int64_t when, uint64_t seq)
+{
+    rec->when = when;
+    rec->cseq = seq;
+    atomic_fetch_add(&rec->refs, 1);
+    timer_add(rec);
+}
+
+/* Disarm it (if it has not fired) and drop the caller's reference.  A fire
+ * already under way still calls fn: fn must recognise a stale seq. */
+void
+gr_timer_cfunc_free(gr_timer_rec *rec)
+{
+    timer_del(rec);
+    rec_unref(rec);
 }
 
 /* ---- sleep ---------------------------------------------------------- */

@@ -3,12 +3,12 @@ import inspect
 import pathlib
 
 import goroutine
-from goroutine import context, errgroup, errors, runtime, sync, time
+from goroutine import context, errgroup, errors, net, runtime, sync, time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODULES = {"goroutine": goroutine, "context": context, "sync": sync,
            "time": time, "runtime": runtime, "errgroup": errgroup,
-           "errors": errors}
+           "errors": errors, "net": net}
 
 
 def public_names():

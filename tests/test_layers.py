@@ -17,8 +17,8 @@ from goroutine import _core
 from conftest import run_py, ROOT_DIR
 
 # The steps of module.c's state_init, in order (GR_TEST_INIT_FAIL=n fails
-# step n): exceptions, sched, chan, select, timer, sync, gomap, context.
-INIT_STEPS = 8
+# step n): exceptions, sched, chan, select, timer, sync, gomap, context, netpoll.
+INIT_STEPS = 9
 
 USE_RUNTIME = textwrap.dedent("""
     import asyncio, io, sys

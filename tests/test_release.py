@@ -52,4 +52,4 @@ def test_python_m_goroutine_prints_what_a_bug_report_needs():
                      lines[3])
     assert m, lines[3]
     assert os.path.exists(m.group(5))
-    assert lines[4].startswith("netpoller: not built yet")
+    assert lines[4].startswith("netpoller: epoll, in the scheduler")

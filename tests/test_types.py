@@ -5,12 +5,12 @@ import pickle
 import pytest
 
 import goroutine
-from goroutine import _core, context, errgroup, runtime, sync, time
+from goroutine import _core, context, errgroup, net, runtime, sync, time
 
 Py_TPFLAGS_IMMUTABLETYPE = 1 << 8
 
 # Where a user reaches things, most public first; _core last.
-MODULES = [goroutine, sync, time, context, errgroup, runtime, _core]
+MODULES = [goroutine, sync, time, context, errgroup, runtime, net, _core]
 
 
 def core_types():
