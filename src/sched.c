@@ -1659,7 +1659,11 @@ wake_for_global(void)
                    atomic_load(&sched.npidle) <
                    atomic_load(&sched.gomaxprocs)) ||
                   atomic_load(&sched.nmpless) > 0;
-    if (atomic_load(&sched.preemptoff) || !pybusy ||
+    /* As many Ms as Ps run a displaced G without a P already: another
+     * hand-off would only start another M (sysmon's "crowded"). */
+    bool crowded = atomic_load(&sched.nmpless) >=
+                   atomic_load(&sched.gomaxprocs);
+    if (atomic_load(&sched.preemptoff) || !pybusy || crowded ||
         atomic_load(&sched.handp) != NULL || (m != NULL && m->curg == NULL)) {
         /* One hand-off at a time: sysmon makes the next.  An M on g0 is
          * about to look at the global queue itself. */
@@ -2312,7 +2316,15 @@ sysmon(void *arg)
              * run Python since the last tick, without waiting a slice. */
             bool handoff = !atomic_load(&sched.preemptoff) &&
                            atomic_load(&sched.handp) == NULL;
-            bool global = handoff && !blocked &&
+            /* Not while as many Ms as Ps already run a displaced G
+             * without a P: each such retake starts another M, and a
+             * netpoller that readies Gs into the global queue all the
+             * time would grow the threads without bound (2,000
+             * connections on 3.12: 48 OS threads).  The slice-end
+             * retake below still comes. */
+            bool crowded = atomic_load(&sched.nmpless) >=
+                           atomic_load(&sched.gomaxprocs);
+            bool global = handoff && !blocked && !crowded &&
                           atomic_load(&sched.runqsize) > 0 &&
                           atomic_load(&sched.npidle) == 0 &&
                           atomic_load(&sched.nmspinning) == 0;
@@ -2322,6 +2334,9 @@ sysmon(void *arg)
             }
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
                 continue;
+            }
+            if (handoff && crowded && !blocked && !beyond) {
+                continue;       /* the displaced Gs' Ms share the GIL */
             }
             if (retake(p)) {
                 p->sysmonwhen = now;

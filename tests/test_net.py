@@ -705,10 +705,17 @@ def test_forked_child_gets_its_own_poller():
     assert r.stdout.strip() == "0"
 
 
-def test_2000_connections_wait_on_few_os_threads():
+@pytest.mark.parametrize("preempt", ["off", "on"])
+def test_2000_connections_wait_on_few_os_threads(preempt):
     """2,000 goroutines each hold a connection to an echo server in
     another process: the client's OS threads stay at most GOMAXPROCS + 8
-    (before the netpoller, each waiting connection held an M)."""
+    (before the netpoller, each waiting connection held an M: 234 threads).
+    With preemption (the default on 3.12+) a hand-off for the GIL leaves
+    the displaced goroutine running on its own M beside the one handed its
+    P: measured 11-15 threads on 3.12 and 3.13 (docs/design.md, "The
+    netpoller"), so that run is held to a bound that still fails a thread
+    per connection."""
+    godebug = "asyncpreemptoff=1" if preempt == "off" else ""
     r = run_py("""
         import os, subprocess, sys
         import goroutine as gr
@@ -751,12 +758,14 @@ def test_2000_connections_wait_on_few_os_threads():
         proc.stdin.close()
         proc.wait()
         print(len(done), peak[0], runtime.gomaxprocs())
-    """, timeout=300, env={"GOMAXPROCS": "2", "PYTHONPATH": str(ROOT_DIR)})
+    """, timeout=300, env={"GOMAXPROCS": "2", "PYTHONPATH": str(ROOT_DIR),
+                            "GODEBUG": godebug})
     assert r.returncode == 0, r.stderr
     done, peak, procs = map(int, r.stdout.split())
     assert done == 2000
     tsan = 1 if os.environ.get("GR_TEST_TSAN") else 0   # its own thread
-    assert peak <= procs + 8 + tsan, f"{peak} OS threads for 2,000 connections"
+    bound = procs + 8 if preempt == "off" else 4 * procs + 16
+    assert peak <= bound + tsan, f"{peak} OS threads for 2,000 connections"
 
 
 # ---- the examples: start, one request, stop ----------------------------------
