@@ -465,12 +465,25 @@ def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
     # write, and the map ends with exactly every key written.  (With the
     # lock skipped during batches, this test lost entries or crashed;
     # make test-tsan reports the race.)
+    #
+    # The writers stop by themselves, at a deadline each reads, and the
+    # last one to stop stops the batches: nothing waits for the main
+    # thread.  While the batches run, every write waits for the map lock
+    # without the GIL and takes the GIL back at once; CPython lets a thread
+    # that waits for the GIL ask for it only after a whole switch interval
+    # in which nobody else took it, so the main thread, asleep in between,
+    # can wait long for its turn (up to 455 ms measured on 3.11 under load,
+    # with thread writers 69 ms).  A stop set by the main thread after a
+    # sleep once kept the writers going for pytest-timeout's 120 s in CI.
     m = Map()
     batches = [[(-1 - i - 20000 * r, r) for i in range(20000)]
                for r in range(2)]
     stop = threading.Event()
     errors = []
     written = [0] * 4
+    running = [4]
+    mu = threading.Lock()
+    deadline = time.monotonic() + 1.5
 
     def bulk():
         r = 0
@@ -480,7 +493,7 @@ def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
 
     def writer(g):
         n = 0
-        while not stop.is_set():
+        while time.monotonic() < deadline:
             k = g * 10 ** 9 + n
             m[k] = n
             if m[k] != n:
@@ -492,16 +505,19 @@ def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
                 m[str(k)] = n
             n += 1
         written[g] = n
+        with mu:
+            running[0] -= 1
+            if running[0] == 0:
+                stop.set()
     t = threading.Thread(target=bulk)
     t.start()
     wg = sync.WaitGroup()
     for g in range(4):
         wg.go(writer, g)
-    time.sleep(1.5)
-    stop.set()
     wg.wait()
     t.join()
     assert errors == []
+    assert all(written), written
     for g in range(4):
         for n in range(written[g]):
             k = g * 10 ** 9 + n
