@@ -486,8 +486,9 @@ def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
     deadline = time.monotonic() + 1.5
 
     def bulk():
+        # Both batches at least once, however late this thread starts.
         r = 0
-        while not stop.is_set():
+        while r < 2 or not stop.is_set():
             m.update(batches[r % 2])
             r += 1
 
