@@ -493,8 +493,9 @@ def test_goroutine_writers_and_a_gil_free_update_exclude_each_other():
             r += 1
 
     def writer(g):
+        # 100 writes at least, however late this goroutine starts.
         n = 0
-        while time.monotonic() < deadline:
+        while n < 100 or time.monotonic() < deadline:
             k = g * 10 ** 9 + n
             m[k] = n
             if m[k] != n:
