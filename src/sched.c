@@ -1384,7 +1384,9 @@ holds_logging_lock(void)
     /* sys.modules itself, not PyImport_GetModule: that one reads
      * logging.__spec__._initializing, attribute lookups that could run
      * Python code under the caller's channel lock and cost about 1,400
-     * instructions of every park (callgrind, select_2). */
+     * instructions of every park (callgrind, select_2).  Only goroutines
+     * park, and they stop when finalization begins, before CPython drops
+     * the modules dict (3.11 aborts on asking for it after that). */
     PyObject *logging = PyDict_GetItemWithError(PyImport_GetModuleDict(),
                                                 str_logging);
     Py_XINCREF(logging);
