@@ -218,7 +218,8 @@ stress: build
 valgrind: build
 	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
-# The peers (gevent, matplotlib for the chart) and, as root on Debian, Go.
+# The peers (gevent, py-routine, pygoroutine, matplotlib for the chart) and,
+# as root on Debian, Go.
 GMEM_N ?= 100000
 bench: build
 	$(PY) -m pip install -q -e '.[bench]'

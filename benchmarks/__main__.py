@@ -2,9 +2,10 @@
                         [--json PATH] [--no-chart]
 
 Measures every workload on goroutine and on each installed peer
-(threading + queue, concurrent.futures, asyncio, gevent, pygolang if it
-imports, and Go when a `go` toolchain is on PATH), each measurement in a
-fresh process, several repetitions, medians.  Prints a table with ratios
+(threading + queue, concurrent.futures, asyncio, gevent, and, when they
+import, pygolang, py-routine and pygoroutine; Go when a `go` toolchain is
+on PATH), each measurement in a fresh process, several repetitions,
+medians.  Prints a table with ratios
 (peer / goroutine: above 1 means goroutine is faster or smaller) and
 writes JSON and, with matplotlib, a PNG chart to benchmarks/results/.
 """
@@ -24,7 +25,8 @@ import tempfile
 from benchmarks.workloads import WORKLOADS
 
 HERE = pathlib.Path(__file__).resolve().parent
-PEER_MODULES = {"gevent": "gevent", "pygolang": "golang"}
+PEER_MODULES = {"gevent": "gevent", "pygolang": "golang",
+                "pyroutine": "pyroutine", "pygoroutine": "pygoroutine"}
 # The workloads benchmarks/go/main.go implements.
 GO_WORKLOADS = {"pingpong", "buffered_1p1c", "mpmc_4x4", "select_2",
                 "select_8", "spawn", "daisy_chain", "parked_memory",

@@ -1719,3 +1719,298 @@ def cpu_bound__threading(n):
 @workload("cpu_bound", *CB)
 def cpu_bound__threads_echo(n):
     return _cpu_threading(n, True)
+
+
+# ---- the newer Go-style packages on the index ------------------------------
+#
+# py-routine (PyPI `pygo-routines`, import `pyroutine`, 0.1.0): routines
+# on a pool of OS threads (a blocked routine holds its thread), channels,
+# select, WaitGroup, Mutex and a context tree in pure Python.  Sizes are
+# scaled down as for pygolang where every unit is a thread.
+#
+# pygoroutine (0.1.11): one asyncio loop on a background thread; go(f)
+# runs a plain function through asyncio.to_thread (a pool of
+# min(32, cpus + 4) threads, so at most that many may block at once) and
+# a coroutine function as a task on the loop; a Channel is an
+# asyncio.Queue driven from other threads with run_coroutine_threadsafe,
+# and put() returns before the value is taken.  Rows that park many
+# units use coroutine functions, the only way it can park more than the
+# pool's size.  It has no mutex and no cancel-only context.
+
+
+def _pyroutine():
+    os.environ.setdefault("PYROUTINE_NO_GIL_WARNING", "1")
+    import pyroutine
+    return pyroutine
+
+
+@workload("pingpong", *PP)
+def pingpong__pyroutine(n):
+    pr = _pyroutine()
+    n = max(1, n // 20)             # its routines are OS threads
+    a, b = pr.Chan(), pr.Chan()
+    h = pr.go(lambda: [b.send(a.recv()) for _ in range(n)])
+    t = time.perf_counter()
+    for i in range(n):
+        a.send(i)
+        assert b.recv() == i
+    t = time.perf_counter() - t
+    h.result()
+    return per_op(t, n)
+
+
+@workload("pingpong", *PP)
+def pingpong__pygoroutine(n):
+    import pygoroutine as pg
+    n = max(1, n // 200)            # ~1 ms a round trip
+    a, b = pg.nc(1), pg.nc(1)
+
+    def pong():
+        for _ in range(n):
+            b.put(a.get())
+    f = pg.go(pong)
+    t = time.perf_counter()
+    for i in range(n):
+        a.put(i)
+        assert b.get() == i
+    t = time.perf_counter() - t
+    f.result()
+    return per_op(t, n)
+
+
+@workload("buffered_1p1c", *BUF)
+def buffered_1p1c__pyroutine(n):
+    pr = _pyroutine()
+    n = max(1, n // 10)
+    c = pr.Chan(128)
+
+    def produce():
+        for i in range(n):
+            c.send(i)
+        c.close()
+    t = time.perf_counter()
+    h = pr.go(produce)
+    got = sum(1 for _ in c)
+    t = time.perf_counter() - t
+    h.result()
+    assert got == n
+    return per_op(t, n)
+
+
+@workload("mpmc_4x4", *MP)
+def mpmc_4x4__pyroutine(n):
+    pr = _pyroutine()
+    n = max(4, n // 10)
+    c = pr.Chan(16)
+    per = n // 4
+    prod, cons = pr.WaitGroup(), pr.WaitGroup()
+    t = time.perf_counter()
+    for _ in range(4):
+        prod.go(lambda: [c.send(i) for i in range(per)])
+        cons.go(lambda: [None for _ in c])
+    prod.wait()
+    c.close()
+    cons.wait()
+    return per_op(time.perf_counter() - t, per * 4)
+
+
+def _select_pyroutine(n, k):
+    pr = _pyroutine()
+    n = max(k, n // 10)
+    chans = [pr.Chan() for _ in range(k)]
+    per = n // k
+    hs = [pr.go(lambda c=c: [c.send(i) for i in range(per)]) for c in chans]
+    cases = [pr.recv_case(c) for c in chans]
+    t = time.perf_counter()
+    for _ in range(per * k):
+        pr.select(*cases)
+    t = time.perf_counter() - t
+    for h in hs:
+        h.result()
+    return per_op(t, per * k)
+
+
+@workload("select_2", *SEL)
+def select_2__pyroutine(n):
+    return _select_pyroutine(n, 2)
+
+
+@workload("select_8", *SEL)
+def select_8__pyroutine(n):
+    return _select_pyroutine(n, 8)
+
+
+@workload("select_2", *SEL)
+def select_2__pygoroutine(n):
+    # Its select runs a get task per case and keeps one finished task's
+    # value: when both finish in the same loop pass the other value is
+    # dropped.  So the senders (coroutines on its loop, each put waiting
+    # for room in a 1-slot queue) never stop, and the receiver counts its
+    # selects; the senders are left blocked at the end.
+    import pygoroutine as pg
+    n = max(2, n // 20)
+    chans = [pg.nc(1) for _ in range(2)]
+    running = [True]
+
+    async def produce(c):
+        i = 0
+        while running[0]:
+            await c.put_async(i)
+            i += 1
+    for c in chans:
+        pg.go(produce, c)
+    cases = [pg.Case(c, pg.GET) for c in chans]
+    t = time.perf_counter()
+    for _ in range(n):
+        pg.select(cases)
+    t = time.perf_counter() - t
+    running[0] = False
+    return per_op(t, n)
+
+
+@workload("spawn", *SP)
+def spawn__pyroutine(n):
+    pr = _pyroutine()
+    n = max(100, n // 10)           # a pooled OS thread per routine
+
+    def f():
+        pass
+    t = time.perf_counter()
+    for _ in range(n // 100):
+        wg = pr.WaitGroup()
+        for _ in range(100):
+            wg.go(f)
+        wg.wait()
+    return per_op(time.perf_counter() - t, n // 100 * 100)
+
+
+@workload("spawn", *SP)
+def spawn__pygoroutine(n):
+    import concurrent.futures
+    import pygoroutine as pg
+    n = max(100, n // 10)
+
+    def f():
+        pass
+    t = time.perf_counter()
+    for _ in range(n // 100):
+        concurrent.futures.wait([pg.go(f) for _ in range(100)])
+    return per_op(time.perf_counter() - t, n // 100 * 100)
+
+
+@workload("daisy_chain", *DC)
+def daisy_chain__pyroutine(n):
+    pr = _pyroutine()
+    n = max(10, n // 100)           # one OS thread per link
+    base = rss_bytes()
+    leftmost = pr.Chan()
+    left = leftmost
+    t = time.perf_counter()
+    for _ in range(n):
+        right = pr.Chan()
+        pr.go(lambda l, r: l.send(1 + r.recv()), left, right)
+        left = right
+    pr.go(right.send, 1)
+    assert leftmost.recv() == n + 1
+    return _with_rss(per_op(time.perf_counter() - t, n), base)
+
+
+@workload("daisy_chain", *DC)
+def daisy_chain__pygoroutine(n):
+    import pygoroutine as pg
+    n = max(10, n // 50)            # ~1.5 ms a link: each go() crosses threads
+    base = rss_bytes()
+
+    async def link(l, r):
+        await l.put_async(1 + await r.get_async())
+    leftmost = pg.nc()
+    left = leftmost
+    t = time.perf_counter()
+    for _ in range(n):
+        right = pg.nc()
+        pg.go(link, left, right)
+        left = right
+    right.put(1)
+    assert leftmost.get() == n + 1
+    return _with_rss(per_op(time.perf_counter() - t, n), base)
+
+
+@workload("parked_memory", *PM)
+def parked_memory__pyroutine(n):
+    pr = _pyroutine()
+    n = max(10, n // 100)           # one OS thread each
+    gate, ready = pr.Chan(), pr.WaitGroup()
+    ready.add(n)
+
+    def park():
+        ready.done()
+        for _ in gate:
+            pass
+    base = rss_bytes()
+    hs = [pr.go(park) for _ in range(n)]
+    ready.wait()
+    used = rss_bytes() - base
+    gate.close()
+    for h in hs:
+        h.result()
+    return {"value": used / n, "unit": "B/unit"}
+
+
+@workload("parked_memory", *PM)
+def parked_memory__pygoroutine(n):
+    import pygoroutine as pg
+    gate = pg.nc()
+    parked = [0]
+
+    async def park():
+        parked[0] += 1              # on the loop's thread only
+        await gate.get_async()
+
+    async def noop():
+        pass
+    pg.go(noop).result()            # its loop runs before measuring
+    base = rss_bytes()
+    fs = [pg.go(park) for _ in range(n)]
+    while parked[0] < n:
+        time.sleep(0.01)
+    used = rss_bytes() - base
+    for _ in range(n):
+        gate.put(None)
+    for f in fs:
+        f.result()
+    return {"value": used / n, "unit": "B/unit"}
+
+
+@workload("mutex_8", *MX)
+def mutex_8__pyroutine(n):
+    pr = _pyroutine()
+    m, wg, c = pr.Mutex(), pr.WaitGroup(), [0]
+    per = n // 8
+
+    def work():
+        for _ in range(per):
+            m.lock()
+            c[0] += 1
+            m.unlock()
+    t = time.perf_counter()
+    for _ in range(8):
+        wg.go(work)
+    wg.wait()
+    assert c[0] == per * 8
+    return per_op(time.perf_counter() - t, per * 8)
+
+
+@workload("ctx_cancel", *CC)
+def ctx_cancel__pyroutine(n):
+    pr = _pyroutine()
+    n = max(10, n // 10)            # one OS thread per waiter
+    ctx, cancel = pr.with_cancel(pr.background())
+    wg = pr.WaitGroup()
+    done = ctx.done()
+    for _ in range(n):
+        wg.go(lambda: [None for _ in done])
+    time.sleep(0.05)
+    t = time.perf_counter()
+    cancel()
+    wg.wait()
+    return per_op(time.perf_counter() - t, n)

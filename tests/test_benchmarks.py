@@ -52,3 +52,39 @@ def test_map_ops_prints_every_cell_with_loop_and_net(tmp_path):
             assert row[impl]["loop"] > 0
             assert row[impl]["loop"] >= row[impl]["net"]
     assert "Map/dict+Lock" in r.stdout
+
+
+NEWER_PEERS = {
+    "pyroutine": {"pingpong", "buffered_1p1c", "mpmc_4x4", "select_2",
+                  "select_8", "spawn", "daisy_chain", "parked_memory",
+                  "mutex_8", "ctx_cancel"},
+    "pygoroutine": {"pingpong", "select_2", "spawn", "daisy_chain",
+                    "parked_memory"},
+}
+
+
+def test_quick_run_gives_the_newer_go_style_peers_their_rows(tmp_path):
+    """py-routine and pygoroutine (issue 16) each get a measured row in
+    every workload they have the operation for, when installed."""
+    import importlib.util
+    import pytest
+    if not (ROOT / "benchmarks").is_dir():
+        pytest.skip("not running from a source checkout")
+    impls = [m for m in NEWER_PEERS if importlib.util.find_spec(m)]
+    if not impls:
+        pytest.skip("neither py-routine nor pygoroutine is installed")
+    wanted = set().union(*(NEWER_PEERS[m] for m in impls))
+    out = tmp_path / "r.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-chart",
+         "--only", ",".join(sorted(wanted)), "--impl", ",".join(impls),
+         "--json", str(out)],
+        cwd=tmp_path, env=source_tree_env(), capture_output=True, text=True,
+        timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {(x["workload"], x["impl"]): x
+            for x in json.loads(out.read_text())["results"]}
+    for m in impls:
+        for w in NEWER_PEERS[m]:
+            assert rows[(w, m)].get("value", 0) > 0, rows[(w, m)]
+        assert {w for (w, i) in rows if i == m} == NEWER_PEERS[m]
