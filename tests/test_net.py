@@ -664,6 +664,61 @@ def test_exit_while_goroutines_wait_on_sockets_does_not_hang():
     assert "Fatal" not in r.stderr
 
 
+# The main thread waits (on a channel, or on a socket itself) while 20
+# goroutines are parked on the netpoller; SIGINT must reach the main thread
+# as KeyboardInterrupt and the process must then exit.  SIGINT's handler is
+# installed explicitly: a test run as a background job inherits it ignored.
+CTRL_C_PROGRAM = """
+import signal, socket, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import goroutine as gr
+from goroutine import net, runtime
+ln = net.listen("tcp", "127.0.0.1:0")
+a, b = socket.socketpair()
+c = net.Conn.from_socket(a)
+for _ in range(10):
+    gr.go(ln.accept)
+    gr.go(c.read)
+while runtime.stats()["parked"] < 20:
+    time.sleep(0.01)
+x, y = socket.socketpair()
+main_conn = net.Conn.from_socket(x)
+print("waiting", flush=True)
+try:
+    if sys.argv[1] == "chan":
+        gr.chan().recv()
+    else:
+        main_conn.read()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    raise
+"""
+
+
+@pytest.mark.parametrize("main_waits_on", ["chan", "socket"])
+def test_ctrl_c_while_goroutines_wait_on_sockets(main_waits_on):
+    p = subprocess.Popen([sys.executable, "-c", CTRL_C_PROGRAM,
+                          main_waits_on], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env=source_tree_env(), cwd="/")
+    try:
+        assert p.stdout.readline() == "waiting\n", p.stderr.read()
+        _time.sleep(0.2)        # into the wait, past the print
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(3 * HANG)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        pytest.fail("the process did not exit after Ctrl-C")
+    finally:
+        out, err = p.communicate()
+    assert out == "interrupted\n", err
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    assert "Fatal" not in err
+    # An uncaught KeyboardInterrupt ends the process by SIGINT itself.
+    assert rc == -signal.SIGINT, err
+
+
 @pytest.mark.skipif(bool(os.environ.get("GR_TEST_TSAN")),
                     reason="TSan cannot follow a fork of a threaded process")
 def test_forked_child_gets_its_own_poller():
@@ -843,6 +898,18 @@ def test_example_http_hello_serves_and_stops_on_ctrl_c():
         assert resp.endswith(b"\r\n\r\nHello, world!\n")
     finally:
         stop()
+
+
+def test_example_crawler_fetches_every_page_of_a_local_site():
+    r = subprocess.run([sys.executable,
+                        str(ROOT_DIR / "examples" / "crawler.py")],
+                       capture_output=True, text=True, timeout=3 * HANG,
+                       env=source_tree_env(), cwd="/")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("crawled 40 pages, "), r.stdout
+    assert lines[0].endswith("; 1 failed"), r.stdout
+    assert lines[1].endswith("/gone.html: HTTP Error 404: File not found")
 
 
 # ---- TLS over a Conn ---------------------------------------------------------
