@@ -19,7 +19,8 @@
  * when nobody has for 10 ms.  The eventfd np.evfd breaks a blocked poll
  * (wakeup()).  A readiness event hands the waiting goroutines to the
  * poller's inject function (Go's injectglist).  Deadlines are records of
- * timer.c's heap (TK_CFUNC) that fire deadline_fire on the timer thread.
+ * timer.c's heap (TK_FN, without the GIL) that fire deadline_fire on the
+ * timer thread.
  *
  * A plain thread never waits here: nobody might poll for it (there may be
  * no goroutine at all).  It poll(2)s the fd itself, GIL released, in
@@ -494,10 +495,10 @@ pd_evict(pollDesc *pd)
     pd->fd = -1;
     pthread_mutex_unlock(&pd->lock);
     if (rt != NULL) {
-        gr_timer_cfunc_free(rt);
+        gr_timer_fn_free(rt);
     }
     if (wt != NULL) {
-        gr_timer_cfunc_free(wt);
+        gr_timer_fn_free(wt);
     }
     gr_wakelist_wake(&wl);
 }
@@ -513,10 +514,10 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
     if (when > 0) {
         for (int mode = 0; mode < 2; mode++) {
             if (modes & (1 << mode)) {
-                newt[mode] = gr_timer_cfunc_new(deadline_fire, pd);
+                newt[mode] = gr_timer_fn_new(deadline_fire, pd, false);
                 if (newt[mode] == NULL) {
                     if (mode == MODE_W && newt[MODE_R] != NULL) {
-                        gr_timer_cfunc_free(newt[MODE_R]);
+                        gr_timer_fn_free(newt[MODE_R]);
                     }
                     return -1;
                 }
@@ -543,7 +544,7 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
         if (newt[mode] != NULL) {
             *t = newt[mode];
             newt[mode] = NULL;
-            gr_timer_cfunc_add(*t, when, *seq << 1 | (uint64_t)mode);
+            gr_timer_fn_add(*t, when, *seq << 1 | (uint64_t)mode);
         }
         else if (when == -1) {
             take_all(mode == MODE_R ? &pd->rq : &pd->wq, false, &wl);
@@ -556,10 +557,10 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
     pthread_mutex_unlock(&pd->lock);
     for (int mode = 0; mode < 2; mode++) {
         if (old[mode] != NULL) {
-            gr_timer_cfunc_free(old[mode]);
+            gr_timer_fn_free(old[mode]);
         }
         if (newt[mode] != NULL) {   /* closing: never armed */
-            gr_timer_cfunc_free(newt[mode]);
+            gr_timer_fn_free(newt[mode]);
         }
     }
     gr_wakelist_wake(&wl);
