@@ -17,7 +17,6 @@ after the N-th connection arrived: the driver divides the difference by
 N - 1 (memory per idle connection, measured in the server process).
 """
 import gc
-import importlib.util
 import os
 import pathlib
 import resource
@@ -28,15 +27,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BACKLOG = 4096
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location(
-        "http_hello", ROOT / "examples" / "http_hello.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+# The example's modules, as `python examples/http_hello.py` finds them.
+sys.path.insert(0, str(ROOT / "examples"))
+import _serve          # noqa: E402
+import http_hello      # noqa: E402
 
-
-respond = _example().respond
+respond = http_hello.respond
 
 
 def rss():
@@ -80,15 +76,14 @@ def run_goroutine(mode, n):
     ln = net.listen("tcp", "127.0.0.1:0", backlog=BACKLOG)
     print(ln.addr()[1], flush=True)
     if mode == "serve":
-        handle = _example().handle
+        handle = http_hello.handle
     else:
         idle = Idle(n, lambda d, f: go(lambda: (gtime.sleep(d), f())))
 
         def handle(c):
             idle.arrived()
             c.read()
-    for c in ln:
-        go(handle, c)
+    _serve.serve(ln, handle)
 
 
 # ---- asyncio streams -----------------------------------------------------

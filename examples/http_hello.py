@@ -7,12 +7,13 @@ One goroutine per connection, keep-alive, GET/HEAD only, no request
 bodies: the smallest server a load generator (wrk) can talk to.  The
 protocol is in respond(), which knows nothing of sockets: `make bench`
 serves it from asyncio and gevent too (benchmarks/_http_server.py), so
-the three servers differ only in how they wait for bytes.
+the three servers differ only in how they wait for bytes.  The accept
+loop and the command line are in _serve.py.
 """
 import sys
 import urllib.request
 
-from goroutine import go, net
+import _serve
 
 BODY = b"Hello, world!\n"
 OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -50,44 +51,24 @@ def respond(buf):
 
 
 def handle(c):
-    with c:
-        buf = b""
-        while True:
-            data = c.read()
-            if not data:
-                return
-            out, buf, close = respond(buf + data)
-            if out:
-                c.write(out)
-            if close:
-                return
+    buf = b""
+    while True:
+        data = c.read()
+        if not data:
+            return
+        out, buf, close = respond(buf + data)
+        if out:
+            c.write(out)
+        if close:
+            return
 
 
-def serve(ln):
-    for c in ln:
-        go(handle, c)
-
-
-def main(argv):
-    if argv[1:2] == ["--serve"]:
-        ln = net.listen("tcp", argv[2] if len(argv) > 2 else "127.0.0.1:8080")
-        host, port = ln.addr()[:2]
-        print(f"http server listening on {host}:{port}", flush=True)
-        try:
-            serve(ln)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            ln.close()
-        return
-    ln = net.listen("tcp", "127.0.0.1:0")
-    go(serve, ln)
-    url = "http://127.0.0.1:%d/" % ln.addr()[1]
+def self_test(address):
+    url = "http://%s/" % address
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with direct.open(url, timeout=10) as r:
         print(r.status, r.read().decode().strip())
-    ln.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    _serve.main(sys.argv, handle, "http server", "127.0.0.1:8080", self_test)

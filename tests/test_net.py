@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -837,9 +838,10 @@ def test_2000_connections_wait_on_few_os_threads(preempt):
 # handler installed even when this test runs where SIGINT is ignored (a
 # background job): Python leaves an ignored SIGINT ignored.
 RUN_EXAMPLE = """
-import runpy, signal, sys
+import os, runpy, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])     # as `python SCRIPT` has it
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -898,6 +900,31 @@ def test_example_http_hello_serves_and_stops_on_ctrl_c():
         assert resp.endswith(b"\r\n\r\nHello, world!\n")
     finally:
         stop()
+
+
+def test_example_http_hello_survives_a_client_that_resets():
+    port, stop = start_example("http_hello.py")
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=HANG)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")     # half a request
+        # Linger 0: close sends RST, and the handler's read raises
+        # ConnectionResetError (wrk ends every run like this).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+        s.close()
+        _time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port),
+                                      timeout=HANG) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            resp = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                resp += d
+        assert resp.endswith(b"\r\n\r\nHello, world!\n")
+    finally:
+        stop()          # and its stderr holds no traceback (a panic)
 
 
 def test_example_crawler_fetches_every_page_of_a_local_site():
@@ -1117,10 +1144,11 @@ def test_cooperative_urllib_in_goroutines(listener):
     import urllib.request
     sys.path.insert(0, str(ROOT_DIR / "examples"))
     try:
+        import _serve
         import http_hello
     finally:
         sys.path.pop(0)
-    go(http_hello.serve, listener)
+    go(_serve.serve, listener, http_hello.handle)
     url = "http://127.0.0.1:%d/" % listener.addr()[1]
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
