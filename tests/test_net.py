@@ -64,6 +64,15 @@ def conn_pair():
     return net.Conn.from_socket(a), net.Conn.from_socket(b)
 
 
+@pytest.fixture
+def conns():
+    """conn_pair(), both closed after the test (close is idempotent)."""
+    a, b = conn_pair()
+    yield a, b
+    a.close()
+    b.close()
+
+
 def parked(n_before, extra, timeout=HANG):
     """Wait until `extra` more goroutines are parked than before."""
     deadline = _time.monotonic() + timeout
@@ -111,10 +120,7 @@ def test_err_closed_is_an_oserror_with_gos_message():
 
 def echo_once(network, listen_addr, dial_addr_of):
     with net.listen(network, listen_addr) as ln:
-        def serve():
-            with ln.accept() as c:
-                c.write(c.read())
-        go(serve)
+        go(echo_server, ln)
         with net.dial(network, dial_addr_of(ln)) as c:
             c.write(b"ping")
             return c.read()
@@ -295,8 +301,8 @@ def test_conn_from_socket_makes_it_non_blocking():
         b.close()
 
 
-def test_many_goroutines_waiting_on_one_fd_each_get_their_byte():
-    a, b = conn_pair()
+def test_many_goroutines_waiting_on_one_fd_each_get_their_byte(conns):
+    a, b = conns
     n = 20
     got = chan(n)
     before = runtime.stats()["parked"]
@@ -307,12 +313,10 @@ def test_many_goroutines_waiting_on_one_fd_each_get_their_byte():
         b.write(b"%c" % (65 + i))
     out = sorted(got.recv() for _ in range(n))
     assert out == sorted(b"%c" % (65 + i) for i in range(n))
-    a.close()
-    b.close()
 
 
-def test_close_wakes_readers_and_writers_with_err_closed():
-    a, b = conn_pair()
+def test_close_wakes_readers_and_writers_with_err_closed(conns):
+    a, b = conns
     a.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     errs = chan(4)
     before = runtime.stats()["parked"]
@@ -330,7 +334,6 @@ def test_close_wakes_readers_and_writers_with_err_closed():
     a.close()
     for _ in range(3):
         assert isinstance(errs.recv(), net.ErrClosed)
-    b.close()
 
 
 def test_peer_reset_raises_connection_reset(listener):
@@ -354,8 +357,8 @@ def test_peer_reset_raises_connection_reset(listener):
     s.close()
 
 
-def test_partial_writes_with_a_small_send_buffer_deliver_everything():
-    a, b = conn_pair()
+def test_partial_writes_with_a_small_send_buffer_deliver_everything(conns):
+    a, b = conns
     a.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     b.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     data = bytes(range(256)) * 4096         # 1 MiB
@@ -369,8 +372,6 @@ def test_partial_writes_with_a_small_send_buffer_deliver_everything():
         return bytes(out)
     assert in_goroutine(read_all) == data
     assert wrote.recv() == len(data)
-    a.close()
-    b.close()
 
 
 # ---- deadlines -----------------------------------------------------------
@@ -382,8 +383,8 @@ def read_error(c):
         return e
 
 
-def test_read_deadline_expiring_wakes_the_waiter_with_timeout():
-    a, b = conn_pair()
+def test_read_deadline_expiring_wakes_the_waiter_with_timeout(conns):
+    a, b = conns
     a.set_read_deadline(gr.time.now() + 0.1)
     e = in_goroutine(read_error, a)
     assert isinstance(e, TimeoutError) and str(e) == "i/o timeout"
@@ -393,12 +394,10 @@ def test_read_deadline_expiring_wakes_the_waiter_with_timeout():
         a.read()
     a.set_read_deadline(None)
     assert a.read() == b"x"
-    a.close()
-    b.close()
 
 
-def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time():
-    a, b = conn_pair()
+def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time(conns):
+    a, b = conns
     got = chan(1)
     # The old deadline leaves a slow machine (ASan, a loaded CI) time to
     # park the reader before it is moved.
@@ -412,12 +411,10 @@ def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time():
     assert i == 1, "the old deadline fired"
     b.write(b"late")
     assert got.recv() == b"late"
-    a.close()
-    b.close()
 
 
-def test_deadline_moved_earlier_while_waiting_fires_then():
-    a, b = conn_pair()
+def test_deadline_moved_earlier_while_waiting_fires_then(conns):
+    a, b = conns
     got = chan(1)
     a.set_deadline(gr.time.now() + 60)
     before = runtime.stats()["parked"]
@@ -432,12 +429,10 @@ def test_deadline_moved_earlier_while_waiting_fires_then():
     parked(before, 1)
     a.set_read_deadline(gr.time.now() - 1)
     assert isinstance(got.recv(), TimeoutError)
-    a.close()
-    b.close()
 
 
-def test_deadline_cleared_while_waiting_never_fires():
-    a, b = conn_pair()
+def test_deadline_cleared_while_waiting_never_fires(conns):
+    a, b = conns
     got = chan(1)
     old = gr.time.now() + 2
     a.set_read_deadline(old)
@@ -449,12 +444,10 @@ def test_deadline_cleared_while_waiting_never_fires():
     assert i == 1, "a cleared deadline fired"
     b.write(b"ok")
     assert got.recv() == b"ok"
-    a.close()
-    b.close()
 
 
-def test_write_deadline_is_separate_from_the_read_deadline():
-    a, b = conn_pair()
+def test_write_deadline_is_separate_from_the_read_deadline(conns):
+    a, b = conns
     a.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     a.set_write_deadline(gr.time.now() + 0.1)
 
@@ -466,18 +459,14 @@ def test_write_deadline_is_separate_from_the_read_deadline():
     assert isinstance(in_goroutine(write), TimeoutError)
     b.write(b"r")
     assert a.read() == b"r"     # reads are unaffected
-    a.close()
-    b.close()
 
 
-def test_deadline_argument_must_be_a_time_or_none():
-    a, b = conn_pair()
+def test_deadline_argument_must_be_a_time_or_none(conns):
+    a, b = conns
     with pytest.raises(TypeError):
         a.set_deadline("soon")
     with pytest.raises(ValueError):
         a.set_deadline(float("nan"))
-    a.close()
-    b.close()
 
 
 # ---- dial ----------------------------------------------------------------
@@ -611,13 +600,11 @@ def test_wait_readable_and_writable_on_any_fd():
         b.close()
 
 
-def test_wait_readable_works_on_a_conns_own_fd():
-    a, b = conn_pair()
+def test_wait_readable_works_on_a_conns_own_fd(conns):
+    a, b = conns
     go(lambda: (gr.time.sleep(0.05), b.write(b"y")))
     in_goroutine(net.wait_readable, a.fileno())
     assert a.read() == b"y"
-    a.close()
-    b.close()
 
 
 # ---- the runtime around it ---------------------------------------------------
@@ -645,21 +632,27 @@ def test_network_waiters_are_not_a_deadlock():
     assert r.stdout.strip() == "b'x'"
 
 
+# Twenty goroutines parked on the netpoller, ten in accept and ten reading
+# a socket (with a deadline an hour away): what the exit and Ctrl-C tests'
+# programs leave waiting.
+PARK_20_ON_SOCKETS = """
+import socket, time
+import goroutine as gr
+from goroutine import net, runtime
+ln = net.listen("tcp", "127.0.0.1:0")
+a, b = socket.socketpair()
+c = net.Conn.from_socket(a)
+c.set_read_deadline(gr.time.now() + 3600)
+for _ in range(10):
+    gr.go(ln.accept)
+    gr.go(c.read)
+while runtime.stats()["parked"] < 20:
+    time.sleep(0.01)
+"""
+
+
 def test_exit_while_goroutines_wait_on_sockets_does_not_hang():
-    r = run_py("""
-        import socket
-        import goroutine as gr
-        from goroutine import net
-        ln = net.listen("tcp", "127.0.0.1:0")
-        a, b = socket.socketpair()
-        c = net.Conn.from_socket(a)
-        c.set_read_deadline(gr.time.now() + 3600)
-        for _ in range(10):
-            gr.go(ln.accept)
-            gr.go(c.read)
-        gr.time.sleep(0.2)
-        print("bye")
-    """, timeout=60)
+    r = run_py(PARK_20_ON_SOCKETS + 'print("bye")', timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "bye"
     assert "Fatal" not in r.stderr
@@ -670,18 +663,9 @@ def test_exit_while_goroutines_wait_on_sockets_does_not_hang():
 # as KeyboardInterrupt and the process must then exit.  SIGINT's handler is
 # installed explicitly: a test run as a background job inherits it ignored.
 CTRL_C_PROGRAM = """
-import signal, socket, sys, time
+import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import goroutine as gr
-from goroutine import net, runtime
-ln = net.listen("tcp", "127.0.0.1:0")
-a, b = socket.socketpair()
-c = net.Conn.from_socket(a)
-for _ in range(10):
-    gr.go(ln.accept)
-    gr.go(c.read)
-while runtime.stats()["parked"] < 20:
-    time.sleep(0.01)
+""" + PARK_20_ON_SOCKETS + """
 x, y = socket.socketpair()
 main_conn = net.Conn.from_socket(x)
 print("waiting", flush=True)
