@@ -257,6 +257,61 @@ def test_read_size_must_be_positive(listener):
             s.read("1")
 
 
+def test_read_returns_every_queued_byte_up_to_n(conns):
+    a, b = conns
+    data = bytes(range(256)) * 40               # 10,240 bytes, all queued
+    b.write(data)
+    deadline = _time.monotonic() + HANG
+    while a.socket.recv(len(data) + 1, socket.MSG_PEEK) != data:
+        assert _time.monotonic() < deadline
+    assert a.read(65536) == data                # one call, all of it
+    b.write(data)
+    assert a.read(3000) == data[:3000]
+    assert a.read(65536) == data[3000:]
+
+
+def test_a_parked_reader_holds_no_read_buffer():
+    """read(65536) parks before it allocates: 2,000 goroutines parked in
+    read() cost no more memory than 2,000 parked on a channel, over the
+    same connections (allocating first cost a 4 KiB page each)."""
+    r = run_py("""
+        import gc, socket, time
+        import goroutine as gr
+        from goroutine import net, runtime
+        N = 2000
+        def rss():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        def park(wait, pairs):
+            before = runtime.stats()["parked"]
+            gc.collect()
+            r0 = rss()
+            for c, _ in pairs:
+                gr.go(wait, c)
+            while runtime.stats()["parked"] < before + N:
+                time.sleep(0.01)
+            return rss() - r0
+        def conns():
+            out = []
+            for _ in range(N):
+                x, y = socket.socketpair()
+                out.append((net.Conn.from_socket(x), y))
+            return out
+        block = gr.chan()
+        # Warm-up: the goroutine stacks and pools that both kinds use.
+        warm = conns()
+        park(lambda c: block.recv(), warm)
+        on_chan = park(lambda c: block.recv(), conns())
+        in_read = park(lambda c: c.read(), conns())
+        print((in_read - on_chan) / N)
+    """, env=source_tree_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    extra = float(r.stdout.strip().splitlines()[-1])
+    assert extra < 2048, "each parked read() holds %.0f more bytes" % extra
+
+
 def test_read_into_and_write_of_any_bytes_like(listener):
     c, s = pair(listener)
     with c, s:
