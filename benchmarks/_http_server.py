@@ -31,16 +31,9 @@ BACKLOG = 4096
 sys.path.insert(0, str(ROOT / "examples"))
 import _serve          # noqa: E402
 import http_hello      # noqa: E402
+from benchmarks.workloads import rss_bytes as rss      # noqa: E402
 
 respond = http_hello.respond
-
-
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Idle:

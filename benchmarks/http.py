@@ -214,6 +214,10 @@ def main(argv=None):
     return 0
 
 
+def print_error(r):
+    print(f"{r['conns']:>6} {r['impl']:10} {'n/a':>10}   ({r['error']})")
+
+
 def print_table(results, duration):
     print(f"\nhttp hello-world, wrk {duration:g} s per row "
           "(ratios to asyncio; req/s above 1 and p99 below 1 beat it)")
@@ -226,8 +230,7 @@ def print_table(results, duration):
                      and "rps" in r), None)
         for r in rows:
             if "error" in r:
-                print(f"{conns:>6} {r['impl']:10} {'n/a':>10}   "
-                      f"({r['error']})")
+                print_error(r)
                 continue
             rr = pr = ""
             if base:
@@ -244,8 +247,7 @@ def print_table(results, duration):
                      and "bytes_per_conn" in r), None)
         for r in idle:
             if "error" in r:
-                print(f"{r['conns']:>6} {r['impl']:10} {'n/a':>10}   "
-                      f"({r['error']})")
+                print_error(r)
                 continue
             ratio = (f"{r['bytes_per_conn'] / base['bytes_per_conn']:.2f}x"
                      if base else "")
