@@ -924,17 +924,23 @@ def test_example_net_echo_serves_and_stops_on_ctrl_c():
         stop()
 
 
+def http_get(port, request):
+    """Send one request that ends the connection; the whole response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+        s.sendall(request)
+        resp = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                return resp
+            resp += d
+
+
 def test_example_http_hello_serves_and_stops_on_ctrl_c():
     port, stop = start_example("http_hello.py")
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            resp = b""
-            while True:
-                d = s.recv(4096)
-                if not d:
-                    break
-                resp += d
+        resp = http_get(port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                        b"Connection: close\r\n\r\n")
         assert resp.startswith(b"HTTP/1.1 200 OK\r\n")
         assert resp.endswith(b"\r\n\r\nHello, world!\n")
     finally:
@@ -952,15 +958,7 @@ def test_example_http_hello_survives_a_client_that_resets():
                      struct.pack("ii", 1, 0))
         s.close()
         _time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port),
-                                      timeout=HANG) as s:
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            resp = b""
-            while True:
-                d = s.recv(4096)
-                if not d:
-                    break
-                resp += d
+        resp = http_get(port, b"GET / HTTP/1.0\r\n\r\n")
         assert resp.endswith(b"\r\n\r\nHello, world!\n")
     finally:
         stop()          # and its stderr holds no traceback (a panic)
