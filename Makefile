@@ -219,7 +219,7 @@ valgrind: build
 	$(PY) tools/valgrind_check.py tools/valgrind_workload.py
 
 # The peers (gevent, py-routine, pygoroutine, matplotlib for the chart) and,
-# as root on Debian, Go.
+# as root on Debian, Go and wrk.
 GMEM_N ?= 100000
 bench: build
 	$(PY) -m pip install -q -e '.[bench]'
@@ -230,7 +230,14 @@ bench: build
 	  || echo "pygolang did not build: its column will read n/a"
 	@if ! command -v go >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true; fi
+	@# wrk loads the HTTP servers of benchmarks/http.py; without it those
+	@# rows read "wrk not installed: skipped".
+	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || true; fi
 	$(PY) -m benchmarks $(BENCH_ARGS)
+	@# The HTTP hello-world server under wrk and memory per idle connection,
+	@# goroutine.net against asyncio and gevent (docs/benchmarks.md).
+	$(PY) -m benchmarks.http $(HTTP_BENCH_ARGS)
 	@# Where a parked goroutine's memory goes (docs/design.md); GMEM_N=1000000
 	@# checks that a million fit.
 	$(PY) -m benchmarks.gmem $(GMEM_N) func

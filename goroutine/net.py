@@ -19,7 +19,8 @@ import select as _select
 import socket as _socket
 import time as _time
 from typing import (Any as _Any, Iterator as _Iterator,
-                    Optional as _Optional, Tuple as _Tuple, Union as _Union)
+                    Optional as _Optional, Tuple as _Tuple,
+                    TypeVar as _TypeVar, Union as _Union)
 
 from goroutine import _core
 from goroutine._core import ErrClosed
@@ -31,6 +32,7 @@ __all__ = ["listen", "dial", "dial_context", "Listener", "Conn",
 _NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
 
 Addr = _Union[_Tuple[_Any, ...], str]
+_S = _TypeVar("_S", bound="_Stream")
 
 
 def _closed_error() -> OSError:
@@ -54,6 +56,18 @@ def _adopt(family: int, fd: int) -> _socket.socket:
 def _close_socket(sock: _socket.socket) -> None:
     if sock.fileno() >= 0:
         _core._net_close(sock.detach())
+
+
+def _take_socket(sock: _Any, what: str) -> _socket.socket:
+    """sock, checked and made non-blocking, for a Conn or Listener."""
+    if not isinstance(sock, _socket.socket):
+        raise TypeError("%s needs a socket.socket, not %r"
+                        % (what, type(sock).__name__))
+    if sock.fileno() < 0:
+        raise _closed_error()
+    if sock.gettimeout() != 0.0:
+        sock.setblocking(False)
+    return sock
 
 
 def _addr(a: _Any) -> Addr:
@@ -125,55 +139,20 @@ def _deadline_arg(t: _Any, what: str = "deadline") -> _Optional[float]:
 # ---- Conn ----------------------------------------------------------------
 
 
-class Conn:
-    """A stream connection (Go's net.Conn): TCP or unix.
-
-    read/read_into/write park the calling goroutine while the socket is not
-    ready (a plain thread blocks); close() wakes every goroutine waiting on
-    it with ErrClosed.
-    """
+class _Stream:
+    """What Conn and TLSConn share: the socket, its pollDesc (_pd), and
+    everything that works on them alone -- deadlines, addresses, fileno,
+    the context manager.  read/write/close are each class's own."""
 
     __slots__ = ("_sock", "_pd", "__weakref__")
-
-    def __init__(self, sock: _socket.socket,
-                 _pd: _Optional[_core.PollDesc] = None) -> None:
-        if not isinstance(sock, _socket.socket):
-            raise TypeError("Conn needs a socket.socket, not %r"
-                            % type(sock).__name__)
-        if sock.fileno() < 0:
-            raise _closed_error()
-        if sock.gettimeout() != 0.0:
-            sock.setblocking(False)
-        self._sock = sock
-        self._pd = _pd if _pd is not None else _core.PollDesc(sock.fileno())
-
-    @classmethod
-    def from_socket(cls, sock: _socket.socket) -> "Conn":
-        """Adopt a connected socket (made non-blocking)."""
-        return cls(sock)
+    _sock: _socket.socket
+    _pd: _core.PollDesc
 
     def _oserror(self, e: OSError) -> OSError:
         # A call that raced close() sees EBADF (or ENOTSOCK): it is ErrClosed.
         if self._pd.closed:
             return _closed_error()
         return e
-
-    def read(self, n: int = 65536) -> bytes:
-        """At most n bytes, at least 1, parking until some arrive; b"" at
-        EOF."""
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise TypeError("read size must be an int, not %r"
-                            % type(n).__name__)
-        return self._pd.read(n)
-
-    def read_into(self, buf: _Any) -> int:
-        """Like socket.recv_into: the count read into buf; 0 at EOF."""
-        return self._pd.read_into(buf)
-
-    def write(self, data: _Any) -> int:
-        """Write all of data (bytes-like), parking while the send buffer is
-        full; returns len(data)."""
-        return self._pd.write(data)
 
     def _set(self, t: _Any, mode: str) -> None:
         t = _deadline_arg(t)
@@ -195,10 +174,8 @@ class Conn:
         self._set(t, "w")
 
     def close(self) -> None:
-        """Close; wakes every goroutine waiting on it with ErrClosed.
-        Idempotent."""
-        self._pd.close()
-        _close_socket(self._sock)
+        """Close (each class's own)."""
+        raise NotImplementedError
 
     def local_addr(self) -> Addr:
         """This end's address: (host, port[, flow, scope]) or a unix
@@ -224,20 +201,65 @@ class Conn:
         """The underlying (non-blocking) socket.socket."""
         return self._sock
 
-    def __enter__(self) -> "Conn":
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: _Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
+        name = "goroutine.net." + type(self).__name__
         if self._pd.closed:
-            return "<goroutine.net.Conn closed>"
+            return "<%s closed>" % name
         try:
-            return "<goroutine.net.Conn %r -> %r>" % (
-                self._sock.getsockname(), self._sock.getpeername())
+            return "<%s %r -> %r>" % (name, self._sock.getsockname(),
+                                       self._sock.getpeername())
         except OSError:
-            return "<goroutine.net.Conn fd=%d>" % self._sock.fileno()
+            return "<%s fd=%d>" % (name, self._sock.fileno())
+
+
+class Conn(_Stream):
+    """A stream connection (Go's net.Conn): TCP or unix.
+
+    read/read_into/write park the calling goroutine while the socket is not
+    ready (a plain thread blocks); close() wakes every goroutine waiting on
+    it with ErrClosed.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, sock: _socket.socket,
+                 _pd: _Optional[_core.PollDesc] = None) -> None:
+        self._sock = _take_socket(sock, "Conn")
+        self._pd = _pd if _pd is not None else _core.PollDesc(sock.fileno())
+
+    @classmethod
+    def from_socket(cls, sock: _socket.socket) -> "Conn":
+        """Adopt a connected socket (made non-blocking)."""
+        return cls(sock)
+
+    def read(self, n: int = 65536) -> bytes:
+        """At most n bytes, at least 1, parking until some arrive; b"" at
+        EOF."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError("read size must be an int, not %r"
+                            % type(n).__name__)
+        return self._pd.read(n)
+
+    def read_into(self, buf: _Any) -> int:
+        """Like socket.recv_into: the count read into buf; 0 at EOF."""
+        return self._pd.read_into(buf)
+
+    def write(self, data: _Any) -> int:
+        """Write all of data (bytes-like), parking while the send buffer is
+        full; returns len(data)."""
+        return self._pd.write(data)
+
+    def close(self) -> None:
+        """Close; wakes every goroutine waiting on it with ErrClosed.
+        Idempotent."""
+        self._pd.close()
+        _close_socket(self._sock)
 
 
 # ---- Listener ------------------------------------------------------------
@@ -251,14 +273,7 @@ class Listener:
     __slots__ = ("_sock", "_pd", "_unlink", "__weakref__")
 
     def __init__(self, sock: _socket.socket, _unlink: str = "") -> None:
-        if not isinstance(sock, _socket.socket):
-            raise TypeError("Listener needs a socket.socket, not %r"
-                            % type(sock).__name__)
-        if sock.fileno() < 0:
-            raise _closed_error()
-        if sock.gettimeout() != 0.0:
-            sock.setblocking(False)
-        self._sock = sock
+        self._sock = _take_socket(sock, "Listener")
         self._pd = _core.PollDesc(sock.fileno())
         self._unlink = _unlink
 
@@ -486,14 +501,15 @@ def dial_context(ctx: _Any, network: str, address: str) -> Conn:
 # ---- TLS -------------------------------------------------------------------
 
 
-class TLSConn:
+class TLSConn(_Stream):
     """TLS over a Conn (Go's tls.Conn), through ssl.MemoryBIO: the TLS
     engine works on memory buffers and every byte goes through the Conn,
     so a goroutine waiting for the peer parks on the netpoller.  It has
-    Conn's API; deadlines and addresses are the Conn's.  One goroutine may
-    read while another writes."""
+    Conn's API; deadlines, addresses and the socket (carrying the TLS
+    records) are the Conn's.  One goroutine may read while another
+    writes."""
 
-    __slots__ = ("_conn", "_in", "_out", "_obj", "_rmu", "_wmu", "__weakref__")
+    __slots__ = ("_conn", "_in", "_out", "_obj", "_rmu", "_wmu")
 
     def __init__(self, conn: Conn, ssl_context: _Any, server_side: bool,
                  server_hostname: _Optional[str]) -> None:
@@ -506,6 +522,7 @@ class TLSConn:
             raise TypeError("ssl_context must be an ssl.SSLContext, not %r"
                             % type(ssl_context).__name__)
         self._conn = conn
+        self._sock, self._pd = conn._sock, conn._pd
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._obj = ssl_context.wrap_bio(self._in, self._out,
@@ -609,45 +626,10 @@ class TLSConn:
                 pass
         self._conn.close()
 
-    def set_deadline(self, t: _Optional[float]) -> None:
-        """The Conn's (see Conn.set_deadline)."""
-        self._conn.set_deadline(t)
-
-    def set_read_deadline(self, t: _Optional[float]) -> None:
-        """The Conn's (see Conn.set_read_deadline)."""
-        self._conn.set_read_deadline(t)
-
-    def set_write_deadline(self, t: _Optional[float]) -> None:
-        """The Conn's (see Conn.set_write_deadline)."""
-        self._conn.set_write_deadline(t)
-
-    def local_addr(self) -> Addr:
-        """The Conn's local address."""
-        return self._conn.local_addr()
-
-    def remote_addr(self) -> Addr:
-        """The Conn's remote address."""
-        return self._conn.remote_addr()
-
-    def fileno(self) -> int:
-        """The Conn's fd."""
-        return self._conn.fileno()
-
-    @property
-    def socket(self) -> _socket.socket:
-        """The Conn's socket (carrying TLS records)."""
-        return self._conn.socket
-
     @property
     def ssl_object(self) -> _Any:
         """The ssl.SSLObject: version(), cipher(), getpeercert(), ..."""
         return self._obj
-
-    def __enter__(self) -> "TLSConn":
-        return self
-
-    def __exit__(self, *exc: _Any) -> None:
-        self.close()
 
 
 def tls_client(conn: Conn, ssl_context: _Any,

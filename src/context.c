@@ -45,9 +45,9 @@
  * The walk is iterative (a chain or fan-out of any size): a cancelled
  * node's children list is spliced onto the work list.
  *
- * Deadlines ride on timer.c's heap as C function timers (TK_FN): the
- * record holds the context and calls ctx_expire on the timer thread with
- * the GIL; cancel stops it at once (runtime.stats()["timers"] drops).
+ * Deadlines ride on timer.c's heap as C function timers (TK_FN, with the
+ * GIL): the record holds the context and calls ctx_expire on the timer
+ * thread with the GIL; cancel stops it at once (runtime.stats()["timers"] drops).
  *
  * done() makes its channel on first use (Go's lazy done): a context that
  * nobody waits on never allocates one; one cancelled before anyone asked
@@ -285,7 +285,7 @@ release(ctxlink *rel)
             gr_timer_rec *t = c->timer;
             if (t != NULL && c->err != NULL) {
                 c->timer = NULL;
-                gr_timer_func_stop(t);
+                gr_timer_fn_free(t);
             }
         }
         else {
@@ -338,17 +338,19 @@ ctx_cancel(cancelctx *ctx, PyObject *err, PyObject *cause)
     ctx->timer = NULL;
     Py_INCREF(ctx);
     if (t != NULL) {
-        gr_timer_func_stop(t);
+        gr_timer_fn_free(t);
     }
     release(&rel);
     Py_DECREF(ctx);
     PyErr_Restore(et, ev, etb);
 }
 
-/* The deadline's timer fired: on the timer thread, GIL held. */
+/* The deadline's timer fired: on the timer thread, GIL held (a TK_FN
+ * record with `gil`, which holds obj until this returns). */
 static void
-ctx_expire(PyObject *obj)
+ctx_expire(void *obj, uint64_t seq)
 {
+    (void)seq;
     ctx_cancel((cancelctx *)obj, X.deadline_exceeded, NULL);
 }
 
@@ -890,7 +892,7 @@ cancel_clear(cancelctx *c)
     gr_timer_rec *t = c->timer;
     c->timer = NULL;
     if (t != NULL) {
-        gr_timer_func_stop(t);
+        gr_timer_fn_free(t);
     }
     while (!list_empty(&rel)) {
         ctxlink *l = rel.next;
@@ -1100,7 +1102,10 @@ make_deadline(PyObject *parent, double t, double d)
     }
     /* Armed before c is linked: a cancel from above, once linked, finds
      * the timer to stop. */
-    c->timer = gr_timer_func_start(d, ctx_expire, (PyObject *)c);
+    c->timer = gr_timer_fn_new(ctx_expire, c, true);
+    if (c->timer != NULL) {
+        gr_timer_fn_add(c->timer, gr_timer_when(d), 0);
+    }
     if (c->timer == NULL || propagate(parent, &c->hd, 0) < 0) {
         ctx_cancel(c, X.canceled, NULL);
         Py_DECREF(c);

@@ -274,25 +274,22 @@ void gr_timer_fork_prepare(void);
 void gr_timer_fork_parent(void);
 void gr_timer_fork_child(void);
 int gr_timer_after_fork(void);      /* GIL held: restart the loop thread */
-/* A one-shot C timer: after `seconds`, fn(obj) runs on the timer thread
- * with the GIL held (it must not block).  GIL held; the record holds a
- * strong reference to obj until it fires or is stopped.  Returns the
- * caller's reference to the record, or NULL with an exception. */
+/* C function timers (context.c's and netpoll.c's deadlines; timer.c
+ * says more): fn(arg, seq) on the timer thread when due, with the GIL
+ * and a strong reference to arg (a PyObject) if `gil`, else with no GIL
+ * and no lock.  new: GIL held, the caller's reference or NULL with an
+ * exception; add: arm for monotonic `when` ns (gr_timer_when(seconds)
+ * from now), any thread; free: disarm and drop the caller's reference
+ * (GIL held for a `gil` record, whose fn then never runs). */
 typedef struct gr_timer_rec gr_timer_rec;
-gr_timer_rec *gr_timer_func_start(double seconds, void (*fn)(PyObject *),
-                                  PyObject *obj);
-/* GIL held: take the record out of the heap if it has not fired, drop
- * its reference to obj (the caller must hold its own) and the caller's
- * reference to the record.  Never calls fn. */
-void gr_timer_func_stop(gr_timer_rec *rec);
+gr_timer_rec *gr_timer_fn_new(void (*fn)(void *, uint64_t), void *arg,
+                              bool gil);
+void gr_timer_fn_add(gr_timer_rec *rec, int64_t when, uint64_t seq);
+void gr_timer_fn_free(gr_timer_rec *rec);
+int64_t gr_timer_when(double seconds);
 /* A duration or deadline argument as float seconds (time.sleep's rules;
  * `what` names it in the TypeError).  0, or -1 with an exception. */
 int gr_timer_seconds(PyObject *o, const char *what, double *out);
-/* C function timers, for netpoll.c's deadlines (timer.c says more). */
-typedef struct gr_timer_rec gr_timer_rec;
-gr_timer_rec *gr_timer_cfunc_new(void (*fn)(void *, uint64_t), void *arg);
-void gr_timer_cfunc_add(gr_timer_rec *rec, int64_t when, uint64_t seq);
-void gr_timer_cfunc_free(gr_timer_rec *rec);
 
 /* ---- the netpoller (netpoll.c) --------------------------------------- */
 

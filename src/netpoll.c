@@ -19,7 +19,8 @@
  * when nobody has for 10 ms.  The eventfd np.evfd breaks a blocked poll
  * (wakeup()).  A readiness event hands the waiting goroutines to the
  * poller's inject function (Go's injectglist).  Deadlines are records of
- * timer.c's heap (TK_CFUNC) that fire deadline_fire on the timer thread.
+ * timer.c's heap (TK_FN, without the GIL) that fire deadline_fire on the
+ * timer thread.
  *
  * A plain thread never waits here: nobody might poll for it (there may be
  * no goroutine at all).  It poll(2)s the fd itself, GIL released, in
@@ -57,6 +58,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -494,10 +496,10 @@ pd_evict(pollDesc *pd)
     pd->fd = -1;
     pthread_mutex_unlock(&pd->lock);
     if (rt != NULL) {
-        gr_timer_cfunc_free(rt);
+        gr_timer_fn_free(rt);
     }
     if (wt != NULL) {
-        gr_timer_cfunc_free(wt);
+        gr_timer_fn_free(wt);
     }
     gr_wakelist_wake(&wl);
 }
@@ -513,10 +515,10 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
     if (when > 0) {
         for (int mode = 0; mode < 2; mode++) {
             if (modes & (1 << mode)) {
-                newt[mode] = gr_timer_cfunc_new(deadline_fire, pd);
+                newt[mode] = gr_timer_fn_new(deadline_fire, pd, false);
                 if (newt[mode] == NULL) {
                     if (mode == MODE_W && newt[MODE_R] != NULL) {
-                        gr_timer_cfunc_free(newt[MODE_R]);
+                        gr_timer_fn_free(newt[MODE_R]);
                     }
                     return -1;
                 }
@@ -543,7 +545,7 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
         if (newt[mode] != NULL) {
             *t = newt[mode];
             newt[mode] = NULL;
-            gr_timer_cfunc_add(*t, when, *seq << 1 | (uint64_t)mode);
+            gr_timer_fn_add(*t, when, *seq << 1 | (uint64_t)mode);
         }
         else if (when == -1) {
             take_all(mode == MODE_R ? &pd->rq : &pd->wq, false, &wl);
@@ -556,10 +558,10 @@ pd_set_deadline(pollDesc *pd, int modes, int64_t when)
     pthread_mutex_unlock(&pd->lock);
     for (int mode = 0; mode < 2; mode++) {
         if (old[mode] != NULL) {
-            gr_timer_cfunc_free(old[mode]);
+            gr_timer_fn_free(old[mode]);
         }
         if (newt[mode] != NULL) {   /* closing: never armed */
-            gr_timer_cfunc_free(newt[mode]);
+            gr_timer_fn_free(newt[mode]);
         }
     }
     gr_wakelist_wake(&wl);
@@ -819,6 +821,11 @@ pd_failed(pollDesc *pd, int err)
 
 /* recv into buf (at most n bytes), waiting as needed: the count, 0 at
  * EOF, -1 with an exception.  GIL held. */
+static char *scratch_here(void);
+
+/* recv up to n bytes into buf, parking while there are none; buf NULL:
+ * into this thread's scratch (pdobject_read), looked up again after each
+ * park.  The count, 0 at EOF, or -1 with an exception. */
 static Py_ssize_t
 pd_recv(pollDesc *pd, char *buf, Py_ssize_t n)
 {
@@ -827,7 +834,8 @@ pd_recv(pollDesc *pd, char *buf, Py_ssize_t n)
         if (fd < 0) {
             return -1;
         }
-        ssize_t r = recv(fd, buf, (size_t)n, 0);
+        ssize_t r = recv(fd, buf != NULL ? buf : scratch_here(), (size_t)n,
+                         0);
         if (r >= 0) {
             return r;
         }
@@ -836,6 +844,33 @@ pd_recv(pollDesc *pd, char *buf, Py_ssize_t n)
             return -1;
         }
     }
+}
+
+/* read(n): the first GR_NET_READ_FIRST bytes land in this OS thread's
+ * scratch buffer, so a reader that parks -- the goroutine of an idle
+ * connection -- holds no buffer of its own.  Allocating n bytes before
+ * the recv cost a page of RSS per parked reader (the bytes header is
+ * written): 9.0 KiB per idle connection against 4.9 with read(1)
+ * (benchmarks/http.py, 5,000 connections; docs/benchmarks.md).  Not on
+ * the goroutine's stack: a 2 KiB array there pushed the park path onto
+ * one more stack page, the same 4 KiB again.  Per thread, not per
+ * process: nothing parks or switches between the recv and the copy, but
+ * two Ms (or two interpreters' GILs) may read at once.  If the first
+ * part fills, what else is queued (FIONREAD, up to n) is taken without
+ * waiting: a recv that found nothing could consume a pending error (a
+ * reset) that belongs to the next read. */
+#define GR_NET_READ_FIRST 2048
+static _Thread_local char read_scratch[GR_NET_READ_FIRST];
+
+/* This OS thread's scratch.  Never inlined, and called again after any
+ * park: a goroutine can resume on another thread, and the compiler would
+ * otherwise keep the first thread's address (sched.c's getm). */
+__attribute__((noinline)) static char *
+scratch_here(void)
+{
+    char *p = read_scratch;
+    __asm__ volatile("" ::: "memory");
+    return p;
 }
 
 static PyObject *
@@ -850,17 +885,36 @@ pdobject_read(pdobject *self, PyObject *arg)
                      "read size must be at least 1, not %zd", n);
         return NULL;
     }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    Py_ssize_t m = n < GR_NET_READ_FIRST ? n : GR_NET_READ_FIRST;
+    Py_ssize_t got = pd_recv(self->pd, NULL, m);
+    if (got < 0) {
+        return NULL;
+    }
+    /* The recv ran on this thread, and nothing has parked since. */
+    const char *first = scratch_here();
+    Py_ssize_t more = 0;
+    int fd = -1;
+    if (got == m && m < n) {
+        /* The GIL is held from pd_recv to here: no close came between. */
+        pthread_mutex_lock(&self->pd->lock);
+        fd = self->pd->closing ? -1 : self->pd->fd;
+        pthread_mutex_unlock(&self->pd->lock);
+        int queued = 0;
+        if (fd >= 0 && ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
+            more = queued < n - got ? queued : n - got;
+        }
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, got + more);
     if (b == NULL) {
         return NULL;
     }
-    Py_ssize_t got = pd_recv(self->pd, PyBytes_AS_STRING(b), n);
-    if (got < 0) {
-        Py_DECREF(b);
-        return NULL;
-    }
-    if (got != n && _PyBytes_Resize(&b, got) < 0) {
-        return NULL;
+    memcpy(PyBytes_AS_STRING(b), first, (size_t)got);
+    if (more > 0) {
+        ssize_t r = recv(fd, PyBytes_AS_STRING(b) + got, (size_t)more,
+                         MSG_DONTWAIT);
+        if (r < more && _PyBytes_Resize(&b, got + (r > 0 ? r : 0)) < 0) {
+            return NULL;
+        }
     }
     return b;
 }

@@ -20,14 +20,17 @@
  * system call and no wake-up.  A delete never wakes the loop: at worst the
  * loop wakes at the old deadline, finds nothing due, and re-arms.
  *
- * Two kinds of record:
+ * Three kinds of record:
  *   - SLEEP: a waiter (goroutine or thread).  Firing claims and wakes it
  *     with no GIL: 10,000 sleeping goroutines cost one thread, and a
  *     sleeper's wake-up never waits for Python code to yield the GIL.
- *   - FN: a C function and its object (context.c's deadlines): firing
- *     takes the GIL and calls fn(obj) on the loop thread; no goroutine,
- *     no Python callable.  The record holds obj strongly until it fires
- *     or gr_timer_func_stop takes it out (both with the GIL).
+ *   - FN: a C function fn(arg, seq) called on the loop thread; no
+ *     goroutine, no Python callable.  Two users, one kind: context.c's
+ *     deadlines ask for the GIL (`gil`), and then arg is an object the
+ *     record holds strongly until it fires or gr_timer_fn_free takes it
+ *     out (both with the GIL); netpoll.c's deadlines run without the GIL
+ *     or any lock, and re-arm one record with a new seq, by which fn
+ *     tells a stale fire from a live one.
  *   - PY: a Timer/Ticker object (owner).  Firing takes the GIL, then
  *     delivers (sends the time it was due on owner.c without blocking --
  *     a full buffer drops the tick -- or starts owner.f in a goroutine).
@@ -80,7 +83,7 @@
 #include <sys/timerfd.h>
 #endif
 
-enum { TK_SLEEP = 1, TK_PY = 2, TK_FN = 3, TK_CFUNC = 4 };
+enum { TK_SLEEP = 1, TK_PY = 2, TK_FN = 3 };
 
 typedef struct gr_pytimer gr_pytimer;
 
@@ -96,14 +99,13 @@ typedef struct gr_timer_rec {
     bool strong;                /* TK_PY: owner is a strong reference */
     bool delivered;             /* TK_PY, GIL: a one-shot has delivered */
     int64_t due;                /* loop thread: the `when` it last fired at */
-    void (*fn)(PyObject *);     /* TK_FN: called with the GIL on firing */
-    PyObject *fnobj;            /* TK_FN, GIL: fn's argument (strong), NULL
-                                   once fired or stopped */
-    void (*cfn)(void *, uint64_t);  /* TK_CFUNC: called on the loop thread,
-                                       no GIL, no lock (netpoll.c's
-                                       deadlines) */
-    void *carg;                 /* TK_CFUNC: its arguments */
-    uint64_t cseq;
+    void (*fn)(void *, uint64_t);   /* TK_FN: called on the loop thread,
+                                       no lock held */
+    void *arg;                  /* TK_FN: fn's first argument; with gil, a
+                                   strong PyObject reference, NULL once
+                                   fired or freed (GIL) */
+    uint64_t seq;               /* TK_FN: fn's second, set by each add */
+    bool gil;                   /* TK_FN: fn runs with the GIL */
 } gr_timer_rec;
 
 static struct {
@@ -279,8 +281,8 @@ run_timers(void)
                 gr_waiter_wake(&rec->w);
             }
         }
-        else if (rec->kind == TK_CFUNC) {
-            rec->cfn(rec->carg, rec->cseq);
+        else if (rec->kind == TK_FN && !rec->gil) {
+            rec->fn(rec->arg, rec->seq);
         }
         else {
             if (!gil && !gr_sched_exiting() && !gr_pystate_finalizing()) {
@@ -628,48 +630,6 @@ rec_new(int kind, double seconds, double period)
     return rec;
 }
 
-/* ---- C function timers (netpoll.c's deadlines) --------------------- */
-
-/* A record that will call fn(arg, seq) on the loop thread (no GIL, no
- * lock held) when it fires.  GIL held (it may start the loop thread);
- * NULL with an exception.  The caller holds the one reference and gives
- * it back with gr_timer_cfunc_free; gr_timer_cfunc_add puts it in the
- * heap (at most once), which then holds a second. */
-gr_timer_rec *
-gr_timer_cfunc_new(void (*fn)(void *, uint64_t), void *arg)
-{
-    if (loop_start() < 0) {
-        return NULL;
-    }
-    gr_timer_rec *rec = rec_new(TK_CFUNC, 0, 0);
-    if (rec != NULL) {
-        atomic_store(&rec->refs, 1);
-        rec->cfn = fn;
-        rec->carg = arg;
-    }
-    return rec;
-}
-
-/* Arm it for monotonic `when` with `seq` for fn.  Any thread, GIL or not;
- * only L.lock (a leaf) is taken, so the caller may hold its own lock. */
-void
-gr_timer_cfunc_add(gr_timer_rec *rec, int64_t when, uint64_t seq)
-{
-    rec->when = when;
-    rec->cseq = seq;
-    atomic_fetch_add(&rec->refs, 1);
-    timer_add(rec);
-}
-
-/* Disarm it (if it has not fired) and drop the caller's reference.  A fire
- * already under way still calls fn: fn must recognise a stale seq. */
-void
-gr_timer_cfunc_free(gr_timer_rec *rec)
-{
-    timer_del(rec);
-    rec_unref(rec);
-}
-
 /* ---- sleep ---------------------------------------------------------- */
 
 /* gr_block's publish: for a goroutine it runs on g0, once the goroutine
@@ -783,50 +743,84 @@ timer_sleep(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* ---- C function timers (context deadlines, context.c) --------------- */
+/* ---- C function timers (context.c's and netpoll.c's deadlines) ----- */
 
-/* Loop thread, GIL held: a TK_FN record is due.  The record's reference
- * to its object passes to this call; a stop that ran first (GIL held too)
- * took it, and then nothing is called. */
+/* Loop thread, GIL held: a TK_FN record with `gil` is due.  The record's
+ * reference to its object passes to this call; a free that ran first
+ * (GIL held too) took it, and then nothing is called. */
 static void
 fn_fire(gr_timer_rec *rec)
 {
-    PyObject *obj = rec->fnobj;
+    PyObject *obj = rec->arg;
     if (obj == NULL) {
         return;
     }
-    rec->fnobj = NULL;
-    rec->fn(obj);
+    rec->arg = NULL;
+    rec->fn(obj, rec->seq);
     if (PyErr_Occurred()) {
         PyErr_WriteUnraisable(obj);
     }
     Py_DECREF(obj);
 }
 
+/* A record that will call fn(arg, seq) on the loop thread when it fires:
+ * with the GIL if `gil` (arg is then a PyObject, held strongly from here
+ * until the fire or gr_timer_fn_free), else with no GIL and no lock held
+ * (fn must not block).  GIL held (it may start the loop thread); NULL
+ * with an exception.  The caller holds the one reference and gives it
+ * back with gr_timer_fn_free; gr_timer_fn_add puts it in the heap, which
+ * then holds a second. */
 gr_timer_rec *
-gr_timer_func_start(double seconds, void (*fn)(PyObject *), PyObject *obj)
+gr_timer_fn_new(void (*fn)(void *, uint64_t), void *arg, bool gil)
 {
     if (loop_start() < 0) {
         return NULL;
     }
-    gr_timer_rec *rec = rec_new(TK_FN, seconds, 0);
-    if (rec == NULL) {
-        return NULL;
+    gr_timer_rec *rec = rec_new(TK_FN, 0, 0);
+    if (rec != NULL) {
+        atomic_store(&rec->refs, 1);
+        rec->fn = fn;
+        rec->gil = gil;
+        rec->arg = gil ? Py_NewRef((PyObject *)arg) : arg;
     }
-    rec->fn = fn;
-    rec->fnobj = Py_NewRef(obj);
-    timer_add(rec);
     return rec;
 }
 
+/* Arm it for monotonic `when` (ns; gr_timer_when) with `seq` for fn.  A
+ * record is in the heap at most once: re-arm it only after its fire or a
+ * gr_timer_fn_free of the old one.  Any thread, GIL or not; only L.lock
+ * (a leaf) is taken, so the caller may hold its own lock. */
 void
-gr_timer_func_stop(gr_timer_rec *rec)
+gr_timer_fn_add(gr_timer_rec *rec, int64_t when, uint64_t seq)
 {
-    PyObject *obj = rec->fnobj;
-    rec->fnobj = NULL;
+    rec->when = when;
+    rec->seq = seq;
+    atomic_fetch_add(&rec->refs, 1);
+    timer_add(rec);
+}
+
+/* Disarm it (if it has not fired) and drop the caller's reference; GIL
+ * held for a `gil` record, which then drops its object too and never
+ * calls fn.  Without `gil`, a fire already under way still calls fn: fn
+ * must recognise a stale seq. */
+void
+gr_timer_fn_free(gr_timer_rec *rec)
+{
+    PyObject *obj = NULL;
+    if (rec->gil) {
+        obj = rec->arg;
+        rec->arg = NULL;
+    }
     timer_del(rec);
     rec_unref(rec);
     Py_XDECREF(obj);
+}
+
+/* The monotonic ns `seconds` from now, as a sleep of it would end. */
+int64_t
+gr_timer_when(double seconds)
+{
+    return mono_ns() + duration_ns(seconds);
 }
 
 int

@@ -88,3 +88,42 @@ def test_quick_run_gives_the_newer_go_style_peers_their_rows(tmp_path):
         for w in NEWER_PEERS[m]:
             assert rows[(w, m)].get("value", 0) > 0, rows[(w, m)]
         assert {w for (w, i) in rows if i == m} == NEWER_PEERS[m]
+
+
+def run_http_bench(tmp_path, env, *args):
+    if not (ROOT / "benchmarks").is_dir():
+        import pytest
+        pytest.skip("not running from a source checkout")
+    out = tmp_path / "h.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.http", "--duration", "1",
+         "--idle", "20", "--impl", "goroutine,asyncio", "--json", str(out),
+         *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r, {(x["bench"], x["impl"], x["conns"]): x
+               for x in json.loads(out.read_text())["results"]}
+
+
+def test_http_bench_rows_for_every_server_and_idle_memory(tmp_path):
+    import shutil
+    import pytest
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    r, rows = run_http_bench(tmp_path, source_tree_env(), "--conns", "10")
+    for impl in ("goroutine", "asyncio"):
+        load = rows[("http_load", impl, 10)]
+        assert load["rps"] > 0 and load["p99_ms"] > 0, load
+        assert load["errors"] == 0, load
+        # 19 connections may fault no new page: only that it was measured.
+        assert "bytes_per_conn" in rows[("http_idle", impl, 20)]
+    assert "x asyncio" in r.stdout
+
+
+def test_http_bench_without_wrk_skips_the_load_rows(tmp_path):
+    env = dict(source_tree_env(), PATH=str(tmp_path))
+    r, rows = run_http_bench(tmp_path, env, "--conns", "10")
+    assert rows[("http_load", "goroutine", 10)]["error"] == \
+        "wrk not installed: skipped"
+    assert "bytes_per_conn" in rows[("http_idle", "goroutine", 20)]
+    assert "wrk not installed" in r.stdout
