@@ -1696,12 +1696,14 @@ preempt_cb(void *arg)
         err = pthread_cond_timedwait(&sched.handcond, &sched.handmu, &dl);
     }
     pthread_mutex_unlock(&sched.handmu);
-    if (err == ETIMEDOUT) {
-        /* The handed M has not taken the GIL in a whole switch interval
-         * (a loaded machine): nobody waits for it any longer.  Only this
-         * hand-off: a later one, even of the same P, is not ours to end. */
-        handoff_end(tok);
-    }
+    /* A wait that times out (the handed M has not had a CPU for a switch
+     * interval: a loaded machine) takes the GIL back, but the hand-off
+     * stands: it ends only when the handed M has the GIL or its P went
+     * idle.  Ending it here left that M, often just about to take the GIL,
+     * to wait in take_gil among the others for CPython's switch interval,
+     * and often for several (seen: 7 s with the interval at 1 s).  Whoever
+     * holds the GIL next steps aside again (the request was posted again
+     * above, and sysmon posts it while the hand-off stands). */
     PyEval_RestoreThread(ts);
     gr_pystate_preempt_in(ts);
     return 0;
