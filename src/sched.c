@@ -39,9 +39,11 @@
  *   - nactive counts Gs that are runnable or running (including ones
  *     inside a blocking call); it reaches 0 only when every G is parked.
  *     The deadlock check builds on that.
- *   - sched.handp (preemption, 3.12+): a P whose M waits to take the GIL
- *     for a G (handed over for it, or entering execute); set only while
- *     NULL, cleared once that M has the GIL or the P goes idle or dies.
+ *   - sched.hand (preemption, 3.12+): names a P whose M waits to take the
+ *     GIL for a G (handed over for it, or entering execute), and which
+ *     hand-off this is (a generation: the same P handed again is another
+ *     hand-off); set only while 0, cleared once that M has the GIL or the
+ *     P goes idle or dies.
  *     While set, a thread that holds the GIL lets it go at its next safe
  *     point when asked, and waits for the clear.  A G never runs on
  *     another G's M in between: a preempted G keeps its M and OS thread.
@@ -153,6 +155,8 @@ struct gr_m {
     bool lockedresume;          /* lockedg yielded: run it again directly
                                    (it is on no queue) */
     unsigned long ident;        /* its thread ident, set by mstart */
+    unsigned long long gilhand; /* sched.hand when its G last took the
+                                   GIL in execute (preempt_cb) */
     gr_m *alllink;              /* allm list, under sched.lock */
 };
 
@@ -227,13 +231,17 @@ static struct {
     atomic_bool preemptoff;     /* GODEBUG=asyncpreemptoff=1, or 3.10/
                                    3.11; set by sched_start, read by any
                                    thread (true until then) */
-    /* Preemption by GIL hand-off ("preemption" below).  handp is the P
-     * handed to an M for a G that waits for the GIL: set by the hand-off,
-     * cleared (CAS) when that M's first G took the GIL, when the P goes
-     * idle or dies, or by a step-aside that timed out.  While it is set,
-     * a thread that holds the GIL at a safe point lets it go and waits on
-     * handcond (under handmu, a leaf lock) until it is cleared. */
-    _Atomic(gr_p *) handp;
+    /* Preemption by GIL hand-off ("preemption" below).  hand names the P
+     * handed to an M for a G that waits for the GIL, as HAND_TOKEN(gen,
+     * p): set by the hand-off, cleared (CAS) when that M's first G took
+     * the GIL, when the P goes idle or dies, or by a step-aside that
+     * timed out.  While it is set, a thread that holds the GIL at a safe
+     * point lets it go and waits on handcond (under handmu, a leaf lock)
+     * until it changes.  The generation keeps a waiter that has not yet
+     * seen one hand-off of p end from taking the next one of p for it
+     * (and clearing that one when its wait times out). */
+    atomic_ullong hand;         /* 0: none */
+    atomic_ullong handgen;      /* hand-offs claimed so far */
     pthread_mutex_t handmu;
     pthread_cond_t handcond;    /* CLOCK_MONOTONIC, made by sched_start */
     /* the netpoller (netpoll.c, through gr_sched_set_netpoll) */
@@ -1148,6 +1156,7 @@ execute(gr_m *m, gr_g *g)
     /* If p waited for the GIL, this M has it now: whoever stepped aside
      * for it may want it back. */
     handoff_over(p);
+    m->gilhand = atomic_load(&sched.hand);
     gr_pystate_refit(g->tstate, g->stack.size, &g->fit_limit);
     gr_switch_annotate_begin(&m->g0fake, g->stack.lo, g->stack.size,
                              g->stack.tsan_fiber);
@@ -1499,7 +1508,7 @@ gr_ready(gr_g *g)
  * 3.12+): whichever thread holds the GIL runs preempt_cb at its next
  * safe point (CPython's eval breaker: loop back-edges and calls), and
  * steps aside: it lets the GIL go and waits until the handed M's first G
- * has taken it (sched.handp cleared), bounded by GR_RETAKE_NS.  It posts
+ * has taken it (sched.hand cleared), bounded by GR_RETAKE_NS.  It posts
  * the request again first, so a thread that takes the GIL before the
  * handed M (another busy goroutine, the main thread) steps aside in turn,
  * and the handed M ends up the only one asking for the GIL.  CPython's own
@@ -1511,25 +1520,56 @@ gr_ready(gr_g *g)
  * slice-end retake) registers the same way when it enters execute
  * (gil_wanted), and sysmon asks for it if it still waits on its next tick:
  * goroutines that hand the GIL to each other by parking within a tick
- * never pay for a request.  One M waits this way at a time (sched.handp);
+ * never pay for a request.  One M waits this way at a time (sched.hand);
  * others take the GIL as CPython gives it.  3.10/3.11 have no pending call that a non-main thread runs
  * (docs/design.md): there is no preemption there, and sysmon hands the P
  * over after a slice as it always did. */
 
-/* The hand-off of p for the GIL, if there is one, is over: its M's G has
- * the GIL, or p went idle or died without running one.  Wake whoever
- * stepped aside.  Any thread; sched.lock may be held (handmu is a leaf). */
+/* sched.hand's value for the gen-th hand-off, of p (ids are < 1024). */
+#define HAND_PBITS 11
+#define HAND_TOKEN(gen, p) (((gen) << HAND_PBITS) | (unsigned)((p)->id + 1))
+#define HAND_IS(tok, p) \
+    ((tok) != 0 && ((tok) & ((1u << HAND_PBITS) - 1)) == \
+     (unsigned)((p)->id + 1))
+
+/* The hand-off tok, if it is still the one, is over: wake whoever stepped
+ * aside for it.  Any thread; sched.lock may be held (handmu is a leaf). */
 static void
-handoff_over(gr_p *p)
+handoff_end(unsigned long long tok)
 {
-    gr_p *expect = p;
-    if (atomic_load(&sched.handp) != p ||
-        !atomic_compare_exchange_strong(&sched.handp, &expect, NULL)) {
+    if (tok == 0 || atomic_load(&sched.hand) != tok ||
+        !atomic_compare_exchange_strong(&sched.hand, &tok, 0)) {
         return;
     }
     pthread_mutex_lock(&sched.handmu);
     pthread_cond_broadcast(&sched.handcond);
     pthread_mutex_unlock(&sched.handmu);
+}
+
+/* The hand-off of p for the GIL, if there is one, is over: its M's G has
+ * the GIL, or p went idle or died without running one.  Any thread;
+ * sched.lock may be held. */
+static void
+handoff_over(gr_p *p)
+{
+    unsigned long long tok = atomic_load(&sched.hand);
+    if (HAND_IS(tok, p)) {
+        handoff_end(tok);
+    }
+}
+
+/* Make p the P whoever holds the GIL steps aside for, if no other is.
+ * Returns whether p is it.  Any thread, no runtime lock held. */
+static bool
+hand_claim(gr_p *p)
+{
+    unsigned long long none = 0;
+    if (atomic_load(&sched.hand) != 0) {
+        return false;
+    }
+    unsigned long long gen = atomic_fetch_add(&sched.handgen, 1) + 1;
+    return atomic_compare_exchange_strong(&sched.hand, &none,
+                                          HAND_TOKEN(gen, p));
 }
 
 /* p's M is about to take the GIL for a G (execute): if no other P waits,
@@ -1539,9 +1579,8 @@ handoff_over(gr_p *p)
 static void
 gil_wanted(gr_p *p)
 {
-    gr_p *none = NULL;
-    if (!atomic_load(&sched.preemptoff) && atomic_load(&sched.handp) == NULL) {
-        atomic_compare_exchange_strong(&sched.handp, &none, p);
+    if (!atomic_load(&sched.preemptoff)) {
+        hand_claim(p);
     }
 }
 
@@ -1580,13 +1619,26 @@ preempt_post(void)
 static void
 handoff_for_gil(gr_p *p, bool retaken)
 {
-    gr_p *none = NULL;
-    bool mine = atomic_compare_exchange_strong(&sched.handp, &none, p);
+    bool mine = hand_claim(p);
     atomic_fetch_add(&sched.npreempts, 1);
     startm(p, false, retaken);
     if (mine) {
         preempt_post();
     }
+}
+
+/* As many Ms as Ps run a displaced G without a P already: no P is retaken
+ * for a hand-off (sysmon's, or wake_for_global's).  Each such retake
+ * displaces another G, whose M goes on running it, and starts another M
+ * for the P; a netpoller that readies Gs into the global queue all the
+ * time, or more Gs running Python than Ps, would grow the threads without
+ * bound (2,000 connections on 3.12: 48 OS threads).  A retake for a
+ * blocking call, or of a P beyond gomaxprocs, is not a hand-off and still
+ * comes.  Any thread. */
+static bool
+crowded(void)
+{
+    return atomic_load(&sched.nmpless) >= atomic_load(&sched.gomaxprocs);
 }
 
 /* Retake p from its running G for a hand-off (sysmon's retake): its G goes
@@ -1620,8 +1672,18 @@ preempt_cb(void *arg)
     if (m != NULL && m->curg != NULL) {
         reacquire_p();
     }
-    gr_p *hp = atomic_load(&sched.handp);
-    if (hp == NULL) {
+    unsigned long long tok = atomic_load(&sched.hand);
+    if (tok == 0) {
+        return 0;
+    }
+    if (m != NULL && m->curg != NULL && m->gilhand == tok) {
+        /* This G took the GIL in execute after the hand-off was made: it
+         * waited for the GIL just as the handed M's G does, and is often
+         * that very G, taken from the global queue by another M (one still
+         * spinning, or handed a P by sysmon) before the handed M woke.
+         * Stepping aside would send it to the back of the GIL's waiters
+         * while the handed M finds nothing to run: one switch interval or
+         * more (issue 24's p99). */
         return 0;
     }
     /* The next holder may not be the handed M: it steps aside too. */
@@ -1638,16 +1700,19 @@ preempt_cb(void *arg)
     dl.tv_nsec %= 1000000000;
     pthread_mutex_lock(&sched.handmu);
     int err = 0;
-    while (atomic_load(&sched.handp) == hp && err != ETIMEDOUT &&
+    while (atomic_load(&sched.hand) == tok && err != ETIMEDOUT &&
            !atomic_load(&sched.exiting)) {
         err = pthread_cond_timedwait(&sched.handcond, &sched.handmu, &dl);
     }
     pthread_mutex_unlock(&sched.handmu);
-    if (err == ETIMEDOUT) {
-        /* The handed M has not taken the GIL in a whole switch interval
-         * (a loaded machine): nobody waits for it any longer. */
-        handoff_over(hp);
-    }
+    /* A wait that times out (the handed M has not had a CPU for a switch
+     * interval: a loaded machine) takes the GIL back, but the hand-off
+     * stands: it ends only when the handed M has the GIL or its P went
+     * idle.  Ending it here left that M, often just about to take the GIL,
+     * to wait in take_gil among the others for CPython's switch interval,
+     * and often for several (seen: 7 s with the interval at 1 s).  Whoever
+     * holds the GIL next steps aside again (the request was posted again
+     * above, and sysmon posts it while the hand-off stands). */
     PyEval_RestoreThread(ts);
     gr_pystate_preempt_in(ts);
     return 0;
@@ -1668,12 +1733,8 @@ wake_for_global(void)
                    atomic_load(&sched.npidle) <
                    atomic_load(&sched.gomaxprocs)) ||
                   atomic_load(&sched.nmpless) > 0;
-    /* As many Ms as Ps run a displaced G without a P already: another
-     * hand-off would only start another M (sysmon's "crowded"). */
-    bool crowded = atomic_load(&sched.nmpless) >=
-                   atomic_load(&sched.gomaxprocs);
-    if (atomic_load(&sched.preemptoff) || !pybusy || crowded ||
-        atomic_load(&sched.handp) != NULL || (m != NULL && m->curg == NULL)) {
+    if (atomic_load(&sched.preemptoff) || !pybusy ||
+        atomic_load(&sched.hand) != 0 || (m != NULL && m->curg == NULL)) {
         /* One hand-off at a time: sysmon makes the next.  An M on g0 is
          * about to look at the global queue itself. */
         wakep();
@@ -1686,8 +1747,12 @@ wake_for_global(void)
         p = pidleget_locked();
         pthread_mutex_unlock(&sched.lock);
     }
-    /* Acquire on nallp, as in steal_work: every allp[i] below it is set. */
-    int n = atomic_load(&sched.pybusy)
+    /* An idle P is handed over even when crowded: it displaces nobody,
+     * and the M it needs is one wakep would start too (with every P idle
+     * while the displaced Gs had not yet taken one back, the woken G used
+     * to wait for sysmon's ticks to get the GIL: issue 24's p99).
+     * Acquire on nallp, as in steal_work: every allp[i] below it is set. */
+    int n = atomic_load(&sched.pybusy) && !crowded()
             ? atomic_load_explicit(&sched.nallp, memory_order_acquire) : 0;
     unsigned start = gr_fastrand();
     for (int i = 0; p == NULL && i < n; i++) {
@@ -2264,7 +2329,7 @@ sysmon(void *arg)
 {
     int64_t delay_us = 20;
     int idle = 0;
-    gr_p *lasthandp = NULL;     /* sched.handp on the last tick */
+    unsigned long long lasthand = 0;    /* sched.hand on the last tick */
     while (!atomic_load(&sched.exiting)) {
         usleep((useconds_t)delay_us);
         if (gr_pystate_finalizing()) {
@@ -2324,16 +2389,8 @@ sysmon(void *arg)
              * no idle P or spinning M takes gets the P of a G that has
              * run Python since the last tick, without waiting a slice. */
             bool handoff = !atomic_load(&sched.preemptoff) &&
-                           atomic_load(&sched.handp) == NULL;
-            /* Not while as many Ms as Ps already run a displaced G
-             * without a P: each such retake starts another M, and a
-             * netpoller that readies Gs into the global queue all the
-             * time would grow the threads without bound (2,000
-             * connections on 3.12: 48 OS threads).  The slice-end
-             * retake below still comes. */
-            bool crowded = atomic_load(&sched.nmpless) >=
-                           atomic_load(&sched.gomaxprocs);
-            bool global = handoff && !blocked && !crowded &&
+                           atomic_load(&sched.hand) == 0;
+            bool global = handoff && !blocked && !crowded() &&
                           atomic_load(&sched.runqsize) > 0 &&
                           atomic_load(&sched.npidle) == 0 &&
                           atomic_load(&sched.nmspinning) == 0;
@@ -2344,7 +2401,7 @@ sysmon(void *arg)
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
                 continue;
             }
-            if (handoff && crowded && !blocked && !beyond) {
+            if (handoff && crowded() && !blocked && !beyond) {
                 continue;       /* the displaced Gs' Ms share the GIL */
             }
             if (retake(p)) {
@@ -2370,13 +2427,13 @@ sysmon(void *arg)
         atomic_store(&sched.pybusy, pybusy);
         busy = busy || atomic_load(&sched.nmpless) > 0;
         if (!atomic_load(&sched.preemptoff)) {
-            gr_p *hp = atomic_load(&sched.handp);
-            if (hp != NULL && hp == lasthandp) {
+            unsigned long long hand = atomic_load(&sched.hand);
+            if (hand != 0 && hand == lasthand) {
                 /* An M with a P has waited a tick for the GIL: whoever
                  * holds it steps aside at its next safe point. */
                 preempt_post();
             }
-            lasthandp = hp;
+            lasthand = hand;
             if (atomic_load(&sched.nmpless) > 0 &&
                 atomic_load(&sched.npidle) > 0) {
                 /* A G running on after its P was retaken takes an idle P
@@ -2915,7 +2972,7 @@ gr_sched_fork_child(void)
     pthread_mutex_init(&sched.lock, NULL);
     /* Before any pidleput_locked below (it takes handmu): a thread that
      * stepped aside in the parent does not exist here. */
-    atomic_store(&sched.handp, NULL);
+    atomic_store(&sched.hand, 0);
     handcond_init();
     atomic_fetch_add(&gr_forkgen, 1);
     gr_m *m = tls_m;

@@ -326,3 +326,53 @@ def _lock_holder_preempted_by_its_waiter():
     recv_within(got, 30)
     recv_within(done, 30)
     return preempted
+
+
+_CROWD_SCRIPT = r"""
+import os, time
+from goroutine import chan, go
+K = 64
+chans = [chan(100) for _ in range(K)]
+done = chan(K)
+served = [0]
+def worker(c):
+    while c.recv() is not None:
+        t = time.perf_counter() + 0.002
+        while time.perf_counter() < t:      # 2 ms of Python
+            pass
+        served[0] += 1
+    done.send(1)
+for c in chans:
+    go(worker, c)
+peak, sent = 0, 0
+end = time.monotonic() + 2
+while time.monotonic() < end:
+    chans[sent % K].send(sent)  # readied from a plain thread
+    sent += 1
+    if sent % 8 == 0:
+        time.sleep(0.001)
+    peak = max(peak, len(os.listdir("/proc/self/task")))
+for c in chans:
+    c.send(None)
+for _ in range(K):
+    done.recv()
+print(peak, sent, served[0])
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
+                    reason="counts threads in /proc")
+def test_no_hand_off_retakes_a_p_while_as_many_ms_as_ps_run_displaced_goroutines():
+    # One P; 64 goroutines each readied from the main thread, again and
+    # again, to run 2 ms of Python.  Every hand-off that retakes the P
+    # leaves the goroutine it displaces running on its M: without the
+    # "crowded" rule each wake displaced another and started another M
+    # (30 OS threads seen); with it, at most GOMAXPROCS displaced
+    # goroutines run at a time (5-7 threads seen).
+    env = dict(os.environ, GOMAXPROCS="1")
+    r = subprocess.run([sys.executable, "-c", _CROWD_SCRIPT], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    peak, sent, served = map(int, r.stdout.split())
+    assert served == sent
+    assert peak <= 12, peak
