@@ -742,23 +742,35 @@ flagged_slot(uint64_t m)
     return __builtin_ctzll(m) >> 3;
 }
 
-/* Find k, whose tophash is top, in the chain starting at b.  Every slot
- * whose tophash is top is a candidate; an emptyRest ends the chain, and
- * empty marks never equal a live tophash, so this finds what Go's slot by
- * slot scan finds. */
+/* The slot of bucket b (whose tophash bytes are w) holding k, whose
+ * tophash is top; -1 when none does.  Every slot whose tophash is top is
+ * a candidate (empty marks never equal a live tophash).  The one probe
+ * of a bucket: chain_find and mapassign both use it. */
+static inline int
+bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
+{
+    for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0; m &= m - 1) {
+        int i = flagged_slot(m);
+        if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Find k, whose tophash is top, in the chain starting at b.  An
+ * emptyRest ends the chain, so this finds what Go's slot by slot scan
+ * finds. */
 static inline bool
 chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
 {
     for (; b != NULL; b = b->overflow) {
         uint64_t w = tophashes(b);
-        for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
-             m &= m - 1) {
-            int i = flagged_slot(m);
-            if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
-                out->b = b;
-                out->i = i;
-                return true;
-            }
+        int i = bucket_find(b, w, top, k);
+        if (i >= 0) {
+            out->b = b;
+            out->i = i;
+            return true;
         }
         if (zerobytes(w) != 0) {
             return false;       /* an emptyRest */
