@@ -594,16 +594,34 @@ ckey_strhashed(const ckey *c)
     return ckey_len(c) > GKEY_INLINE && c->p[0] == 'S';
 }
 
+/* memhash of a short key's words w (n <= GKEY_INLINE bytes, zero padded
+ * to 32): the same value, unrolled, since n is known to need one block
+ * or two. */
+static inline uint64_t
+memhash_short(const uint64_t *w, uint32_t n, uint64_t seed)
+{
+    uint64_t h = seed ^ (uint64_t)n;
+    h = mix(w[0] ^ h ^ H2, w[1] ^ rotl(h, 32) ^ H3);
+    if (n > 16) {
+        h = mix(w[2] ^ h ^ H2, w[3] ^ rotl(h, 32) ^ H3);
+    }
+    return mix(h ^ H4, h ^ H0) ^ h;
+}
+
 /* The map's hash of c with the map's seed. */
 static inline uint64_t
 ckey_hash(const ckey *c, uint64_t seed)
 {
-    if (ckey_strhashed(c)) {
+    uint32_t n = ckey_len(c);
+    if (n <= GKEY_INLINE) {
+        return memhash_short(c->w, n, seed);
+    }
+    if (c->p[0] == 'S') {       /* ckey_strhashed */
         uint64_t h = seed ^ H1;
         h = mix(c->xhash ^ h ^ H2, rotl(h, 32) ^ H3);
         return mix(h ^ H4, h ^ H0) ^ h;
     }
-    return memhash(ckey_bytes(c), ckey_len(c), seed);
+    return memhash(c->p, n, seed);
 }
 
 /* The hash of a slot's key (not NaN). */
