@@ -594,16 +594,34 @@ ckey_strhashed(const ckey *c)
     return ckey_len(c) > GKEY_INLINE && c->p[0] == 'S';
 }
 
+/* memhash of a short key's words w (n <= GKEY_INLINE bytes, zero padded
+ * to 32): the same value, unrolled, since n is known to need one block
+ * or two. */
+static inline uint64_t
+memhash_short(const uint64_t *w, uint32_t n, uint64_t seed)
+{
+    uint64_t h = seed ^ (uint64_t)n;
+    h = mix(w[0] ^ h ^ H2, w[1] ^ rotl(h, 32) ^ H3);
+    if (n > 16) {
+        h = mix(w[2] ^ h ^ H2, w[3] ^ rotl(h, 32) ^ H3);
+    }
+    return mix(h ^ H4, h ^ H0) ^ h;
+}
+
 /* The map's hash of c with the map's seed. */
 static inline uint64_t
 ckey_hash(const ckey *c, uint64_t seed)
 {
-    if (ckey_strhashed(c)) {
+    uint32_t n = ckey_len(c);
+    if (n <= GKEY_INLINE) {
+        return memhash_short(c->w, n, seed);
+    }
+    if (c->p[0] == 'S') {       /* ckey_strhashed */
         uint64_t h = seed ^ H1;
         h = mix(c->xhash ^ h ^ H2, rotl(h, 32) ^ H3);
         return mix(h ^ H4, h ^ H0) ^ h;
     }
-    return memhash(ckey_bytes(c), ckey_len(c), seed);
+    return memhash(c->p, n, seed);
 }
 
 /* The hash of a slot's key (not NaN). */
@@ -742,23 +760,35 @@ flagged_slot(uint64_t m)
     return __builtin_ctzll(m) >> 3;
 }
 
-/* Find k, whose tophash is top, in the chain starting at b.  Every slot
- * whose tophash is top is a candidate; an emptyRest ends the chain, and
- * empty marks never equal a live tophash, so this finds what Go's slot by
- * slot scan finds. */
+/* The slot of bucket b (whose tophash bytes are w) holding k, whose
+ * tophash is top; -1 when none does.  Every slot whose tophash is top is
+ * a candidate (empty marks never equal a live tophash).  The one probe
+ * of a bucket: chain_find and mapassign both use it. */
+static inline int
+bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
+{
+    for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0; m &= m - 1) {
+        int i = flagged_slot(m);
+        if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Find k, whose tophash is top, in the chain starting at b.  An
+ * emptyRest ends the chain, so this finds what Go's slot by slot scan
+ * finds. */
 static inline bool
 chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
 {
     for (; b != NULL; b = b->overflow) {
         uint64_t w = tophashes(b);
-        for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
-             m &= m - 1) {
-            int i = flagged_slot(m);
-            if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
-                out->b = b;
-                out->i = i;
-                return true;
-            }
+        int i = bucket_find(b, w, top, k);
+        if (i >= 0) {
+            out->b = b;
+            out->i = i;
+            return true;
         }
         if (zerobytes(w) != 0) {
             return false;       /* an emptyRest */

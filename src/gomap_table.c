@@ -349,16 +349,11 @@ again:;
     int insi = 0;
     for (;;) {
         uint64_t w = tophashes(b);
-        if (!ckey_nan(k)) {
-            for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0;
-                 m &= m - 1) {
-                int i = flagged_slot(m);
-                if (b->tophash[i] == top && keyeq(&b->slots[i].key, k)) {
-                    out->b = b;
-                    out->i = i;
-                    return 0;
-                }
-            }
+        int i = ckey_nan(k) ? -1 : bucket_find(b, w, top, k);
+        if (i >= 0) {
+            out->b = b;
+            out->i = i;
+            return 0;
         }
         if (insb == NULL) {
             /* The first empty slot: a byte below 2 (emptyRest or
