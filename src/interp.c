@@ -65,6 +65,8 @@ typedef struct worker {
     unsigned forkgen;           /* gr_forkgen it was made in */
     pthread_mutex_t mu;         /* guards crossings; a leaf */
     crossing *crossings;        /* goroutines inside it (running/parked) */
+    PyThreadState *keeper;      /* its first thread state, detached, kept
+                                   until the end: see interp_new */
 } worker;
 
 /* The main side's serve(payload) -> bytes (goroutine/interp.py); a main
@@ -386,8 +388,15 @@ interp_new(PyObject *module, PyObject *args)
         free(wk);
         return PyErr_Format(PyExc_RuntimeError, "goroutine.interp: %s", err);
     }
-    PyThreadState_Clear(wts);
-    PyThreadState_DeleteCurrent();
+    /* Keep wts (detached) for the worker's life: 3.12 gives a new thread
+     * state the interpreter's statically allocated first one whenever its
+     * list is empty, and resets that one only after unlisting it, so a
+     * goroutine leaving an idle worker raced the next one in
+     * ("init_threadstate: thread state already initialized").  With wts
+     * listed the list is never empty.  It also is the thread state that
+     * ends the worker and that the exit path uses. */
+    wk->keeper = wts;
+    PyEval_SaveThread();
     PyEval_RestoreThread(mts);
     PyObject *cap = PyCapsule_New(wk, CAPSULE, NULL);
     if (cap == NULL) {
@@ -492,18 +501,12 @@ interp_end(PyObject *module, PyObject *cap)
                         "worker interpreter with goroutines inside");
         return NULL;
     }
-    PyInterpreterState *interp = wk->interp;
     wk->interp = NULL;
     PyThreadState *mts = PyEval_SaveThread();
-    PyThreadState *ts = PyThreadState_New(interp);
-    if (ts != NULL) {
-        PyEval_RestoreThread(ts);
-        Py_EndInterpreter(ts);      /* leaves no thread state current */
-    }
+    gr_pystate_foreign_attach(wk->keeper);
+    Py_EndInterpreter(wk->keeper);  /* leaves no thread state current */
+    wk->keeper = NULL;
     PyEval_RestoreThread(mts);
-    if (ts == NULL) {
-        return PyErr_NoMemory();
-    }
     Py_RETURN_NONE;
 }
 
@@ -521,12 +524,7 @@ interp_stop(PyObject *module, PyObject *cap)
     }
     int running = 0, parked = 0;
     PyThreadState *mts = PyEval_SaveThread();
-    PyThreadState *ts = PyThreadState_New(wk->interp);
-    if (ts == NULL) {
-        PyEval_RestoreThread(mts);
-        return PyErr_NoMemory();
-    }
-    gr_pystate_foreign_attach(ts);
+    gr_pystate_foreign_attach(wk->keeper);
     /* Worker GIL held: no crossing moves between IN_WORKER's attach and
      * our look (its attach needs this GIL); one in IN_MAIN cannot come
      * back once marked. */
@@ -553,8 +551,7 @@ interp_stop(PyObject *module, PyObject *cap)
         PyThreadState_SetAsyncExc(c->w->thread_id, PyExc_SystemExit);
     }
     pthread_mutex_unlock(&wk->mu);
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
+    PyEval_SaveThread();
     PyEval_RestoreThread(mts);
     return Py_BuildValue("ii", running, parked);
 }
