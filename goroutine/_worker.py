@@ -39,10 +39,24 @@ def dumps(v, persistent_id=None):
     try:
         p.dump(v)
     except Exception as e:
+        bad = _culprit(v, persistent_id)
         raise TypeError(
-            f"goroutine.interp: cannot copy {type(v).__qualname__} into "
+            f"goroutine.interp: cannot copy {type(bad).__qualname__} into "
             f"another interpreter: {e}") from None
     return b"P" + f.getvalue()
+
+
+def _culprit(v, persistent_id):
+    # The innermost element of a tuple, list or dict that fails alone,
+    # so that the message names the value, not the envelope.
+    items = (v if type(v) in (tuple, list) else
+             [x for kv in v.items() for x in kv] if type(v) is dict else ())
+    for x in items:
+        try:
+            dumps(x, persistent_id)
+        except TypeError:
+            return _culprit(x, persistent_id)
+    return v
 
 
 def loads(b, persistent_load=None):

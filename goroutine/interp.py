@@ -43,7 +43,8 @@ _METHODS = {
 }
 
 # Objects a worker holds by reference: ref -> (object, kind).  Kept until
-# every pool is closed (a worker's proxy may outlive the call that sent it).
+# every worker of every pool has ended (a worker's proxy may outlive the
+# call that sent it).  _pools: the pools with a worker not yet ended.
 _refs = {}
 _ref_of = {}                # id(object) -> ref
 _next_ref = itertools.count(1)
@@ -130,6 +131,7 @@ class Pool:
         self._workers = []
         self._inside = []           # goroutines started, not yet ended
         self._rr = 0
+        self._ended = 0             # workers ended (pool leaves _pools)
         try:
             for _ in range(n):
                 self._workers.append(_core._interp_new(path, paths))
@@ -180,7 +182,19 @@ class Pool:
             self._inside[i] -= 1
             end = self._closed and self._inside[i] == 0
         if end:
-            _core._interp_end(self._workers[i])
+            self._end(i)
+
+    def _end(self, i):
+        _core._interp_end(self._workers[i])
+        with self._lock:
+            self._ended += 1
+            gone = self._ended == len(self._workers)
+        if gone:
+            with _lock:
+                _pools.discard(self)
+                if not _pools:
+                    _refs.clear()
+                    _ref_of.clear()
 
     def close(self):
         """Refuse new goroutines; end each worker interpreter when its last
@@ -189,14 +203,9 @@ class Pool:
             if self._closed:
                 return
             self._closed = True
-            idle = [w for w, k in zip(self._workers, self._inside) if k == 0]
-        for w in idle:
-            _core._interp_end(w)
-        with _lock:
-            _pools.discard(self)
-            if not _pools:
-                _refs.clear()
-                _ref_of.clear()
+            idle = [i for i, k in enumerate(self._inside) if k == 0]
+        for i in idle:
+            self._end(i)
 
     def __enter__(self):
         return self
@@ -235,4 +244,7 @@ def _at_exit():
                     break
                 time.sleep(0.01)
             if running == 0:
-                _core._interp_end(w)
+                try:
+                    pool._end(i)
+                except (RuntimeError, ValueError):
+                    pass

@@ -457,7 +457,18 @@ interp_run(PyObject *module, PyObject *args)
     }
     Py_XDECREF(key);
     Py_XDECREF(arg);
-    if (r == NULL || blob_from(&out, r) < 0) {
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        /* The exit path's SystemExit (_interp_stop), or the goroutine's
+         * own sys.exit() that escaped _run's handler: it ends the
+         * goroutine quietly, as sys.exit() in a goroutine does. */
+        PyErr_Clear();
+        out.buf = malloc(1);
+        if (out.buf != NULL) {
+            out.buf[0] = 'X';
+            out.len = 1;
+        }
+    }
+    else if (r == NULL || blob_from(&out, r) < 0) {
         blob_error(&out, "in the worker interpreter");
     }
     Py_XDECREF(r);
@@ -470,6 +481,11 @@ interp_run(PyObject *module, PyObject *args)
     PyEval_RestoreThread(c.mts);
     if (out.buf == NULL) {
         return PyErr_NoMemory();
+    }
+    if (out.len == 1 && out.buf[0] == 'X') {
+        free(out.buf);
+        PyErr_SetNone(PyExc_SystemExit);
+        return NULL;
     }
     if (out.len > 0 && out.buf[0] == 'E') {
         PyErr_Format(PyExc_RuntimeError, "goroutine.interp: %.*s",
