@@ -132,6 +132,7 @@ class Pool:
         self._inside = []           # goroutines started, not yet ended
         self._rr = 0
         self._ended = 0             # workers ended (pool leaves _pools)
+        self._gone = chan()         # closed when every worker has ended
         try:
             for _ in range(n):
                 self._workers.append(_core._interp_new(path, paths))
@@ -190,22 +191,27 @@ class Pool:
             self._ended += 1
             gone = self._ended == len(self._workers)
         if gone:
+            self._gone.close()
             with _lock:
                 _pools.discard(self)
                 if not _pools:
                     _refs.clear()
                     _ref_of.clear()
 
-    def close(self):
-        """Refuse new goroutines; end each worker interpreter when its last
-        goroutine has ended (at once for an idle one).  Idempotent."""
+    def close(self, wait=False):
+        """close(wait=False): refuse new goroutines; end each worker
+        interpreter when its last goroutine has ended (at once for an idle
+        one).  With wait=True, also block until every worker has ended.
+        Idempotent."""
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
-            idle = [i for i, k in enumerate(self._inside) if k == 0]
+            idle = [i for i, k in enumerate(self._inside) if k == 0] \
+                if first else []
         for i in idle:
             self._end(i)
+        if wait:
+            self._gone.recv()
 
     def __enter__(self):
         return self
@@ -234,6 +240,7 @@ def _at_exit():
         with pool._lock:
             pool._closed = True
         for i, w in enumerate(pool._workers):
+            running = 0
             deadline = time.monotonic() + 5.0
             while True:
                 try:

@@ -128,3 +128,11 @@ def recurse(out):
         out.send("no error")
     except RecursionError:
         out.send("RecursionError")
+
+
+def import_goroutine(out):
+    try:
+        import goroutine  # noqa: F401
+        out.send(("imported", ""))
+    except ImportError as e:
+        out.send(("ImportError", str(e)))
