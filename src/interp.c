@@ -630,10 +630,32 @@ gr_interp_exec(PyObject *module)
 
 #else /* 3.10, 3.11: no per-interpreter GIL */
 
+static PyObject *
+interp_none(PyObject *module, PyObject *args)
+{
+    PyErr_SetString(PyExc_RuntimeError, "goroutine.interp needs CPython "
+                    "3.12 or later (interpreters with their own GIL)");
+    return NULL;
+}
+
+static PyMethodDef interp_methods[] = {
+    {"_interp_new", interp_none, METH_VARARGS, NULL},
+    {"_interp_run", interp_none, METH_VARARGS, NULL},
+    {"_interp_end", interp_none, METH_O, NULL},
+    {"_interp_stop", interp_none, METH_O, NULL},
+    {"_interp_busy", interp_none, METH_O, NULL},
+    {"_interp_id", interp_none, METH_O, NULL},
+    {"_interp_register", interp_none, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 int
 gr_interp_exec(PyObject *module)
 {
-    return PyModule_AddIntConstant(module, "_HAVE_WORKERS", 0);
+    if (PyModule_AddIntConstant(module, "_HAVE_WORKERS", 0) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, interp_methods);
 }
 
 #endif
