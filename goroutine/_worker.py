@@ -16,6 +16,7 @@ import io
 import marshal
 import pickle
 import sys
+from typing import Any, Callable, Optional
 
 _PLAIN = (type(None), bool, int, float, str, bytes)
 
@@ -68,11 +69,15 @@ def loads(b, persistent_load=None):
 
 
 class _Pickler(pickle.Pickler):
+    pid: Optional[Callable[[Any], Any]] = None
+
     def persistent_id(self, obj):
         return None if self.pid is None else self.pid(obj)
 
 
 class _Unpickler(pickle.Unpickler):
+    pload: Optional[Callable[[Any], Any]] = None
+
     def persistent_load(self, pid):
         if self.pload is None:
             raise pickle.UnpicklingError("unexpected reference")
@@ -110,7 +115,7 @@ _EXC = {n: globals()[n] for n in EXC_NAMES}
 class _Proxy:
     """A main-interpreter object used from a worker, by reference."""
     __slots__ = ("_ref",)
-    _kind = None
+    _kind = ""
 
     def __init__(self, ref):
         self._ref = ref
@@ -207,7 +212,8 @@ def _pload(pid):
 
 
 def _call(ref, name, args):
-    ans = loads(_xcall(dumps((ref, name, args), _pid)), _pload)  # noqa: F821
+    xcall = globals()["_xcall"]     # added by src/interp.c's boot
+    ans = loads(xcall(dumps((ref, name, args), _pid)), _pload)
     if ans[0] == "ok":
         return ans[1]
     raise ans[1]
@@ -247,7 +253,8 @@ def _run(payload):
         tb = exc_text(e)
         e.__traceback__ = None
         try:
-            e.add_note("in worker interpreter:\n" + tb.rstrip())
+            e.add_note(  # type: ignore[attr-defined]  # 3.11+
+                "in worker interpreter:\n" + tb.rstrip())
             return dumps(("err", e), _pid)
         except Exception:
             return dumps(("err", RuntimeError(tb)))

@@ -20,6 +20,7 @@ import itertools
 import os
 import sys
 import threading
+from typing import Any, Dict, Set, Tuple
 
 from goroutine import _core, _worker, chan, go, Panic, Deadlock
 from goroutine import context as _context
@@ -33,7 +34,7 @@ supported = bool(_core._HAVE_WORKERS)
 _EXC = {"Panic": Panic, "Deadlock": Deadlock,
         "Canceled": _context.Canceled,
         "DeadlineExceeded": _context.DeadlineExceeded}
-_KIND = ((chan, "chan"), (_sync.WaitGroup, "WaitGroup"),
+_KIND: Tuple[Tuple[Any, str], ...] = ((chan, "chan"), (_sync.WaitGroup, "WaitGroup"),
          (_context.Context, "Context"))
 # What a worker may call on each kind of object it holds.
 _METHODS = {
@@ -45,10 +46,10 @@ _METHODS = {
 # Objects a worker holds by reference: ref -> (object, kind).  Kept until
 # every worker of every pool has ended (a worker's proxy may outlive the
 # call that sent it).  _pools: the pools with a worker not yet ended.
-_refs = {}
-_ref_of = {}                # id(object) -> ref
+_refs: Dict[int, Tuple[Any, str]] = {}
+_ref_of: Dict[int, int] = {}    # id(object) -> ref
 _next_ref = itertools.count(1)
-_pools = set()
+_pools: "Set[Pool]" = set()
 _lock = threading.Lock()
 
 
@@ -63,8 +64,8 @@ def _pid(obj):
                     _ref_of[id(obj)] = ref
             return ("ref", ref, kind)
     if isinstance(obj, BaseException):
-        for name, cls in _EXC.items():
-            if type(obj) is cls:
+        for name, exc in _EXC.items():
+            if type(obj) is exc:
                 return ("exc", name, obj.args)
     return None
 
@@ -132,7 +133,7 @@ class Pool:
         self._inside = []           # goroutines started, not yet ended
         self._rr = 0
         self._ended = 0             # workers ended (pool leaves _pools)
-        self._gone = chan()         # closed when every worker has ended
+        self._gone: Any = chan()    # closed when every worker has ended
         try:
             for _ in range(n):
                 self._workers.append(_core._interp_new(path, paths))
