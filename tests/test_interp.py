@@ -286,3 +286,26 @@ def test_import_goroutine_in_a_worker_is_a_clear_importerror(pool):
     kind, msg = c.recv()
     assert kind == "ImportError" and "goroutine._core" in msg, msg
     assert "subinterpreter" in msg, msg
+
+
+@needs_workers
+def test_goroutines_entering_and_leaving_one_worker_at_once():
+    # 3.12 gave a new thread state the interpreter's static first one
+    # whenever no other was listed, and reset it only after unlisting it:
+    # a goroutine entering an idle worker while another left aborted the
+    # process ("init_threadstate: thread state already initialized")
+    # until each worker kept its first thread state.
+    r = run_py(f"""
+        import sys
+        sys.path.insert(0, {TESTS!r})
+        from goroutine import chan, interp
+        import interp_workers as W
+        p = interp.Pool(1)
+        c = chan(64)
+        for _ in range(300):
+            p.go(W.send_all, c, [1])
+        print("sum", sum(c.recv() for _ in range(300)), flush=True)
+        p.close(wait=True)
+    """, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+    assert "sum 300" in r.stdout
