@@ -309,3 +309,31 @@ def test_goroutines_entering_and_leaving_one_worker_at_once():
     """, timeout=120)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert "sum 300" in r.stdout
+
+
+@needs_workers
+def test_deadlock_detection_counts_worker_goroutines():
+    # A goroutine parked from a worker is parked like any other: with the
+    # main thread waiting too, nothing can wake anyone.  (A subprocess:
+    # pytest-timeout's signal handler turns the detection off here.)
+    r = run_py(f"""
+        import sys
+        sys.path.insert(0, {TESTS!r})
+        import goroutine
+        from goroutine import chan, interp
+        import interp_workers as W
+        p = interp.Pool(1)
+        ready, d, c = chan(), chan(), chan()
+        p.go(W.park, ready, d)
+        ready.recv()
+        try:
+            c.recv()
+        except goroutine.Deadlock as e:
+            print("Deadlock:", e, flush=True)
+        d.close()
+        p.close(wait=True)
+        print("closed", flush=True)
+    """, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+    assert "Deadlock: all goroutines are asleep - deadlock!" in r.stdout
+    assert "closed" in r.stdout
