@@ -50,6 +50,7 @@ _refs: Dict[int, Tuple[Any, str]] = {}
 _ref_of: Dict[int, int] = {}    # id(object) -> ref
 _next_ref = itertools.count(1)
 _pools: "Set[Pool]" = set()
+_exiting = False            # _at_exit has begun
 _lock = threading.Lock()
 
 
@@ -182,7 +183,9 @@ class Pool:
     def _left(self, i):
         with self._lock:
             self._inside[i] -= 1
-            end = self._closed and self._inside[i] == 0
+            # At exit _at_exit ends the workers: a goroutine must not, as
+            # finalization may begin while it waits for a worker's GIL.
+            end = self._closed and self._inside[i] == 0 and not _exiting
         if end:
             self._end(i)
 
@@ -233,6 +236,8 @@ def _at_exit():
     # SystemExit, ones parked from one lose their worker thread state, and
     # every worker is ended once empty (docs/design.md).
     import time
+    global _exiting
+    _exiting = True
     with _lock:
         pools = list(_pools)
     for pool in pools:

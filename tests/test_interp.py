@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import run_py
+from conftest import TSAN, run_py
 from goroutine import chan, Panic, excepthook
 import goroutine
 from goroutine import context, interp, sync
@@ -250,6 +250,8 @@ def test_exit_with_workers_busy(state):
 
 
 @needs_workers
+@pytest.mark.skipif(TSAN, reason="TSan cannot start threads in the child "
+                    "of a multi-threaded fork")
 def test_fork_after_close_child_makes_its_own_pool():
     # CPython 3.12/3.13 itself crash the child of a fork made while any
     # subinterpreter exists (_PyInterpreterState_DeleteExceptMain; a bare
