@@ -242,6 +242,8 @@ bench: build
 	@# checks that a million fit.
 	$(PY) -m benchmarks.gmem $(GMEM_N) func
 	$(PY) -m benchmarks.map_ops $(MAP_OPS_ARGS)
+	@# Worker interpreters (issue 19): CPU-bound Python over 2 of them.
+	$(PY) -m benchmarks.interp_cpu
 
 # pygolang's own test files run against this package, `import golang`
 # mapped to goroutine (tools/pygolang_compat.py; docs/coming-from.md).

@@ -215,6 +215,8 @@ void gr_blockon_dequeue(const gr_blockon *bo);
 
 /* The goroutine running on this OS thread, or NULL on a plain thread. */
 gr_g *gr_getg(void);
+/* The C stack g runs on (interp.c fits a worker thread state to it). */
+gr_stack *gr_g_stack(gr_g *g);
 /* A goroutine of the parent seen in a forked child: it does not exist. */
 bool gr_g_ghost(gr_g *g);
 /* Park the current goroutine.  The GIL is held on entry and exit (possibly
@@ -295,6 +297,7 @@ int gr_timer_seconds(PyObject *o, const char *what, double *out);
 
 int gr_netpoll_init(gr_globals_t *st);
 int gr_netpoll_exec(PyObject *module);
+int gr_interp_exec(PyObject *module);
 /* What the scheduler calls, through gr_sched_set_netpoll (netpoll.c is
  * above sched.c, so sched.c reaches it only through this table). */
 typedef void (*gr_inject_fn)(gr_g *g, void *ctx);
@@ -337,6 +340,10 @@ bool gr_pystate_preempt_supported(void);
 bool gr_pystate_preempt_post(PyInterpreterState *interp, int (*cb)(void *));
 void gr_pystate_preempt_out(PyThreadState *ts);
 void gr_pystate_preempt_in(PyThreadState *ts);
+/* Worker interpreters (interp.c): see pystate.c. */
+PyThreadState *gr_pystate_foreign_new(PyInterpreterState *interp, char *lo,
+                                      size_t size);
+void gr_pystate_foreign_attach(PyThreadState *ts);
 
 /* The value of an exact int that fits in one digit (|v| < 2^30), read
  * inline: the map's key encoder calls this on every int key, where a call

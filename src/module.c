@@ -190,7 +190,7 @@ module_exec(PyObject *module)
         gr_select_exec(module) < 0 || gr_timer_exec(module) < 0 ||
         gr_sync_exec(module) < 0 || gr_gomap_exec(module) < 0 ||
         gr_context_exec(module) < 0 ||
-        gr_netpoll_exec(module) < 0) {
+        gr_netpoll_exec(module) < 0 || gr_interp_exec(module) < 0) {
         return -1;
     }
     return 0;

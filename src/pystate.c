@@ -1132,3 +1132,48 @@ gr_pystate_preempt_in(PyThreadState *ts)
     (void)ts;
 #endif
 }
+
+/* ---- thread states of worker interpreters (interp.c) -----------------
+ *
+ * A goroutine that runs in a worker interpreter (docs/design.md, "Worker
+ * interpreters") owns, besides its own thread state of the main
+ * interpreter, one made in the worker for as long as its body runs there.
+ * It is attached and detached with the plain PyEval pair, so 3.12+ rebind
+ * the gilstate to it on attach (its bit is clear: attaching the
+ * goroutine's main thread state cleared it) and back on the next attach.
+ * It follows the goroutine from M to M like the main one, so its thread
+ * ids are set on every attach. */
+
+/* A thread state of `interp` for code that runs on the C stack
+ * [lo, lo + size) (a goroutine's), or on this OS thread's own stack when
+ * lo is NULL.  Needs no GIL (CPython takes its runtime lock); not
+ * attached.  NULL with nothing set when out of memory. */
+PyThreadState *
+gr_pystate_foreign_new(PyInterpreterState *interp, char *lo, size_t size)
+{
+    PyThreadState *ts = PyThreadState_New(interp);
+    if (ts == NULL || lo == NULL) {
+        return ts;
+    }
+#if PY_VERSION_HEX >= 0x030E0000
+    set_stack_bounds(ts, lo, size);
+#elif PY_VERSION_HEX >= 0x030C0000
+    int levels = stack_levels(size);
+    ts->c_recursion_remaining = levels < C_LIMIT ? levels : C_LIMIT;
+#else
+    (void)size;
+#endif
+    return ts;
+}
+
+/* Attach ts (of any interpreter) on this OS thread, taking its
+ * interpreter's GIL.  No thread state attached on entry. */
+void
+gr_pystate_foreign_attach(PyThreadState *ts)
+{
+    PyEval_RestoreThread(ts);
+    ts->thread_id = PyThread_get_thread_ident();
+#if PY_VERSION_HEX >= 0x030B0000
+    ts->native_thread_id = PyThread_get_thread_native_id();
+#endif
+}

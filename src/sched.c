@@ -278,6 +278,12 @@ gr_getg(void)
     return m != NULL ? m->curg : NULL;
 }
 
+gr_stack *
+gr_g_stack(gr_g *g)
+{
+    return &g->stack;
+}
+
 /* gstack.c's fault handler asks this, on the faulting M: plain reads. */
 static gr_stack *
 fault_curg(void *mp, uint64_t *goid, PyThreadState **ts)

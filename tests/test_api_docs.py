@@ -3,12 +3,13 @@ import inspect
 import pathlib
 
 import goroutine
-from goroutine import context, errgroup, errors, net, runtime, sync, time
+from goroutine import (context, errgroup, errors, interp, net, runtime,
+                       sync, time)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODULES = {"goroutine": goroutine, "context": context, "sync": sync,
            "time": time, "runtime": runtime, "errgroup": errgroup,
-           "errors": errors, "net": net}
+           "errors": errors, "net": net, "interp": interp}
 
 
 def public_names():

@@ -1,0 +1,260 @@
+"""The worker side of goroutine.interp, and the codec both sides share.
+
+In a worker interpreter this file is run as the module ``goroutine_worker``
+(src/interp.c boots it there, with ``_xcall`` added): it must import
+nothing from the goroutine package, which cannot be imported in a worker.
+In the main interpreter goroutine/interp.py imports it as
+``goroutine._worker`` for the codec.
+
+A value crosses as bytes: ``b"M"`` + marshal for None, bool, int, float,
+str, bytes and tuples of them (read without importing anything), else
+``b"P"`` + pickle.  Objects that cross by reference (channels, WaitGroups,
+Contexts of the main interpreter) and the runtime's exceptions are pickle
+persistent ids, so they may sit anywhere inside a pickled value.
+"""
+import io
+import marshal
+import pickle
+import sys
+from typing import Any, Callable, Optional
+
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _plain(v):
+    t = type(v)
+    if t in _PLAIN:
+        return True
+    if t is tuple:
+        return all(_plain(x) for x in v)
+    return False
+
+
+def dumps(v, persistent_id=None):
+    """v as bytes for another interpreter; TypeError when it cannot be."""
+    if _plain(v):
+        return b"M" + marshal.dumps(v)
+    f = io.BytesIO()
+    p = _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
+    p.pid = persistent_id
+    try:
+        p.dump(v)
+    except Exception as e:
+        bad = _culprit(v, persistent_id)
+        raise TypeError(
+            f"goroutine.interp: cannot copy {type(bad).__qualname__} into "
+            f"another interpreter: {e}") from None
+    return b"P" + f.getvalue()
+
+
+def _culprit(v, persistent_id):
+    # The innermost element of a tuple, list or dict that fails alone,
+    # so that the message names the value, not the envelope.
+    items = (v if type(v) in (tuple, list) else
+             [x for kv in v.items() for x in kv] if type(v) is dict else ())
+    for x in items:
+        try:
+            dumps(x, persistent_id)
+        except TypeError:
+            return _culprit(x, persistent_id)
+    return v
+
+
+def loads(b, persistent_load=None):
+    if b[:1] == b"M":
+        return marshal.loads(b[1:])
+    u = _Unpickler(io.BytesIO(b[1:]))
+    u.pload = persistent_load
+    return u.load()
+
+
+class _Pickler(pickle.Pickler):
+    pid: Optional[Callable[[Any], Any]] = None
+
+    def persistent_id(self, obj):
+        return None if self.pid is None else self.pid(obj)
+
+
+class _Unpickler(pickle.Unpickler):
+    pload: Optional[Callable[[Any], Any]] = None
+
+    def persistent_load(self, pid):
+        if self.pload is None:
+            raise pickle.UnpicklingError("unexpected reference")
+        return self.pload(pid)
+
+
+def exc_text(e):
+    import traceback
+    return "".join(traceback.format_exception(e))
+
+
+# ---- the worker's own classes (never shared with another interpreter) ----
+
+class Panic(Exception):
+    """goroutine.Panic, as seen in a worker interpreter."""
+
+
+class Deadlock(RuntimeError):
+    """goroutine.Deadlock, as seen in a worker interpreter."""
+
+
+class Canceled(Exception):
+    """goroutine.context.Canceled, as seen in a worker interpreter."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """goroutine.context.DeadlineExceeded, as seen in a worker."""
+
+
+# Exceptions that cross by name: the other side makes its own class's.
+EXC_NAMES = ("Panic", "Deadlock", "Canceled", "DeadlineExceeded")
+_EXC = {n: globals()[n] for n in EXC_NAMES}
+
+
+class _Proxy:
+    """A main-interpreter object used from a worker, by reference."""
+    __slots__ = ("_ref",)
+    _kind = ""
+
+    def __init__(self, ref):
+        self._ref = ref
+
+    def _call(self, name, *args):
+        return _call(self._ref, name, args)
+
+    def __reduce__(self):
+        raise TypeError("goroutine.interp: proxies cross only through "
+                        "goroutine channels and Pool.go arguments")
+
+    def __repr__(self):
+        return f"<goroutine {self._kind} of the main interpreter #{self._ref}>"
+
+
+class chan(_Proxy):
+    """The same channel as in the main interpreter: values are copied."""
+    __slots__ = ()
+    _kind = "chan"
+
+    def send(self, v):
+        self._call("send", v)
+
+    def recv(self):
+        return self._call("recv")
+
+    def recv_(self):
+        return self._call("recv_")
+
+    def close(self):
+        self._call("close")
+
+    def cap(self):
+        return self._call("cap")
+
+    def __len__(self):
+        return self._call("__len__")
+
+    def __iter__(self):
+        while True:
+            v, ok = self._call("recv_")
+            if not ok:
+                return
+            yield v
+
+
+class WaitGroup(_Proxy):
+    __slots__ = ()
+    _kind = "WaitGroup"
+
+    def add(self, n):
+        self._call("add", n)
+
+    def done(self):
+        self._call("done")
+
+    def wait(self):
+        self._call("wait")
+
+
+class Context(_Proxy):
+    __slots__ = ()
+    _kind = "Context"
+
+    def done(self):
+        return self._call("done")
+
+    def err(self):
+        return self._call("err")
+
+    def value(self, key):
+        return self._call("value", key)
+
+    def deadline(self):
+        return self._call("deadline")
+
+
+KINDS = {c._kind: c for c in (chan, WaitGroup, Context)}
+
+
+def _pid(obj):
+    if isinstance(obj, _Proxy):
+        return ("ref", obj._ref, obj._kind)
+    if isinstance(obj, BaseException) and type(obj) in _EXC.values():
+        return ("exc", type(obj).__name__, obj.args)
+    return None
+
+
+def _pload(pid):
+    tag, a, b = pid
+    if tag == "ref":
+        return KINDS[b](a)
+    return _EXC[a](*b)
+
+
+def _call(ref, name, args):
+    xcall = globals()["_xcall"]     # added by src/interp.c's boot
+    ans = loads(xcall(dumps((ref, name, args), _pid)), _pload)
+    if ans[0] == "ok":
+        return ans[1]
+    raise ans[1]
+
+
+def _find(modname, qualname, mainfile):
+    import importlib
+    if modname == "__main__":
+        mod = sys.modules.get("__mp_main__")
+        if mod is None:
+            if not mainfile:
+                raise LookupError("goroutine.interp: a function of an "
+                                  "interactive __main__ cannot be found in "
+                                  "a worker: define it in a module")
+            import runpy
+            import types
+            mod = types.ModuleType("__mp_main__")
+            sys.modules["__mp_main__"] = mod
+            mod.__dict__.update(runpy.run_path(mainfile,
+                                               run_name="__mp_main__"))
+    else:
+        mod = importlib.import_module(modname)
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _run(payload):
+    """Run one goroutine's function here; the answer as bytes."""
+    try:
+        modname, qualname, mainfile, args, kw = loads(payload, _pload)
+        fn = _find(modname, qualname, mainfile)
+        fn(*args, **kw)
+        return dumps(("ok", None))
+    except BaseException as e:   # noqa: B902 - reported in main
+        tb = exc_text(e)
+        e.__traceback__ = None
+        try:
+            e.add_note(  # type: ignore[attr-defined]  # 3.11+
+                "in worker interpreter:\n" + tb.rstrip())
+            return dumps(("err", e), _pid)
+        except Exception:
+            return dumps(("err", RuntimeError(tb)))

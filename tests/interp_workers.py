@@ -1,0 +1,138 @@
+"""Functions that tests/test_interp.py runs in worker interpreters.
+
+Imported there by name, so this module must not import goroutine (which
+cannot be imported in a worker): the runtime's names come from
+goroutine_worker, which exists only inside a worker.
+"""
+import sys
+
+
+class Point:
+    """A value that crosses by pickle."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __eq__(self, other):
+        return isinstance(other, Point) and (self.x, self.y) == (other.x,
+                                                                 other.y)
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("no pickling here")
+
+
+def where():
+    """The interpreter this runs in (0 is the main one)."""
+    try:
+        import _interpreters as i
+    except ImportError:
+        import _xxsubinterpreters as i
+    return int(i.get_current()[0] if isinstance(i.get_current(), tuple)
+               else i.get_current())
+
+
+def echo(inp, out):
+    """Send back every value received, tagged with its type, until inp
+    closes; then close out."""
+    for v in inp:
+        out.send((type(v).__name__, v))
+    out.close()
+
+
+def send_all(ch, values):
+    for v in values:
+        ch.send(v)
+
+
+def recv_n(ch, n, out):
+    out.send(tuple(ch.recv() for _ in range(n)))
+
+
+def work(ch, n):
+    s = 0
+    for i in range(n):
+        s += i
+    ch.send(s)
+
+
+def report(ch):
+    ch.send((where(), "goroutine" in sys.modules,
+             "goroutine_worker" in sys.modules))
+
+
+def try_(op, ch, out, *args):
+    """Run one channel operation and report what happened."""
+    import goroutine_worker as gw
+    try:
+        r = getattr(ch, op)(*args)
+        out.send(("ok", r))
+    except gw.Panic as e:
+        out.send(("Panic", str(e)))
+    except Exception as e:
+        out.send((type(e).__name__, str(e)))
+
+
+def buffered(ch, out):
+    ch.send(1)
+    ch.send(2)
+    out.send((len(ch), ch.cap()))
+
+
+def ping(ch_in, ch_out, n):
+    for _ in range(n):
+        ch_out.send(ch_in.recv() + 1)
+
+
+def wg_done(wg, ch):
+    ch.recv()
+    wg.done()
+
+
+def ctx_wait(ctx, out):
+    ctx.done().recv()
+    e = ctx.err()
+    out.send((type(e).__name__, str(e)))
+
+
+def boom(msg):
+    raise ValueError(msg)
+
+
+def spin(ready):
+    ready.send(True)
+    while True:
+        pass
+
+
+def park(ready, ch):
+    ready.send(True)
+    ch.recv()
+
+
+def send_unpicklable(ch):
+    try:
+        ch.send(Unpicklable())
+    except TypeError as e:
+        ch.send(str(e))
+
+
+def deep(n):
+    return 0 if n == 0 else 1 + deep(n - 1)
+
+
+def recurse(out):
+    try:
+        deep(100000)
+        out.send("no error")
+    except RecursionError:
+        out.send("RecursionError")
+
+
+def import_goroutine(out):
+    try:
+        import goroutine  # noqa: F401
+        out.send(("imported", ""))
+    except ImportError as e:
+        out.send(("ImportError", str(e)))
