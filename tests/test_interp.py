@@ -222,13 +222,7 @@ def test_close_with_goroutines_parked_loses_nothing():
 
 
 @needs_workers
-@pytest.mark.parametrize("state", [
-    pytest.param("spin", marks=pytest.mark.skipif(
-        sys.version_info >= (3, 14),
-        reason="unfinished (issue 19): on 3.14/3.15 the exit path's "
-               "SystemExit does not reach a goroutine spinning in a worker, "
-               "and CPython's own end of the leftover worker segfaults")),
-    "park"])
+@pytest.mark.parametrize("state", ["spin", "park"])
 def test_exit_with_workers_busy(state):
     r = run_py(f"""
         import sys
