@@ -30,11 +30,27 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMPLS = ("goroutine", "asyncio", "gevent")
 PEER_MODULES = {"gevent": "gevent"}
+
+
+_CWD = []
+
+
+def _child_cwd():
+    """An empty directory of our own for the servers: sys.path[0] of a -m
+    child is its cwd, and the checkout there would shadow the goroutine
+    this process imported (make test-asan imports a separate build; the
+    checkout's package has no _core then)."""
+    if not _CWD:
+        import atexit
+        _CWD.append(tempfile.mkdtemp(prefix="gr-http-"))
+        atexit.register(shutil.rmtree, _CWD[0], True)
+    return _CWD[0]
 
 
 def available(impl):
@@ -54,7 +70,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._http_server", impl, mode,
              str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            cwd=str(HERE.parent), env=env)
+            cwd=_child_cwd(), env=env)
         line = self.proc.stdout.readline()
         if not line:
             self.close()
