@@ -104,7 +104,12 @@ def test_rwmutex_waiting_writer_blocks_new_readers():
     rw.rlock()
     wrote = chan(1)
     go(lambda: (rw.lock(), wrote.send(1), rw.unlock()))
-    _t.sleep(0.02)
+    # Until the writer waits (a fixed 20 ms sleep was too short once, under
+    # a load average of 14: try_rlock then won before the writer came).
+    deadline = _t.monotonic() + 30
+    while "[sync.RWMutex.Lock]" not in runtime.stack():
+        assert _t.monotonic() < deadline, runtime.stack()
+        _t.sleep(0.005)
     assert rw.try_rlock() is False          # the writer is waiting
     rw.runlock()
     wrote.recv()
