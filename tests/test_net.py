@@ -441,6 +441,18 @@ def read_error(c):
         return e
 
 
+def parked_reader(c, set_deadline, when):
+    """Set c's deadline with set_deadline(when), start a goroutine that reads
+    c and sends what it got (data or the error) on the returned chan, and
+    wait until it is parked in the read."""
+    got = chan(1)
+    set_deadline(when)
+    before = runtime.stats()["parked"]
+    go(lambda: got.send(read_error(c)))
+    parked(before, 1)
+    return got
+
+
 def test_read_deadline_expiring_wakes_the_waiter_with_timeout(conns):
     a, b = conns
     a.set_read_deadline(gr.time.now() + 0.1)
@@ -456,14 +468,10 @@ def test_read_deadline_expiring_wakes_the_waiter_with_timeout(conns):
 
 def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time(conns):
     a, b = conns
-    got = chan(1)
     # The old deadline leaves a slow machine (ASan, a loaded CI) time to
     # park the reader before it is moved.
     old = gr.time.now() + 2
-    a.set_read_deadline(old)
-    before = runtime.stats()["parked"]
-    go(lambda: got.send(read_error(a)))
-    parked(before, 1)
+    got = parked_reader(a, a.set_read_deadline, old)
     a.set_read_deadline(gr.time.now() + 60)
     i, _ = gr.select(got.recv, gr.time.after(old - gr.time.now() + 0.5).recv)
     assert i == 1, "the old deadline fired"
@@ -473,30 +481,22 @@ def test_deadline_moved_later_while_waiting_does_not_fire_at_the_old_time(conns)
 
 def test_deadline_moved_earlier_while_waiting_fires_then(conns):
     a, b = conns
-    got = chan(1)
-    a.set_deadline(gr.time.now() + 60)
-    before = runtime.stats()["parked"]
-    go(lambda: got.send(read_error(a)))
-    parked(before, 1)
+    got = parked_reader(a, a.set_deadline, gr.time.now() + 60)
     a.set_deadline(gr.time.now() + 0.05)
     i, e = gr.select(got.recv, gr.time.after(HANG).recv)
     assert i == 0 and isinstance(e, TimeoutError)
-    # Moved into the past: parked waiters wake at once.
-    go(lambda: got.send(read_error(a)))
-    a.set_read_deadline(None)
-    parked(before, 1)
+    # Moved into the past: parked waiters wake at once.  (The expired
+    # deadline is cleared before the reader starts: a reader started first
+    # could fail at once and never park.)
+    got = parked_reader(a, a.set_read_deadline, None)
     a.set_read_deadline(gr.time.now() - 1)
     assert isinstance(got.recv(), TimeoutError)
 
 
 def test_deadline_cleared_while_waiting_never_fires(conns):
     a, b = conns
-    got = chan(1)
     old = gr.time.now() + 2
-    a.set_read_deadline(old)
-    before = runtime.stats()["parked"]
-    go(lambda: got.send(read_error(a)))
-    parked(before, 1)
+    got = parked_reader(a, a.set_read_deadline, old)
     a.set_read_deadline(None)
     i, _ = gr.select(got.recv, gr.time.after(old - gr.time.now() + 0.5).recv)
     assert i == 1, "a cleared deadline fired"
