@@ -163,9 +163,9 @@ def main(argv=None):
                     row["extra"] = {k: statistics.median(r["extra"][k]
                                                          for r in runs)
                                     for k in runs[0]["extra"]}
-                if "rss_mib" in runs[0]:
-                    row["rss_mib"] = statistics.median(r["rss_mib"]
-                                                       for r in runs)
+                for k in ("rss_mib", "pte_mib"):
+                    if k in runs[0]:
+                        row[k] = statistics.median(r[k] for r in runs)
                 print(f" {fmt(row['value'], row['unit'])}", file=sys.stderr)
                 results.append(row)
 
@@ -200,6 +200,8 @@ def print_table(results):
             if base and r is not base and base["value"] > 0:
                 ratio = f"{r['value'] / base['value']:.2f}x"
             extra = f"  peak +{r['rss_mib']} MiB" if "rss_mib" in r else ""
+            if "pte_mib" in r:
+                extra += f" (+{r['pte_mib']} MiB page tables)"
             for k, v in r.get("extra", {}).items():
                 extra += (f"  {k} {v:g}" if k == "threads"
                           else f"  {k} {fmt(v, r['unit'])}")
