@@ -1705,6 +1705,8 @@ preempt_cb(void *arg)
     }
     atomic_fetch_add(&sched.nstepaside, 1);
     if (own) {
+        /* Unreachable while the check above stands: counted so that
+         * test_preempt sees it if that check ever goes. */
         atomic_fetch_add(&sched.nstepaside_own, 1);
     }
     /* The next holder may not be the handed M: it steps aside too. */
