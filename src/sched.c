@@ -252,6 +252,15 @@ static struct {
     atomic_llong lastpoll;      /* when anyone last polled (sysmon) */
     /* stats */
     atomic_ullong ncreated, nsteals, nhandoffs, nswitches, npreempts;
+    /* preempt_cb's outcomes (_core._preempt_stats, for tests): steps
+     * aside; of those, ones by a G whose own execute saw the hand-off
+     * standing (gilhand: never, by design); waits that timed out; of
+     * those, ones after which the hand-off still stood; holders that
+     * did not step aside because they took the GIL while it stood. */
+    atomic_ullong nstepaside, nstepaside_own, nstepaside_timeout,
+        nstepaside_stood, nhand_own;
+    /* test-only: how long a step-aside waits (0: GR_RETAKE_NS) */
+    atomic_llong stepaside_ns;
 } sched = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .maxmcount = GR_MAXM_DEFAULT,
@@ -1682,7 +1691,8 @@ preempt_cb(void *arg)
     if (tok == 0) {
         return 0;
     }
-    if (m != NULL && m->curg != NULL && m->gilhand == tok) {
+    bool own = m != NULL && m->curg != NULL && m->gilhand == tok;
+    if (own) {
         /* This G took the GIL in execute after the hand-off was made: it
          * waited for the GIL just as the handed M's G does, and is often
          * that very G, taken from the global queue by another M (one still
@@ -1690,7 +1700,14 @@ preempt_cb(void *arg)
          * Stepping aside would send it to the back of the GIL's waiters
          * while the handed M finds nothing to run: one switch interval or
          * more (issue 24's p99). */
+        atomic_fetch_add(&sched.nhand_own, 1);
         return 0;
+    }
+    atomic_fetch_add(&sched.nstepaside, 1);
+    if (own) {
+        /* Unreachable while the check above stands: counted so that
+         * test_preempt sees it if that check ever goes. */
+        atomic_fetch_add(&sched.nstepaside_own, 1);
     }
     /* The next holder may not be the handed M: it steps aside too. */
     preempt_post();
@@ -1701,7 +1718,8 @@ preempt_cb(void *arg)
     PyEval_SaveThread();
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_nsec += GR_RETAKE_NS;
+    long long waitns = atomic_load(&sched.stepaside_ns);
+    dl.tv_nsec += waitns > 0 ? waitns : GR_RETAKE_NS;
     dl.tv_sec += dl.tv_nsec / 1000000000;
     dl.tv_nsec %= 1000000000;
     pthread_mutex_lock(&sched.handmu);
@@ -1711,6 +1729,12 @@ preempt_cb(void *arg)
         err = pthread_cond_timedwait(&sched.handcond, &sched.handmu, &dl);
     }
     pthread_mutex_unlock(&sched.handmu);
+    if (err == ETIMEDOUT) {
+        atomic_fetch_add(&sched.nstepaside_timeout, 1);
+        if (atomic_load(&sched.hand) == tok) {
+            atomic_fetch_add(&sched.nstepaside_stood, 1);
+        }
+    }
     /* A wait that times out (the handed M has not had a CPU for a switch
      * interval: a loaded machine) takes the GIL back, but the hand-off
      * stands: it ends only when the handed M has the GIL or its P went
@@ -2926,6 +2950,73 @@ sched_stats(PyObject *module, PyObject *unused)
         "timers", atomic_load(&gr_timers_pending));
 }
 
+/* _preempt_stats(stepaside_ns=-1, /): preempt_cb's outcome counters, and
+ * for tests, how long a step-aside waits for its hand-off (ns; 0 puts
+ * back GR_RETAKE_NS; negative leaves it).  Not public API. */
+static PyObject *
+sched_preempt_stats(PyObject *module, PyObject *const *args, Py_ssize_t n)
+{
+    if (n > 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_preempt_stats takes at most 1 argument");
+        return NULL;
+    }
+    if (n == 1) {
+        long long ns = PyLong_AsLongLong(args[0]);
+        if (ns == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (ns >= 1000000000LL) {
+            PyErr_SetString(PyExc_ValueError,
+                            "stepaside_ns must be under one second");
+            return NULL;
+        }
+        if (ns >= 0) {
+            atomic_store(&sched.stepaside_ns, ns);
+        }
+    }
+    return Py_BuildValue(
+        "{sKsKsKsKsK}",
+        "stepasides", (unsigned long long)atomic_load(&sched.nstepaside),
+        "stepasides_own",
+        (unsigned long long)atomic_load(&sched.nstepaside_own),
+        "stepaside_timeouts",
+        (unsigned long long)atomic_load(&sched.nstepaside_timeout),
+        "stepaside_timeouts_hand_stood",
+        (unsigned long long)atomic_load(&sched.nstepaside_stood),
+        "hand_own_skips", (unsigned long long)atomic_load(&sched.nhand_own));
+}
+
+/* _hand_selftest(): the hand-off token's rules on a P that is not in
+ * allp, for tests: a hand-off of a P, ended and made again, is another
+ * hand-off, so ending the first again (a stale waiter) leaves the second
+ * standing, and a G that took the GIL during the first does not take the
+ * second for its own.  Returns (stale end kept the new one, tokens
+ * differ).  Raises RuntimeError if a real hand-off stands. */
+static PyObject *
+sched_hand_selftest(PyObject *module, PyObject *unused)
+{
+    gr_p fake;
+    memset(&fake, 0, sizeof fake);
+    fake.id = (1 << HAND_PBITS) - 2;    /* above any real P's id */
+    if (!hand_claim(&fake)) {
+        PyErr_SetString(PyExc_RuntimeError, "a hand-off stands");
+        return NULL;
+    }
+    unsigned long long first = atomic_load(&sched.hand);
+    handoff_over(&fake);
+    if (!hand_claim(&fake)) {
+        PyErr_SetString(PyExc_RuntimeError, "a hand-off stands");
+        return NULL;
+    }
+    unsigned long long second = atomic_load(&sched.hand);
+    handoff_end(first);                 /* the stale waiter */
+    bool kept = atomic_load(&sched.hand) == second;
+    handoff_over(&fake);
+    return Py_BuildValue("(OO)", kept ? Py_True : Py_False,
+                         first != second ? Py_True : Py_False);
+}
+
 /* ---- fork ------------------------------------------------------------
  *
  * The child of fork() has one thread: the one that forked.  Every other M,
@@ -3119,6 +3210,9 @@ static PyMethodDef sched_methods[] = {
     {"unlock_os_thread", sched_unlock_os_thread, METH_NOARGS,
      "unlock_os_thread()\n--\n\nUndo one lock_os_thread()."},
     {"_goroutines", sched_goroutines, METH_NOARGS, NULL},
+    {"_preempt_stats", (PyCFunction)(void (*)(void))sched_preempt_stats,
+     METH_FASTCALL, NULL},
+    {"_hand_selftest", sched_hand_selftest, METH_NOARGS, NULL},
     {"stats", sched_stats, METH_NOARGS,
      "stats()\n--\n\nScheduler counters: goroutines, Ms, Ps, steals, "
      "handoffs, context switches, timers."},
