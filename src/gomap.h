@@ -316,6 +316,9 @@ typedef struct {
                                  oldbuckets) plus iterators */
     void *mem;                /* the allocation this lies in (aligned up
                                  to 64 bytes within it) */
+    size_t maplen;            /* mem's length when it is a mapping of its
+                                 own (a big table: see htab_new); 0 when
+                                 it came from PyMem_RawCalloc */
     uint8_t B;                /* log2 of the number of buckets */
     bmap buckets[];           /* 2^B buckets, 64-byte aligned; overflow
                                  ones are separate allocations, freed
