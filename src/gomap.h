@@ -767,7 +767,7 @@ flagged_slot(uint64_t m)
  * tophash is top; -1 when none does.  Every slot whose tophash is top is
  * a candidate (empty marks never equal a live tophash).  The one probe
  * of a bucket: chain_find and mapassign both use it. */
-static inline int
+static inline __attribute__((always_inline)) int
 bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
 {
     for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0; m &= m - 1) {
@@ -782,7 +782,7 @@ bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
 /* Find k, whose tophash is top, in the chain starting at b.  An
  * emptyRest ends the chain, so this finds what Go's slot by slot scan
  * finds. */
-static inline bool
+static inline __attribute__((always_inline)) bool
 chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
 {
     for (; b != NULL; b = b->overflow) {
@@ -804,7 +804,7 @@ chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
  * lock held (or the GIL, see map_lock).  Inline, so that a get keeps the
  * key it built in registers (issue 16: an out-of-line call spilled the
  * ckey to the stack and reloaded it word by word). */
-static inline bool
+static inline __attribute__((always_inline)) bool
 mapaccess(const hmap *h, const ckey *k, slotref *out)
 {
     if (h->count == 0 || ckey_nan(k)) {
