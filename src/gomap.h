@@ -46,6 +46,10 @@
  * iteration yields the key object that was inserted first, as dict does
  * (m[1] = a; m[1.0] = b; list(m) == [1]).
  *
+ * A table of 2 MiB or more is a mapping of its own, 2 MiB aligned and
+ * advised MADV_HUGEPAGE (htab_new): a million keys' 96 MiB on 4 KiB pages
+ * cost a TLB miss and page walk on nearly every get.
+ *
  * tophash values below minTopHash are marks, as in Go:
  *   emptyRest (0)       this slot and every later slot and overflow bucket
  *                       in the chain are empty: probes stop here;
@@ -316,6 +320,9 @@ typedef struct {
                                  oldbuckets) plus iterators */
     void *mem;                /* the allocation this lies in (aligned up
                                  to 64 bytes within it) */
+    size_t maplen;            /* mem's length when it is a mapping of its
+                                 own (a big table: see htab_new); 0 when
+                                 it came from PyMem_RawCalloc */
     uint8_t B;                /* log2 of the number of buckets */
     bmap buckets[];           /* 2^B buckets, 64-byte aligned; overflow
                                  ones are separate allocations, freed
@@ -764,7 +771,7 @@ flagged_slot(uint64_t m)
  * tophash is top; -1 when none does.  Every slot whose tophash is top is
  * a candidate (empty marks never equal a live tophash).  The one probe
  * of a bucket: chain_find and mapassign both use it. */
-static inline int
+static inline __attribute__((always_inline)) int
 bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
 {
     for (uint64_t m = zerobytes(w ^ (top * BYTES_01)); m != 0; m &= m - 1) {
@@ -779,7 +786,7 @@ bucket_find(const bmap *b, uint64_t w, uint8_t top, const ckey *k)
 /* Find k, whose tophash is top, in the chain starting at b.  An
  * emptyRest ends the chain, so this finds what Go's slot by slot scan
  * finds. */
-static inline bool
+static inline __attribute__((always_inline)) bool
 chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
 {
     for (; b != NULL; b = b->overflow) {
@@ -801,7 +808,7 @@ chain_find(bmap *b, uint8_t top, const ckey *k, slotref *out)
  * lock held (or the GIL, see map_lock).  Inline, so that a get keeps the
  * key it built in registers (issue 16: an out-of-line call spilled the
  * ckey to the stack and reloaded it word by word). */
-static inline bool
+static inline __attribute__((always_inline)) bool
 mapaccess(const hmap *h, const ckey *k, slotref *out)
 {
     if (h->count == 0 || ckey_nan(k)) {

@@ -10,6 +10,8 @@
  */
 #include "gomap.h"
 
+#include <sys/mman.h>
+
 /* fastrand: a per-thread generator (Go's fastrand), for seeds, NaN hashes
  * and iteration starts.  Not for secrets. */
 static _Thread_local uint64_t rand_state;
@@ -65,20 +67,62 @@ tooManyOverflowBuckets(uint64_t noverflow, uint8_t B)
 _Static_assert(sizeof(bmap) == 384 && offsetof(bmap, slots) % 32 == 0 &&
                sizeof(bslot) == 32, "bmap layout");
 
+/* Tables of HUGE_MIN bytes or more are mapped on their own, aligned to
+ * 2 MiB, with madvise(MADV_HUGEPAGE), so that the kernel backs them with
+ * 2 MiB pages (transparent huge pages are "madvise" on many systems,
+ * this one included: the allocator's own mmap of a big block gets 4 KiB
+ * pages).  A get in a table of a million keys (2^18 buckets, 96 MiB)
+ * otherwise misses the TLB on almost every probe: a page walk on top of
+ * the cache miss.  Measured: see "Big tables and the TLB" in
+ * docs/design.md.  Smaller tables take the allocator (a mapping of their
+ * own would cost a system call per growth step for no TLB gain). */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_MIN HUGE_PAGE
+
 /* A zeroed table of 2^B buckets, its buckets on 64-byte lines.  Calloc'd
  * and aligned up inside (rather than aligned_alloc + memset) so that a
  * big table gets the allocator's zero pages instead of being written
- * twice. */
+ * twice; from HUGE_MIN bytes, mapped on huge pages (above). */
 static htab *
 htab_new(uint8_t B)
 {
-    void *mem = PyMem_RawCalloc(1, sizeof(htab) + 63 +
-                                   bucketShift(B) * sizeof(bmap));
-    if (mem == NULL) {
-        return NULL;
+    size_t size = sizeof(htab) + 63 + bucketShift(B) * sizeof(bmap);
+    void *mem;
+    size_t maplen = 0;
+    if (size >= HUGE_MIN) {
+        /* Map one huge page more than needed and unmap the ends, which
+         * leaves a 2 MiB-aligned range: only an aligned 2 MiB range can
+         * be one huge page.  Anonymous memory reads as zeros. */
+        size_t len = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        uint8_t *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            return NULL;
+        }
+        uint8_t *a = (uint8_t *)(((uintptr_t)m + HUGE_PAGE - 1) &
+                                 ~(uintptr_t)(HUGE_PAGE - 1));
+        if (a > m) {
+            munmap(m, (size_t)(a - m));
+        }
+        if (a + len < m + len + HUGE_PAGE) {
+            munmap(a + len, (size_t)(m + len + HUGE_PAGE - (a + len)));
+        }
+#ifdef MADV_HUGEPAGE
+        /* Advice only: where THP is off, the table keeps 4 KiB pages. */
+        (void)madvise(a, len, MADV_HUGEPAGE);
+#endif
+        mem = a;
+        maplen = len;
+    }
+    else {
+        mem = PyMem_RawCalloc(1, size);
+        if (mem == NULL) {
+            return NULL;
+        }
     }
     htab *t = (htab *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
     t->mem = mem;
+    t->maplen = maplen;
     t->refs = 1;
     t->B = B;
     return t;
@@ -143,7 +187,12 @@ htab_free(htab *t)
             b = next;
         }
     }
-    PyMem_RawFree(t->mem);
+    if (t->maplen != 0) {
+        munmap(t->mem, t->maplen);
+    }
+    else {
+        PyMem_RawFree(t->mem);
+    }
 }
 
 static inline void

@@ -123,8 +123,11 @@ map_unlock(hmap *h)
 /* Single operations (GIL held; each takes and drops the lock once)    */
 
 /* Look k up; returns a new reference to its value, or NULL (no error set)
- * when absent.  *err is set when k could not be encoded. */
-static PyObject *
+ * when absent.  *err is set when k could not be encoded.  Forced inline:
+ * as a call of its own it cost m[k] a frame (callee-saved registers and
+ * the ckey spilled to the stack around it); see docs/design.md,
+ * "Instructions per get". */
+static inline __attribute__((always_inline)) PyObject *
 map_lookup(hmap *h, PyObject *k, int *err)
 {
     kenc e;
@@ -153,8 +156,9 @@ enum {
 };
 
 /* Returns 1 when k was inserted, 0 when it was present (then *prev is a new
- * reference: the value replaced, or the value kept), -1 on error. */
-static int
+ * reference: the value replaced, or the value kept), -1 on error.  Forced
+ * inline, as map_lookup is. */
+static inline __attribute__((always_inline)) int
 map_store(hmap *h, PyObject *k, PyObject *v, int mode, PyObject **prev)
 {
     kenc e;

@@ -577,3 +577,50 @@ def test_long_str_keys_keep_their_hash_through_growth_and_iteration():
     assert all((k in m) == (i % 2 == 1) for i, k in enumerate(keys))
     c = m.copy()
     assert c == m and all(c[k] == k for k in keys[1::2])
+
+
+def _anon_huge_kib():
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    return None
+
+
+def _thp_mode(name):
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/" + name) as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux THP")
+def test_a_big_table_is_on_huge_pages():
+    # A table of 2 MiB or more is its own 2 MiB-aligned mapping advised
+    # MADV_HUGEPAGE (gomap_table.c, htab_new): with THP in "madvise" mode
+    # nothing else in the process gets huge pages, so the process's
+    # AnonHugePages grows by about the table's size.  Entries, growth
+    # across such tables, iteration over an old one and the munmap on
+    # clear() are checked along the way.
+    if _anon_huge_kib() is None or _thp_mode("enabled") not in (
+            "madvise", "always"):
+        pytest.skip("no transparent huge pages here")
+    if _thp_mode("defrag") in ("never", "defer"):
+        pytest.skip("huge pages are not allocated at fault time here")
+    before = _anon_huge_kib()
+    n = 200_000         # 2^15 buckets of 384 bytes: 12 MiB
+    m = Map((i, -i) for i in range(n))
+    it = iter(m.items())
+    next(it)
+    for i in range(n, 2 * n):       # grows to a 24 MiB table mid-iteration
+        m[i] = -i
+    during = _anon_huge_kib()
+    assert sum(1 for _ in it) >= n - 1
+    assert all(m[i] == -i for i in range(0, 2 * n, 997))
+    assert len(m) == 2 * n
+    assert during - before >= 8 * 1024, (before, during)
+    m.clear()
+    del it
+    gc.collect()
+    assert _anon_huge_kib() - before < 8 * 1024
