@@ -98,6 +98,8 @@
                                        recently runs Python (sched.pybusy):
                                        4 switch intervals */
 #define GR_SYSMON_BUSY_US 100       /* sysmon tick while goroutines run */
+#define GR_SYSMON_CALM_US 1000      /* ... and its longest while they only
+                                       run: nothing queued, no hand-off */
 #define GR_MAXM_DEFAULT 10000       /* Go's default thread limit */
 #define GR_GFREE_LOCAL 64           /* dead Gs kept per P (Go's 64) */
 #define GR_GFREE_GLOBAL 1024        /* ... and globally, equipped */
@@ -244,6 +246,15 @@ static struct {
     atomic_ullong handgen;      /* hand-offs claimed so far */
     pthread_mutex_t handmu;
     pthread_cond_t handcond;    /* CLOCK_MONOTONIC, made by sched_start */
+    /* sysmon's long sleep: while every P runs and nothing is queued or
+     * handed, sysmon's tick backs off to GR_SYSMON_CALM_US (as Go's
+     * sysmon doubles its delay while it finds nothing to do), sleeping on
+     * sysmoncond with sysmoncalm set; a hand-off claimed meanwhile wakes
+     * it (hand_claim), so the re-ask of a standing hand-off still comes
+     * a busy tick later.  sysmonmu is a leaf. */
+    atomic_bool sysmoncalm;
+    pthread_mutex_t sysmonmu;
+    pthread_cond_t sysmoncond;  /* CLOCK_MONOTONIC */
     /* the netpoller (netpoll.c, through gr_sched_set_netpoll) */
     const gr_netpoll_ops *_Atomic netpoll;  /* NULL until registered */
     atomic_bool netpolling;     /* an M is blocked in the poll; set and
@@ -1583,8 +1594,19 @@ hand_claim(gr_p *p)
         return false;
     }
     unsigned long long gen = atomic_fetch_add(&sched.handgen, 1) + 1;
-    return atomic_compare_exchange_strong(&sched.hand, &none,
-                                          HAND_TOKEN(gen, p));
+    if (!atomic_compare_exchange_strong(&sched.hand, &none,
+                                        HAND_TOKEN(gen, p))) {
+        return false;
+    }
+    if (atomic_load(&sched.sysmoncalm)) {
+        /* Set before sysmon reads sched.hand for the last time before
+         * its long sleep (both seq_cst): it either sees the hand or is
+         * woken here. */
+        pthread_mutex_lock(&sched.sysmonmu);
+        pthread_cond_signal(&sched.sysmoncond);
+        pthread_mutex_unlock(&sched.sysmonmu);
+    }
+    return true;
 }
 
 /* p's M is about to take the GIL for a G (execute): if no other P waits,
@@ -1599,6 +1621,8 @@ gil_wanted(gr_p *p)
     }
 }
 
+/* handmu/handcond and sysmonmu/sysmoncond (made afresh in a forked
+ * child, where a thread that held one does not exist). */
 static void
 handcond_init(void)
 {
@@ -1607,7 +1631,10 @@ handcond_init(void)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&sched.handmu, NULL);
     pthread_cond_init(&sched.handcond, &attr);
+    pthread_mutex_init(&sched.sysmonmu, NULL);
+    pthread_cond_init(&sched.sysmoncond, &attr);
     pthread_condattr_destroy(&attr);
+    atomic_store(&sched.sysmoncalm, false);
 }
 
 static int preempt_cb(void *arg);
@@ -2354,14 +2381,48 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
 
 /* ---- sysmon --------------------------------------------------------- */
 
+/* Sleep up to us microseconds, or until a hand-off is claimed
+ * (hand_claim signals while sysmoncalm is set). */
+static void
+sysmon_calm_sleep(int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)(us % 1000000) * 1000;
+    ts.tv_sec += (time_t)(us / 1000000) + ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_mutex_lock(&sched.sysmonmu);
+    atomic_store(&sched.sysmoncalm, true);
+    /* After sysmoncalm is set: a hand claimed before it would not wake us. */
+    while (atomic_load(&sched.hand) == 0 && !atomic_load(&sched.exiting)) {
+        if (pthread_cond_timedwait(&sched.sysmoncond, &sched.sysmonmu,
+                                   &ts) != 0) {
+            break;
+        }
+    }
+    atomic_store(&sched.sysmoncalm, false);
+    pthread_mutex_unlock(&sched.sysmonmu);
+}
+
 static void *
 sysmon(void *arg)
 {
     int64_t delay_us = 20;
     int idle = 0;
+#ifdef __linux__
+    /* Named for top -H, py-spy and the tick's test (test_goroutine.py). */
+    pthread_setname_np(pthread_self(), "gr-sysmon");
+#endif
     unsigned long long lasthand = 0;    /* sched.hand on the last tick */
+    bool calm = false;                  /* the last tick found Ps running
+                                           and nothing else to do */
     while (!atomic_load(&sched.exiting)) {
-        usleep((useconds_t)delay_us);
+        if (calm && delay_us > GR_SYSMON_BUSY_US) {
+            sysmon_calm_sleep(delay_us);
+        }
+        else {
+            usleep((useconds_t)delay_us);
+        }
         if (gr_pystate_finalizing()) {
             /* Every atexit callback has run: stop the runtime (Ms see
              * `exiting` at their next scheduling point) and never start
@@ -2372,6 +2433,7 @@ sysmon(void *arg)
         atomic_fetch_add(&sched.sysmonseq, 1);     /* odd: in a pass */
         int64_t now = nanotime();
         bool busy = false, pybusy = false;
+        bool acted = false;     /* work queued, a retake, a hand-off */
         int n = atomic_load_explicit(&sched.nallp, memory_order_acquire);
         for (int i = 0; i < n; i++) {
             gr_p *p = sched.allp[i];
@@ -2431,6 +2493,7 @@ sysmon(void *arg)
             if (runqempty(p) && atomic_load(&sched.runqsize) == 0) {
                 continue;
             }
+            acted = true;
             if (handoff && crowded() && !blocked && !beyond) {
                 continue;       /* the displaced Gs' Ms share the GIL */
             }
@@ -2475,12 +2538,32 @@ sysmon(void *arg)
                 wakep();    /* work a hand-off in flight left waiting */
             }
         }
-        if (busy) {
+        acted = acted || atomic_load(&sched.hand) != 0 ||
+                atomic_load(&sched.runqsize) > 0 ||
+                atomic_load(&sched.nmpless) > 0;
+        for (int i = 0; !acted && i < n; i++) {
+            acted = !runqempty(sched.allp[i]);
+        }
+        /* Busy with work to hand out: every GR_SYSMON_BUSY_US.  Ps only
+         * running (CPU-bound goroutines, nothing waiting): after 50 such
+         * ticks the delay doubles up to GR_SYSMON_CALM_US, as Go's sysmon
+         * backs off while it retakes nothing; a hand-off wakes it.  Its
+         * 100 us tick cost two CPU-bound goroutines 1.19x threads' CPU;
+         * docs/design.md, "sysmon's tick". */
+        calm = busy && !acted;
+        if (busy && acted) {
             idle = 0;
             delay_us = GR_SYSMON_BUSY_US;
         }
         else if (++idle > 50) {
-            delay_us = delay_us * 2 > 10000 ? 10000 : delay_us * 2;
+            int64_t most = busy ? GR_SYSMON_CALM_US : 10000;
+            delay_us = delay_us * 2 > most ? most : delay_us * 2;
+        }
+        if (busy && delay_us < GR_SYSMON_BUSY_US) {
+            delay_us = GR_SYSMON_BUSY_US;
+        }
+        else if (busy && delay_us > GR_SYSMON_CALM_US) {
+            delay_us = GR_SYSMON_CALM_US;
         }
     }
     atomic_store(&sched.sysmonup, false);

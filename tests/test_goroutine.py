@@ -2,6 +2,7 @@
 sections."""
 import contextvars
 import ctypes
+import sys
 import threading
 import time
 
@@ -129,6 +130,48 @@ def test_gosched_lets_a_runnable_goroutine_run_before_the_caller_goes_on():
     """, env={"GOMAXPROCS": "1"})
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert r.stdout.strip() in ("[1]", "[1, 2]"), (r.stdout, r.stderr)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="reads /proc")
+def test_sysmon_backs_off_while_goroutines_only_run():
+    # Two goroutines burn CPU on two Ps with nothing queued and no hand-off:
+    # sysmon has nothing to do, and its tick backs off from 100 us to 1 ms
+    # (sched.c, GR_SYSMON_CALM_US) instead of waking 10,000 times a second
+    # beside them.  Counted as the voluntary context switches of its
+    # thread (named gr-sysmon) over one second: at most ~1,000 at a 1 ms
+    # tick, several thousand at 100 us.
+    r = run_py("""
+        import glob, threading, time
+        from goroutine import go, sync
+        def sysmon_switches():
+            for d in glob.glob("/proc/self/task/*"):
+                with open(d + "/comm") as f:
+                    if f.read().strip() != "gr-sysmon":
+                        continue
+                with open(d + "/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches"):
+                            return int(line.split()[1])
+            raise AssertionError("no gr-sysmon thread")
+        stop = [False]
+        wg = sync.WaitGroup()
+        def burn():
+            while not stop[0]:
+                for _ in range(1000):
+                    pass
+        for _ in range(2):
+            wg.go(burn)
+        time.sleep(0.5)             # past the 50 ticks before it backs off
+        a, t = sysmon_switches(), time.monotonic()
+        time.sleep(1.0)
+        b, dt = sysmon_switches(), time.monotonic() - t
+        stop[0] = True
+        wg.wait()
+        print(round((b - a) / dt))
+    """, env={"GOMAXPROCS": "2"}, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert int(r.stdout) < 1500, r.stdout
 
 
 def test_goexit_ends_the_goroutine_after_finally_blocks():
