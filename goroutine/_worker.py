@@ -193,6 +193,52 @@ class Context(_Proxy):
         return self._call("deadline")
 
 
+#: The nil channel: never ready in a select; send and recv block forever.
+nilchan = chan(-1)
+
+
+class _Default:
+    """goroutine_worker.default: select's default case."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "goroutine_worker.default"
+
+
+default = _Default()
+
+
+def _case(i, case):
+    # A case as the main side's select rebuilds it: ("recv", ref),
+    # ("recv_", ref), ("send", ref, value) or ("default",).
+    if case is default:
+        return ("default",)
+    if type(case) is tuple and len(case) == 2:
+        fn = case[0]
+        if getattr(fn, "__func__", None) is chan.send and \
+                isinstance(fn.__self__, chan):
+            return ("send", fn.__self__._ref, case[1])
+    else:
+        fn = getattr(case, "__func__", None)
+        if fn is chan.recv or fn is chan.recv_:
+            if isinstance(case.__self__, chan):
+                return (fn.__name__, case.__self__._ref)
+    raise TypeError(f"select: case {i} must be ch.recv, ch.recv_, "
+                    f"(ch.send, value) or default, not {case!r}")
+
+
+def select(*cases):
+    """select(*cases) -> (index, rx): goroutine.select for a worker, over
+    channel proxies: ch.recv, ch.recv_, (ch.send, value), default.  The
+    select itself runs in the main interpreter, so Go's rules (random
+    choice among ready cases, nil channels never ready, closed ones) are
+    the main runtime's own."""
+    ops = tuple(_case(i, c) for i, c in enumerate(cases))
+    if sum(1 for op in ops if op[0] == "default") > 1:
+        raise TypeError("select: multiple default cases")
+    return _call(0, "select", ops)
+
+
 KINDS = {c._kind: c for c in (chan, WaitGroup, Context)}
 
 

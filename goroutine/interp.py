@@ -22,7 +22,8 @@ import sys
 import threading
 from typing import Any, Dict, Set, Tuple
 
-from goroutine import _core, _worker, chan, go, Panic, Deadlock
+from goroutine import _core, _worker, chan, default, go, nilchan, select, Panic, \
+    Deadlock
 from goroutine import context as _context
 from goroutine import sync as _sync
 
@@ -55,6 +56,8 @@ _lock = threading.Lock()
 
 
 def _pid(obj):
+    if obj is nilchan:
+        return ("ref", -1, "chan")
     for cls, kind in _KIND:
         if isinstance(obj, cls):
             with _lock:
@@ -74,7 +77,7 @@ def _pid(obj):
 def _pload(pid):
     tag, a, b = pid
     if tag == "ref":
-        return _refs[a][0]
+        return _deref(a)[0]
     return _EXC[a](*b)
 
 
@@ -83,7 +86,9 @@ def _serve(payload):
     in the main interpreter (src/interp.c's _xcall)."""
     try:
         ref, name, args = _worker.loads(payload, _pload)
-        obj, kind = _refs[ref]
+        if ref == 0:
+            return _worker.dumps(("ok", _select(args)), _pid)
+        obj, kind = _deref(ref)
         if name not in _METHODS[kind]:
             raise AttributeError(f"goroutine.interp: {kind}.{name} cannot "
                                  "be called from a worker interpreter")
@@ -95,6 +100,32 @@ def _serve(payload):
         return _worker.dumps(ans, _pid)
     except TypeError as e:
         return _worker.dumps(("err", e), _pid)
+
+
+def _deref(ref):
+    # ref -1 is goroutine_worker.nilchan: the main interpreter's nilchan.
+    return (nilchan, "chan") if ref == -1 else _refs[ref]
+
+
+def _select(ops):
+    # A worker's select (goroutine_worker.select): its cases rebuilt on
+    # the channels themselves, and goroutine.select run here, as the
+    # worker's goroutine, so every rule is the main runtime's.
+    cases = []
+    for op in ops:
+        if op[0] == "default":
+            cases.append(default)
+            continue
+        obj, kind = _deref(op[1])
+        if kind != "chan":
+            raise TypeError(f"select: a case needs a chan, not a {kind}")
+        if op[0] == "send":
+            cases.append((obj.send, op[2]))
+        elif op[0] == "recv_":
+            cases.append(obj.recv_)
+        else:
+            cases.append(obj.recv)
+    return select(*cases)
 
 
 if supported:

@@ -136,3 +136,36 @@ def import_goroutine(out):
         out.send(("imported", ""))
     except ImportError as e:
         out.send(("ImportError", str(e)))
+
+
+def _cases(spec):
+    import goroutine_worker as gw
+    cases = []
+    for s in spec:
+        if s[0] == "default":
+            cases.append(gw.default)
+        elif s[0] == "nil":
+            cases.append(gw.nilchan.recv)
+        elif s[0] == "nilsend":
+            cases.append((gw.nilchan.send, 1))
+        elif s[0] == "send":
+            cases.append((s[1].send, s[2]))
+        elif s[0] == "bad":
+            cases.append(s[1])
+        else:
+            cases.append(getattr(s[1], s[0]))
+    return cases
+
+
+def select_spec(spec, out, n=1):
+    """Run goroutine_worker.select over spec n times; report the results
+    (or the error) on out."""
+    import goroutine_worker as gw
+    try:
+        cases = _cases(spec)
+        res = [gw.select(*cases) for _ in range(n)]
+        out.send(("ok", res if n > 1 else res[0]))
+    except gw.Panic as e:
+        out.send(("Panic", str(e)))
+    except Exception as e:
+        out.send((type(e).__name__, str(e)))

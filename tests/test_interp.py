@@ -339,3 +339,120 @@ def test_deadlock_detection_counts_worker_goroutines():
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert "Deadlock: all goroutines are asleep - deadlock!" in r.stdout
     assert "closed" in r.stdout
+
+
+# ---- select in a worker (goroutine_worker.select) ----
+
+def _parked(what, n=1):
+    # Until n goroutines are parked in `what` (a stack() state).
+    while goroutine.runtime.stack().count(f"[{what}") < n:
+        goroutine.time.sleep(0.01)
+
+
+@needs_workers
+def test_select_recv_ready_from_main(pool):
+    c, d, out = chan(1), chan(), chan()
+    c.send("x")
+    pool.go(W.select_spec, [("recv", d), ("recv", c)], out)
+    assert out.recv() == ("ok", (1, "x"))
+    c.send("y")
+    pool.go(W.select_spec, [("recv_", c)], out)
+    assert out.recv() == ("ok", (0, ("y", True)))
+
+
+@needs_workers
+def test_select_send_case_and_copy(pool):
+    c, out = chan(), chan()
+    pool.go(W.select_spec, [("recv", chan()), ("send", c, [1, {"k": 2}])],
+            out)
+    assert c.recv() == [1, {"k": 2}]
+    assert out.recv() == ("ok", (1, None))
+
+
+@needs_workers
+def test_select_default_only_when_none_ready(pool):
+    c, out = chan(1), chan()
+    pool.go(W.select_spec, [("recv", c), ("default",)], out)
+    assert out.recv() == ("ok", (1, None))
+    c.send(7)
+    pool.go(W.select_spec, [("default",), ("recv", c)], out)
+    assert out.recv() == ("ok", (1, 7))
+    pool.go(W.select_spec, [("send", chan(), 1), ("default",)], out)
+    assert out.recv() == ("ok", (1, None))
+
+
+@needs_workers
+def test_select_nil_channel_never_chosen(pool):
+    c, out = chan(1), chan()
+    pool.go(W.select_spec, [("nil",), ("nilsend",), ("default",)], out)
+    assert out.recv() == ("ok", (2, None))
+    # a nil case passed in from main (goroutine.nilchan) is the same
+    pool.go(W.select_spec, [("recv", goroutine.nilchan), ("recv", c)], out)
+    _parked("select")
+    c.send(5)
+    assert out.recv() == ("ok", (1, 5))
+
+
+@needs_workers
+def test_select_closed_channel_rules(pool):
+    c, out = chan(), chan()
+    c.close()
+    pool.go(W.select_spec, [("recv", c), ("recv", chan())], out)
+    assert out.recv() == ("ok", (0, None))
+    pool.go(W.select_spec, [("recv_", c)], out)
+    assert out.recv() == ("ok", (0, (None, False)))
+    pool.go(W.select_spec, [("send", c, 1)], out)
+    assert out.recv() == ("Panic", "send on closed channel")
+    # parked in select, woken by a close from main
+    d = chan()
+    pool.go(W.select_spec, [("recv_", d), ("nil",)], out)
+    _parked("select")
+    d.close()
+    assert out.recv() == ("ok", (0, (None, False)))
+
+
+@needs_workers
+def test_select_random_among_ready(pool):
+    a, b, out = chan(400), chan(400), chan()
+    for i in range(400):
+        a.send(i)
+        b.send(i)
+    pool.go(W.select_spec, [("recv", a), ("recv", b)], out, 400)
+    kind, res = out.recv()
+    assert kind == "ok"
+    first = sum(1 for i, _ in res if i == 0)
+    # uniform choice: 400 draws land outside [100, 300] with p < 1e-20
+    assert 100 <= first <= 300, first
+    assert sorted(v for i, v in res if i == 0) == list(range(first))
+
+
+@needs_workers
+def test_select_parks_and_is_woken_from_main_and_another_worker(pool):
+    a, b, out = chan(), chan(), chan()
+    pool.go(W.select_spec, [("recv", a), ("recv", b)], out)
+    _parked("select")
+    b.send("main")
+    assert out.recv() == ("ok", (1, "main"))
+    # the other side in the other worker (round-robin: worker 2, then 1)
+    pool.go(W.select_spec, [("recv", a), ("send", b, "sent")], out)
+    pool.go(W.send_all, a, ["from a worker"])
+    assert out.recv() == ("ok", (0, "from a worker"))
+    # a send case taken by a receiver in another worker
+    pool.go(W.select_spec, [("send", a, "to a worker"), ("recv", b)], out)
+    pool.go(W.recv_n, a, 1, out)
+    got = {out.recv(), out.recv()}
+    assert got == {("ok", (0, None)), ("to a worker",)}
+
+
+@needs_workers
+def test_select_bad_cases_raise_typeerror(pool):
+    out = chan()
+    pool.go(W.select_spec, [("bad", 3)], out)
+    kind, msg = out.recv()
+    assert kind == "TypeError" and msg.startswith("select: case 0 must be")
+    pool.go(W.select_spec, [("default",), ("default",)], out)
+    assert out.recv() == ("TypeError", "select: multiple default cases")
+    # a WaitGroup is not a channel: refused in the main interpreter
+    pool.go(W.select_spec, [("bad", (sync.WaitGroup(), 1))], out)
+    kind, msg = out.recv()
+    assert kind == "TypeError" and msg.startswith("select: case 0 must be")
