@@ -193,6 +193,110 @@ class Context(_Proxy):
         return self._call("deadline")
 
 
+class Mutex(_Proxy):
+    """sync.Mutex of the main interpreter: lock() parks this goroutine
+    until the holder, in any interpreter, unlocks."""
+    __slots__ = ()
+    _kind = "Mutex"
+
+    def lock(self):
+        self._call("lock")
+
+    def unlock(self):
+        self._call("unlock")
+
+    def try_lock(self):
+        return self._call("try_lock")
+
+    def locked(self):
+        return self._call("locked")
+
+    def __enter__(self):
+        self.lock()
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+
+class _RLocker:
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw):
+        self._rw = rw
+
+    def lock(self):
+        self._rw.rlock()
+
+    def unlock(self):
+        self._rw.runlock()
+
+    def __enter__(self):
+        self.lock()
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+
+class RWMutex(Mutex):
+    """sync.RWMutex of the main interpreter."""
+    __slots__ = ()
+    _kind = "RWMutex"
+
+    def rlock(self):
+        self._call("rlock")
+
+    def runlock(self):
+        self._call("runlock")
+
+    def try_rlock(self):
+        return self._call("try_rlock")
+
+    def unlock_to_rlock(self):
+        self._call("unlock_to_rlock")
+
+    def locked(self):
+        raise AttributeError("'RWMutex' object has no attribute 'locked'")
+
+    def rlocker(self):
+        return _RLocker(self)
+
+
+class Cond(_Proxy):
+    """sync.Cond of the main interpreter (its L is the main one's)."""
+    __slots__ = ()
+    _kind = "Cond"
+
+    @property
+    def L(self):
+        return self._call("_L")
+
+    def wait(self):
+        self._call("wait")
+
+    def signal(self):
+        self._call("signal")
+
+    def broadcast(self):
+        self._call("broadcast")
+
+
+class Sema(_Proxy):
+    """sync.Sema of the main interpreter."""
+    __slots__ = ()
+    _kind = "Sema"
+
+    def acquire(self, n=1):
+        self._call("acquire", n)
+
+    def release(self, n=1):
+        self._call("release", n)
+
+    def try_acquire(self, n=1):
+        return self._call("try_acquire", n)
+
+
 #: The nil channel: never ready in a select; send and recv block forever.
 nilchan = chan(-1)
 
@@ -239,7 +343,8 @@ def select(*cases):
     return _call(0, "select", ops)
 
 
-KINDS = {c._kind: c for c in (chan, WaitGroup, Context)}
+KINDS = {c._kind: c for c in (chan, WaitGroup, Context, Mutex, RWMutex,
+                               Cond, Sema)}
 
 
 def _pid(obj):

@@ -35,13 +35,21 @@ supported = bool(_core._HAVE_WORKERS)
 _EXC = {"Panic": Panic, "Deadlock": Deadlock,
         "Canceled": _context.Canceled,
         "DeadlineExceeded": _context.DeadlineExceeded}
-_KIND: Tuple[Tuple[Any, str], ...] = ((chan, "chan"), (_sync.WaitGroup, "WaitGroup"),
-         (_context.Context, "Context"))
+_KIND: Tuple[Tuple[Any, str], ...] = (
+    (chan, "chan"), (_sync.WaitGroup, "WaitGroup"),
+    (_context.Context, "Context"), (_core.Mutex, "Mutex"),
+    (_core.RWMutex, "RWMutex"), (_sync.Cond, "Cond"),
+    (_core.Sema, "Sema"))
 # What a worker may call on each kind of object it holds.
 _METHODS = {
     "chan": frozenset({"send", "recv", "recv_", "close", "cap", "__len__"}),
     "WaitGroup": frozenset({"add", "done", "wait"}),
     "Context": frozenset({"done", "err", "value", "deadline"}),
+    "Mutex": frozenset({"lock", "unlock", "try_lock", "locked"}),
+    "RWMutex": frozenset({"lock", "unlock", "rlock", "runlock", "try_lock",
+                         "try_rlock", "unlock_to_rlock"}),
+    "Cond": frozenset({"wait", "signal", "broadcast", "_L"}),
+    "Sema": frozenset({"acquire", "release", "try_acquire"}),
 }
 
 # Objects a worker holds by reference: ref -> (object, kind).  Kept until
@@ -92,7 +100,10 @@ def _serve(payload):
         if name not in _METHODS[kind]:
             raise AttributeError(f"goroutine.interp: {kind}.{name} cannot "
                                  "be called from a worker interpreter")
-        ans = ("ok", getattr(obj, name)(*args))
+        if name == "_L":        # Cond.L, an attribute
+            ans = ("ok", obj.L)
+        else:
+            ans = ("ok", getattr(obj, name)(*args))
     except Exception as e:
         e.__traceback__ = None
         ans = ("err", e)

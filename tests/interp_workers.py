@@ -169,3 +169,36 @@ def select_spec(spec, out, n=1):
         out.send(("Panic", str(e)))
     except Exception as e:
         out.send((type(e).__name__, str(e)))
+
+
+def run_ops(obj, ops, out):
+    """Call obj's methods in order (ops: (name, *args) tuples), sending
+    ("ok", name, result) after each, or the error, on out.  ("gate", ch)
+    waits for a value on ch instead."""
+    import goroutine_worker as gw
+    for name, *args in ops:
+        try:
+            if name == "gate":      # wait for main's go-ahead
+                args[0].recv()
+                continue
+            if name == "with":
+                with obj:
+                    out.send(("ok", "with", None))
+                continue
+            r = getattr(obj, name)
+            r = r(*args) if callable(r) else r
+            if isinstance(r, gw.Mutex):
+                r = type(r).__name__
+            out.send(("ok", name, r))
+        except gw.Panic as e:
+            out.send(("Panic", name, str(e)))
+        except Exception as e:
+            out.send((type(e).__name__, name, str(e)))
+
+
+def cond_wait(cond, m, ready, out):
+    m.lock()
+    ready.send(True)
+    cond.wait()             # unlocks m while it waits
+    out.send(("woken", m.try_lock()))
+    m.unlock()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import TSAN, run_py
-from goroutine import chan, Panic, excepthook
+from goroutine import chan, default, select, Panic, excepthook
 import goroutine
 from goroutine import context, interp, sync
 
@@ -456,3 +456,87 @@ def test_select_bad_cases_raise_typeerror(pool):
     pool.go(W.select_spec, [("bad", (sync.WaitGroup(), 1))], out)
     kind, msg = out.recv()
     assert kind == "TypeError" and msg.startswith("select: case 0 must be")
+
+
+# ---- sync types across ----
+
+def _nothing_on(out):
+    return select(out.recv, default) == (1, None)
+
+
+@needs_workers
+def test_mutex_held_in_main_wakes_a_worker_on_unlock(pool):
+    m, out = sync.Mutex(), chan()
+    m.lock()
+    gate = chan()
+    pool.go(W.run_ops, m, [("try_lock",), ("lock",), ("locked",),
+                           ("gate", gate), ("unlock",), ("unlock",)], out)
+    assert out.recv() == ("ok", "try_lock", False)
+    _parked("sync.Mutex.Lock")
+    assert _nothing_on(out)
+    m.unlock()
+    assert out.recv() == ("ok", "lock", None)
+    assert out.recv() == ("ok", "locked", True)
+    assert m.try_lock() is False            # held by the worker
+    gate.send(None)
+    assert out.recv() == ("ok", "unlock", None)
+    assert out.recv() == ("Panic", "unlock", "sync: unlock of unlocked mutex")
+    assert m.try_lock() is True
+    # held in one worker, waited for in the other, and `with`
+    pool.go(W.run_ops, m, [("with",)], out)
+    _parked("sync.Mutex.Lock")
+    m.unlock()
+    assert out.recv() == ("ok", "with", None)   # sent inside the with
+    m.lock()                                # the worker's exit unlocks
+    m.unlock()
+
+
+@needs_workers
+def test_rwmutex_across(pool):
+    rw, out = sync.RWMutex(), chan()
+    rw.rlock()
+    gate = chan()
+    pool.go(W.run_ops, rw, [("try_rlock",), ("runlock",), ("try_lock",),
+                            ("lock",), ("gate", gate), ("unlock",)], out)
+    assert out.recv() == ("ok", "try_rlock", True)
+    assert out.recv() == ("ok", "runlock", None)
+    assert out.recv() == ("ok", "try_lock", False)
+    _parked("sync.RWMutex.Lock")
+    rw.runlock()
+    assert out.recv() == ("ok", "lock", None)
+    assert rw.try_rlock() is False          # the worker writes
+    gate.send(None)
+    assert out.recv() == ("ok", "unlock", None)
+    assert rw.try_lock() is True
+    rw.unlock()
+
+
+@needs_workers
+def test_cond_across(pool):
+    m = sync.Mutex()
+    cond = sync.Cond(m)
+    ready, out = chan(), chan()
+    pool.go(W.cond_wait, cond, m, ready, out)
+    ready.recv()
+    _parked("sync.Cond.Wait")
+    with m:                                 # wait() let m go
+        cond.signal()
+    assert out.recv() == ("woken", False)   # relocked m before returning
+    m.lock()                                # then unlocked it
+    m.unlock()
+    pool.go(W.run_ops, cond, [("L",)], out)
+    assert out.recv() == ("ok", "L", "Mutex")
+
+
+@needs_workers
+def test_sema_across(pool):
+    s, out = sync.Sema(2), chan()
+    s.acquire(2)
+    pool.go(W.run_ops, s, [("try_acquire",), ("acquire", 2), ("release",)],
+            out)
+    assert out.recv() == ("ok", "try_acquire", False)
+    _parked("semacquire")
+    s.release(2)
+    assert out.recv() == ("ok", "acquire", None)
+    assert out.recv() == ("ok", "release", None)
+    assert s.try_acquire(1) and not s.try_acquire(1)
