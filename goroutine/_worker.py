@@ -393,6 +393,19 @@ def _find(modname, qualname, mainfile):
     return obj
 
 
+def _stack_text(frame):
+    """A goroutine's worker-side frames, formatted as traceback does, for
+    the main interpreter's runtime.stack() (src/interp.c calls it with
+    this worker's GIL held)."""
+    if frame is None:
+        return ""
+    import traceback
+    frames = traceback.extract_stack(frame)
+    # goroutine_worker's own frames (_run, the proxies) are plumbing
+    frames = [f for f in frames if f.filename != __file__]
+    return "".join(traceback.format_list(frames))
+
+
 def _run(payload):
     """Run one goroutine's function here; the answer as bytes."""
     try:

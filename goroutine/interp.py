@@ -143,10 +143,43 @@ if supported:
     _core._interp_register(_serve)
 
 
+# goid -> (pool, worker index) of each goroutine inside a worker, for
+# runtime.stack().
+_goroutines: Dict[int, Tuple[Any, int]] = {}
+
+
+def _stack_info():
+    """{goid: (interpreter id, worker-side frames as text)} for
+    runtime.stack()."""
+    out = {}
+    for goid, (pool, i) in list(_goroutines.items()):
+        w = pool._workers[i]
+        try:
+            out[goid] = (_core._interp_id(w), "")
+        except RuntimeError:
+            continue
+    seen = set()
+    for goid, (pool, i) in list(_goroutines.items()):
+        w = pool._workers[i]
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        try:
+            for g, text in _core._interp_frames(w):
+                if g in out:
+                    out[g] = (out[g][0], text)
+        except RuntimeError:        # ended meanwhile
+            pass
+    return out
+
+
 def _body(pool, i, payload):
+    me = _core.goid()
+    _goroutines[me] = (pool, i)
     try:
-        ans = _core._interp_run(pool._workers[i], payload)
+        ans = _core._interp_run(pool._workers[i], payload, me)
     finally:
+        _goroutines.pop(me, None)
         pool._left(i)
     tag, val = _worker.loads(ans, _pload)
     if tag == "err":

@@ -202,3 +202,11 @@ def cond_wait(cond, m, ready, out):
     cond.wait()             # unlocks m while it waits
     out.send(("woken", m.try_lock()))
     m.unlock()
+
+
+def park_deep(ready, ch):
+    """Park in a channel receive two frames down (for runtime.stack)."""
+    def inner_wait():
+        ready.send(where())
+        ch.recv()
+    inner_wait()

@@ -540,3 +540,26 @@ def test_sema_across(pool):
     assert out.recv() == ("ok", "acquire", None)
     assert out.recv() == ("ok", "release", None)
     assert s.try_acquire(1) and not s.try_acquire(1)
+
+
+@needs_workers
+def test_stack_names_the_interpreter_and_shows_worker_frames(pool):
+    ready, c = chan(), chan()
+    pool.go(W.park_deep, ready, c)
+    wid = ready.recv()
+    _parked("chan receive")
+    dump = goroutine.runtime.stack()
+    block = next(b for b in dump.split("\n\n") if "park_deep" in b)
+    head = block.splitlines()[0]
+    assert head.endswith(f"[chan receive, interpreter {wid}]:"), block
+    lines = block.splitlines()
+    # main frames into the worker, the worker's own frames, then the
+    # main-side frames of the receive: in call order
+    at = [i for i, l in enumerate(lines) if ", in " in l]
+    names = [lines[i].rsplit(", in ", 1)[1] for i in at]
+    assert names.index("_body") < names.index("park_deep") < \
+        names.index("inner_wait") < names.index("_serve"), block
+    assert "interp_workers.py" in block and "_worker.py" not in block
+    # the main thread's own goroutine-less header is unchanged
+    assert "interpreter 0" not in dump
+    c.send(None)
