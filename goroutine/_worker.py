@@ -112,6 +112,18 @@ EXC_NAMES = ("Panic", "Deadlock", "Canceled", "DeadlineExceeded")
 _EXC = {n: globals()[n] for n in EXC_NAMES}
 
 
+# Refs of proxies that died here, for the main interpreter to release
+# (goroutine/interp.py's _release): sent with the next call or at the end
+# of a goroutine.
+_released = []
+
+
+def _take_released():
+    global _released
+    rel, _released = _released, []
+    return tuple(rel)
+
+
 class _Proxy:
     """A main-interpreter object used from a worker, by reference."""
     __slots__ = ("_ref",)
@@ -119,6 +131,10 @@ class _Proxy:
 
     def __init__(self, ref):
         self._ref = ref
+
+    def __del__(self):
+        if self._ref > 0:
+            _released.append(self._ref)
 
     def _call(self, name, *args):
         return _call(self._ref, name, args)
@@ -364,7 +380,8 @@ def _pload(pid):
 
 def _call(ref, name, args):
     xcall = globals()["_xcall"]     # added by src/interp.c's boot
-    ans = loads(xcall(dumps((ref, name, args), _pid)), _pload)
+    ans = loads(xcall(dumps((ref, name, args, _take_released()), _pid)),
+                _pload)
     if ans[0] == "ok":
         return ans[1]
     raise ans[1]
@@ -412,13 +429,14 @@ def _run(payload):
         modname, qualname, mainfile, args, kw = loads(payload, _pload)
         fn = _find(modname, qualname, mainfile)
         fn(*args, **kw)
-        return dumps(("ok", None))
+        del fn, args, kw            # the proxies in them die here
+        return dumps(("ok", None, _take_released()))
     except BaseException as e:   # noqa: B902 - reported in main
         tb = exc_text(e)
         e.__traceback__ = None
         try:
             e.add_note(  # type: ignore[attr-defined]  # 3.11+
                 "in worker interpreter:\n" + tb.rstrip())
-            return dumps(("err", e), _pid)
+            return dumps(("err", e, _take_released()), _pid)
         except Exception:
-            return dumps(("err", RuntimeError(tb)))
+            return dumps(("err", RuntimeError(tb), _take_released()))

@@ -210,3 +210,17 @@ def park_deep(ready, ch):
         ready.send(where())
         ch.recv()
     inner_wait()
+
+
+_kept = []
+
+
+def keep(obj, out):
+    """Keep a proxy in a module global (outliving this goroutine)."""
+    _kept.append(obj)
+    out.send(len(_kept))
+
+
+def drop(out):
+    del _kept[:]
+    out.send(0)

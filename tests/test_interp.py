@@ -563,3 +563,58 @@ def test_stack_names_the_interpreter_and_shows_worker_frames(pool):
     # the main thread's own goroutine-less header is unchanged
     assert "interpreter 0" not in dump
     c.send(None)
+
+
+# ---- objects passed by reference are released ----
+
+def _dies(wr):
+    # until the main object is collected (bounded by pytest-timeout)
+    import gc
+    while wr() is not None:
+        gc.collect()
+        goroutine.time.sleep(0.01)
+
+
+@needs_workers
+def test_objects_passed_by_reference_are_released(pool):
+    import weakref
+    c, out = chan(1), chan()
+    m, cancel = context.with_cancel(context.background())
+    wr, wm = weakref.ref(c), weakref.ref(m)
+    pool.go(W.send_all, c, [1])
+    pool.go(W.run_ops, m, [("err",)], out)   # (sync types: no weakrefs)
+    assert c.recv() == 1
+    assert out.recv() == ("ok", "err", None)
+    cancel()
+    del cancel
+    del c, m
+    _dies(wr)                   # while the pool is open
+    _dies(wm)
+    # one kept by the worker lives until the worker lets it go
+    c = chan()
+    wr = weakref.ref(c)
+    pool.go(W.keep, c, out)
+    assert out.recv() == 1
+    del c
+    import gc
+    for _ in range(5):
+        gc.collect()
+        goroutine.time.sleep(0.01)
+    assert wr() is not None
+    pool.go(W.drop, out)        # round-robin: the same worker (2 goes)
+    pool.go(W.drop, out)
+    assert out.recv() == 0 and out.recv() == 0
+    _dies(wr)
+
+
+@needs_workers
+def test_objects_kept_in_a_worker_are_released_when_the_pool_closes():
+    import weakref
+    p = interp.Pool(1)
+    c, out = chan(), chan()
+    wr = weakref.ref(c)
+    p.go(W.keep, c, out)
+    assert out.recv() == 1
+    del c
+    p.close(wait=True)
+    _dies(wr)
