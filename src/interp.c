@@ -29,6 +29,9 @@
  *
  * Locks: worker.mu guards the crossing list and each crossing's where and
  * abandoned fields; a leaf.  Never take a GIL while holding it.
+ * worker.kmu is held while the worker's keeper thread state is attached
+ * (interp_end, interp_stop, interp_frames): taken with no GIL held, then
+ * the worker's GIL is taken under it; mu may be taken inside it.
  *
  * GIL: the _interp_* functions are called with the main GIL held; _xcall
  * with the worker's.  Everything between a detach and an attach below
