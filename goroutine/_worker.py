@@ -115,7 +115,7 @@ _EXC = {n: globals()[n] for n in EXC_NAMES}
 # Refs of proxies that died here, for the main interpreter to release
 # (goroutine/interp.py's _release): sent with the next call or at the end
 # of a goroutine.
-_released = []
+_released: list = []
 
 
 def _take_released():
@@ -417,9 +417,9 @@ def _stack_text(frame):
     if frame is None:
         return ""
     import traceback
-    frames = traceback.extract_stack(frame)
     # goroutine_worker's own frames (_run, the proxies) are plumbing
-    frames = [f for f in frames if f.filename != __file__]
+    frames = [f for f in traceback.extract_stack(frame)
+              if f.filename != __file__]
     return "".join(traceback.format_list(frames))
 
 

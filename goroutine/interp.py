@@ -137,7 +137,7 @@ def _release_worker(dest):
 
 
 def _dumps_to(dest, v):
-    sent = []
+    sent: list = []
     try:
         return _worker.dumps(v, _pid_to(dest, sent))
     except BaseException:
