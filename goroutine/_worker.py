@@ -26,7 +26,12 @@ def _plain(v):
     if t in _PLAIN:
         return True
     if t is tuple:
-        return all(_plain(x) for x in v)
+        # a loop, not all(<generator>): this runs on every crossing, and
+        # the generator's frame showed in a ping-pong profile
+        for x in v:
+            if not _plain(x):
+                return False
+        return True
     return False
 
 
