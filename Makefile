@@ -154,7 +154,8 @@ TSAN_VENV  := .venv-tsan
 TSAN_PY    := $(TSAN_VENV)/bin/python
 TSAN_TESTS ?= test_stress.py test_chan.py test_select.py test_sync.py \
               test_map.py test_time.py test_context.py test_goroutine.py \
-              test_errgroup.py test_async.py test_thread_locks.py
+              test_errgroup.py test_async.py test_thread_locks.py \
+              test_interp.py
 TSAN_LOG   := $(CURDIR)/build/tsan/log
 test-tsan: deps
 	@[ -x $(TSAN_PY) ] || $(PYTHON) -m venv $(TSAN_VENV)

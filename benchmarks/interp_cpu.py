@@ -11,6 +11,7 @@ Each row is the best of 3 wall-clock runs; pools are made before timing
 """
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import sys
 import time
 
@@ -77,35 +78,37 @@ def main(argv):
     trips = 2000
     if interp.supported:
         a, b = chan(), chan()
-        pool.go(W.pong, a, b, trips + 100)
-        for i in range(100):
-            a.send(i)
-            b.recv()
-
-        def pp():
-            for i in range(trips):
-                a.send(i)
-                b.recv()
-        us = timed(pp) / trips * 1e6
+        pool.go(W.pong, a, b, trips + WARM)
+        us = ping_pong(a.send, b.recv, trips)
         print(f"ping-pong across interpreters, unbuffered chan: "
               f"{us:8.1f} us/round trip")
         pool.close(wait=True)
     ctx = mp.get_context("spawn")
     qa, qb = ctx.Queue(), ctx.Queue()
-    p = ctx.Process(target=W.mp_pong, args=(qa, qb, trips + 100))
+    p = ctx.Process(target=W.mp_pong, args=(qa, qb, trips + WARM))
     p.start()
-    for i in range(100):
-        qa.put(i)
-        qb.get()
-
-    def mpp():
-        for i in range(trips):
-            qa.put(i)
-            qb.get()
-    us = timed(mpp) / trips * 1e6
+    us = ping_pong(qa.put, qb.get, trips)
     p.join()
     print(f"ping-pong between processes, multiprocessing.Queue pair: "
           f"{us:8.1f} us/round trip")
+    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+WARM = 100
+
+
+def ping_pong(send, recv, trips):
+    """Warm up with WARM round trips, then time trips of them (the other
+    side answers each value it gets): microseconds a round trip.  The
+    same loop for the channel and the multiprocessing.Queue pair."""
+    for i in range(WARM):
+        send(i)
+        recv()
+    t = time.perf_counter()
+    for i in range(trips):
+        send(i)
+        recv()
+    return (time.perf_counter() - t) / trips * 1e6
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ def _plain(v):
     if t in _PLAIN:
         return True
     if t is tuple:
-        return all(_plain(x) for x in v)
+        # a loop, not all(<generator>): this runs on every crossing, and
+        # the generator's frame showed in a ping-pong profile
+        for x in v:
+            if not _plain(x):
+                return False
+        return True
     return False
 
 
@@ -112,6 +117,18 @@ EXC_NAMES = ("Panic", "Deadlock", "Canceled", "DeadlineExceeded")
 _EXC = {n: globals()[n] for n in EXC_NAMES}
 
 
+# Refs of proxies that died here, for the main interpreter to release
+# (goroutine/interp.py's _release): sent with the next call or at the end
+# of a goroutine.
+_released: list = []
+
+
+def _take_released():
+    global _released
+    rel, _released = _released, []
+    return tuple(rel)
+
+
 class _Proxy:
     """A main-interpreter object used from a worker, by reference."""
     __slots__ = ("_ref",)
@@ -119,6 +136,10 @@ class _Proxy:
 
     def __init__(self, ref):
         self._ref = ref
+
+    def __del__(self):
+        if self._ref > 0:
+            _released.append(self._ref)
 
     def _call(self, name, *args):
         return _call(self._ref, name, args)
@@ -193,7 +214,158 @@ class Context(_Proxy):
         return self._call("deadline")
 
 
-KINDS = {c._kind: c for c in (chan, WaitGroup, Context)}
+class Mutex(_Proxy):
+    """sync.Mutex of the main interpreter: lock() parks this goroutine
+    until the holder, in any interpreter, unlocks."""
+    __slots__ = ()
+    _kind = "Mutex"
+
+    def lock(self):
+        self._call("lock")
+
+    def unlock(self):
+        self._call("unlock")
+
+    def try_lock(self):
+        return self._call("try_lock")
+
+    def locked(self):
+        return self._call("locked")
+
+    def __enter__(self):
+        self.lock()
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+
+class _RLocker:
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw):
+        self._rw = rw
+
+    def lock(self):
+        self._rw.rlock()
+
+    def unlock(self):
+        self._rw.runlock()
+
+    def __enter__(self):
+        self.lock()
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+
+class RWMutex(Mutex):
+    """sync.RWMutex of the main interpreter."""
+    __slots__ = ()
+    _kind = "RWMutex"
+
+    def rlock(self):
+        self._call("rlock")
+
+    def runlock(self):
+        self._call("runlock")
+
+    def try_rlock(self):
+        return self._call("try_rlock")
+
+    def unlock_to_rlock(self):
+        self._call("unlock_to_rlock")
+
+    def locked(self):
+        raise AttributeError("'RWMutex' object has no attribute 'locked'")
+
+    def rlocker(self):
+        return _RLocker(self)
+
+
+class Cond(_Proxy):
+    """sync.Cond of the main interpreter (its L is the main one's)."""
+    __slots__ = ()
+    _kind = "Cond"
+
+    @property
+    def L(self):
+        return self._call("_L")
+
+    def wait(self):
+        self._call("wait")
+
+    def signal(self):
+        self._call("signal")
+
+    def broadcast(self):
+        self._call("broadcast")
+
+
+class Sema(_Proxy):
+    """sync.Sema of the main interpreter."""
+    __slots__ = ()
+    _kind = "Sema"
+
+    def acquire(self, n=1):
+        self._call("acquire", n)
+
+    def release(self, n=1):
+        self._call("release", n)
+
+    def try_acquire(self, n=1):
+        return self._call("try_acquire", n)
+
+
+#: The nil channel: never ready in a select; send and recv block forever.
+nilchan = chan(-1)
+
+
+class _Default:
+    """goroutine_worker.default: select's default case."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "goroutine_worker.default"
+
+
+default = _Default()
+
+
+def _case(i, case):
+    # A case as the main side's select rebuilds it: ("recv", ref),
+    # ("recv_", ref), ("send", ref, value) or ("default",).
+    if case is default:
+        return ("default",)
+    if type(case) is tuple and len(case) == 2:
+        fn = case[0]
+        if getattr(fn, "__func__", None) is chan.send and \
+                isinstance(fn.__self__, chan):
+            return ("send", fn.__self__._ref, case[1])
+    else:
+        fn = getattr(case, "__func__", None)
+        if fn is chan.recv or fn is chan.recv_:
+            if isinstance(case.__self__, chan):
+                return (fn.__name__, case.__self__._ref)
+    raise TypeError(f"select: case {i} must be ch.recv, ch.recv_, "
+                    f"(ch.send, value) or default, not {case!r}")
+
+
+def select(*cases):
+    """select(*cases) -> (index, rx): goroutine.select for a worker, over
+    channel proxies: ch.recv, ch.recv_, (ch.send, value), default.  The
+    select itself runs in the main interpreter, so Go's rules (random
+    choice among ready cases, nil channels never ready, closed ones) are
+    the main runtime's own."""
+    ops = tuple(_case(i, c) for i, c in enumerate(cases))
+    if sum(1 for op in ops if op[0] == "default") > 1:
+        raise TypeError("select: multiple default cases")
+    return _call(0, "select", ops)
+
+
+KINDS = {c._kind: c for c in (chan, WaitGroup, Context, Mutex, RWMutex,
+                               Cond, Sema)}
 
 
 def _pid(obj):
@@ -213,7 +385,8 @@ def _pload(pid):
 
 def _call(ref, name, args):
     xcall = globals()["_xcall"]     # added by src/interp.c's boot
-    ans = loads(xcall(dumps((ref, name, args), _pid)), _pload)
+    ans = loads(xcall(dumps((ref, name, args, _take_released()), _pid)),
+                _pload)
     if ans[0] == "ok":
         return ans[1]
     raise ans[1]
@@ -242,19 +415,33 @@ def _find(modname, qualname, mainfile):
     return obj
 
 
+def _stack_text(frame):
+    """A goroutine's worker-side frames, formatted as traceback does, for
+    the main interpreter's runtime.stack() (src/interp.c calls it with
+    this worker's GIL held)."""
+    if frame is None:
+        return ""
+    import traceback
+    # goroutine_worker's own frames (_run, the proxies) are plumbing
+    frames = [f for f in traceback.extract_stack(frame)
+              if f.filename != __file__]
+    return "".join(traceback.format_list(frames))
+
+
 def _run(payload):
     """Run one goroutine's function here; the answer as bytes."""
     try:
         modname, qualname, mainfile, args, kw = loads(payload, _pload)
         fn = _find(modname, qualname, mainfile)
         fn(*args, **kw)
-        return dumps(("ok", None))
+        del fn, args, kw            # the proxies in them die here
+        return dumps(("ok", None, _take_released()))
     except BaseException as e:   # noqa: B902 - reported in main
         tb = exc_text(e)
         e.__traceback__ = None
         try:
             e.add_note(  # type: ignore[attr-defined]  # 3.11+
                 "in worker interpreter:\n" + tb.rstrip())
-            return dumps(("err", e), _pid)
+            return dumps(("err", e, _take_released()), _pid)
         except Exception:
-            return dumps(("err", RuntimeError(tb)))
+            return dumps(("err", RuntimeError(tb), _take_released()))

@@ -29,6 +29,9 @@
  *
  * Locks: worker.mu guards the crossing list and each crossing's where and
  * abandoned fields; a leaf.  Never take a GIL while holding it.
+ * worker.kmu is held while the worker's keeper thread state is attached
+ * (interp_end, interp_stop, interp_frames): taken with no GIL held, then
+ * the worker's GIL is taken under it; mu may be taken inside it.
  *
  * GIL: the _interp_* functions are called with the main GIL held; _xcall
  * with the worker's.  Everything between a detach and an attach below
@@ -56,6 +59,7 @@ typedef struct crossing {
     PyThreadState *w;           /* its thread state in the worker */
     PyThreadState *mts;         /* the G's (or thread's) main one */
     int where;                  /* IN_WORKER / IN_MAIN, under wk->mu */
+    uint64_t goid;              /* its goroutine's, for runtime.stack() */
     bool abandoned;             /* exit deleted w: never attach it again */
 } crossing;
 
@@ -67,6 +71,9 @@ typedef struct worker {
     crossing *crossings;        /* goroutines inside it (running/parked) */
     PyThreadState *keeper;      /* its first thread state, detached, kept
                                    until the end: see interp_new */
+    pthread_mutex_t kmu;        /* held while keeper is attached (end,
+                                   stop, frames: one thread at a time);
+                                   taken with no GIL held */
 } worker;
 
 /* The main side's serve(payload) -> bytes (goroutine/interp.py); a main
@@ -330,6 +337,28 @@ get_worker(PyObject *cap)
     return wk;
 }
 
+/* Attach the worker's keeper thread state (taking its GIL) on this
+ * thread, unless the worker has ended: false then.  No GIL held on entry;
+ * keeper_leave undoes it. */
+static bool
+keeper_enter(worker *wk)
+{
+    pthread_mutex_lock(&wk->kmu);
+    if (wk->keeper == NULL) {
+        pthread_mutex_unlock(&wk->kmu);
+        return false;
+    }
+    gr_pystate_foreign_attach(wk->keeper);
+    return true;
+}
+
+static void
+keeper_leave(worker *wk)
+{
+    PyEval_SaveThread();
+    pthread_mutex_unlock(&wk->kmu);
+}
+
 /* _core._interp_new(path, paths) -> capsule: a new interpreter with its
  * own GIL, booted with goroutine/_worker.py.  paths: the sys.path to give
  * it, as bytes ('\0'-separated, filesystem encoding). */
@@ -352,6 +381,7 @@ interp_new(PyObject *module, PyObject *args)
         return PyErr_NoMemory();
     }
     pthread_mutex_init(&wk->mu, NULL);
+    pthread_mutex_init(&wk->kmu, NULL);
     wk->forkgen = atomic_load(&gr_forkgen);
     PyInterpreterConfig cfg = {
         .use_main_obmalloc = 0,
@@ -414,7 +444,8 @@ static PyObject *
 interp_run(PyObject *module, PyObject *args)
 {
     PyObject *cap, *payload;
-    if (!PyArg_ParseTuple(args, "OS:_interp_run", &cap, &payload)) {
+    unsigned long long goid = 0;
+    if (!PyArg_ParseTuple(args, "OS|K:_interp_run", &cap, &payload, &goid)) {
         return NULL;
     }
     worker *wk = get_worker(cap);
@@ -433,7 +464,7 @@ interp_run(PyObject *module, PyObject *args)
         lo = gs->lo;
         size = gs->size;
     }
-    crossing c = {.wk = wk, .where = IN_WORKER};
+    crossing c = {.wk = wk, .where = IN_WORKER, .goid = goid};
     c.w = gr_pystate_foreign_new(wk->interp, lo, size);
     if (c.w == NULL) {
         free(in.buf);
@@ -519,9 +550,11 @@ interp_end(PyObject *module, PyObject *cap)
     }
     wk->interp = NULL;
     PyThreadState *mts = PyEval_SaveThread();
+    pthread_mutex_lock(&wk->kmu);
     gr_pystate_foreign_attach(wk->keeper);
     Py_EndInterpreter(wk->keeper);  /* leaves no thread state current */
     wk->keeper = NULL;
+    pthread_mutex_unlock(&wk->kmu);
     PyEval_RestoreThread(mts);
     Py_RETURN_NONE;
 }
@@ -540,7 +573,12 @@ interp_stop(PyObject *module, PyObject *cap)
     }
     int running = 0, parked = 0;
     PyThreadState *mts = PyEval_SaveThread();
-    gr_pystate_foreign_attach(wk->keeper);
+    if (!keeper_enter(wk)) {
+        PyEval_RestoreThread(mts);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goroutine.interp: the worker interpreter has ended");
+        return NULL;
+    }
     /* Worker GIL held: no crossing moves between IN_WORKER's attach and
      * our look (its attach needs this GIL); one in IN_MAIN cannot come
      * back once marked. */
@@ -567,9 +605,78 @@ interp_stop(PyObject *module, PyObject *cap)
         PyThreadState_SetAsyncExc(c->w->thread_id, PyExc_SystemExit);
     }
     pthread_mutex_unlock(&wk->mu);
-    PyEval_SaveThread();
+    keeper_leave(wk);
     PyEval_RestoreThread(mts);
     return Py_BuildValue("ii", running, parked);
+}
+
+/* _core._interp_frames(worker) -> [(goid, text)]: the Python stack of
+ * each goroutine inside the worker, formatted there (by
+ * goroutine_worker._stack_text) for runtime.stack().  Main GIL held on
+ * entry and exit; in between the worker's GIL, which makes every
+ * crossing's frames stable: one running worker code waits for that GIL,
+ * one parked in main is detached, and none can leave (leaving deletes
+ * its thread state, which needs the worker's GIL). */
+static PyObject *
+interp_frames(PyObject *module, PyObject *cap)
+{
+    worker *wk = get_worker(cap);
+    if (wk == NULL) {
+        return NULL;
+    }
+    PyThreadState *mts = PyEval_SaveThread();
+    if (!keeper_enter(wk)) {
+        PyEval_RestoreThread(mts);
+        return PyList_New(0);
+    }
+    size_t n = 0, k = 0;
+    pthread_mutex_lock(&wk->mu);
+    for (crossing *c = wk->crossings; c != NULL; c = c->next) {
+        n++;
+    }
+    PyThreadState **ts = malloc((n + 1) * sizeof *ts);
+    uint64_t *ids = malloc((n + 1) * sizeof *ids);
+    for (crossing *c = wk->crossings; c != NULL && ts && ids; c = c->next) {
+        ts[k] = c->w;
+        ids[k++] = c->goid;
+    }
+    pthread_mutex_unlock(&wk->mu);
+    blob *txt = calloc(k + 1, sizeof *txt);
+    PyObject *mod = PyImport_ImportModule("goroutine_worker");
+    for (size_t i = 0; i < k && txt != NULL && mod != NULL; i++) {
+        PyObject *f = (PyObject *)PyThreadState_GetFrame(ts[i]);
+        PyObject *r = PyObject_CallMethod(mod, "_stack_text", "O",
+                                          f != NULL ? f : Py_None);
+        Py_XDECREF(f);
+        PyObject *b = r != NULL ? PyUnicode_AsUTF8String(r) : NULL;
+        if (b == NULL || blob_from(&txt[i], b) < 0) {
+            PyErr_Clear();      /* that goroutine shows no worker frames */
+        }
+        Py_XDECREF(b);
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    keeper_leave(wk);
+    PyEval_RestoreThread(mts);
+    PyObject *out = ts && ids && txt ? PyList_New(0) : PyErr_NoMemory();
+    for (size_t i = 0; i < k && txt != NULL; i++) {
+        if (out != NULL && txt[i].buf != NULL) {
+            PyObject *s = PyUnicode_DecodeUTF8(txt[i].buf, txt[i].len,
+                                               "replace");
+            PyObject *item = s ? Py_BuildValue("(KN)",
+                                  (unsigned long long)ids[i], s) : NULL;
+            if (item == NULL || PyList_Append(out, item) < 0) {
+                Py_CLEAR(out);
+            }
+            Py_XDECREF(item);
+        }
+        free(txt[i].buf);
+    }
+    free(txt);
+    free(ts);
+    free(ids);
+    return out;
 }
 
 /* _core._interp_busy(worker) -> int: goroutines inside the worker. */
@@ -614,6 +721,7 @@ static PyMethodDef interp_methods[] = {
     {"_interp_end", interp_end, METH_O, NULL},
     {"_interp_stop", interp_stop, METH_O, NULL},
     {"_interp_busy", interp_busy, METH_O, NULL},
+    {"_interp_frames", interp_frames, METH_O, NULL},
     {"_interp_id", interp_id, METH_O, NULL},
     {"_interp_register", interp_register, METH_O, NULL},
     {NULL, NULL, 0, NULL},
@@ -644,6 +752,7 @@ static PyMethodDef interp_methods[] = {
     {"_interp_end", interp_none, METH_O, NULL},
     {"_interp_stop", interp_none, METH_O, NULL},
     {"_interp_busy", interp_none, METH_O, NULL},
+    {"_interp_frames", interp_none, METH_O, NULL},
     {"_interp_id", interp_none, METH_O, NULL},
     {"_interp_register", interp_none, METH_O, NULL},
     {NULL, NULL, 0, NULL},

@@ -136,3 +136,91 @@ def import_goroutine(out):
         out.send(("imported", ""))
     except ImportError as e:
         out.send(("ImportError", str(e)))
+
+
+def _cases(spec):
+    import goroutine_worker as gw
+    cases = []
+    for s in spec:
+        if s[0] == "default":
+            cases.append(gw.default)
+        elif s[0] == "nil":
+            cases.append(gw.nilchan.recv)
+        elif s[0] == "nilsend":
+            cases.append((gw.nilchan.send, 1))
+        elif s[0] == "send":
+            cases.append((s[1].send, s[2]))
+        elif s[0] == "bad":
+            cases.append(s[1])
+        else:
+            cases.append(getattr(s[1], s[0]))
+    return cases
+
+
+def select_spec(spec, out, n=1):
+    """Run goroutine_worker.select over spec n times; report the results
+    (or the error) on out."""
+    import goroutine_worker as gw
+    try:
+        cases = _cases(spec)
+        res = [gw.select(*cases) for _ in range(n)]
+        out.send(("ok", res if n > 1 else res[0]))
+    except gw.Panic as e:
+        out.send(("Panic", str(e)))
+    except Exception as e:
+        out.send((type(e).__name__, str(e)))
+
+
+def run_ops(obj, ops, out):
+    """Call obj's methods in order (ops: (name, *args) tuples), sending
+    ("ok", name, result) after each, or the error, on out.  ("gate", ch)
+    waits for a value on ch instead."""
+    import goroutine_worker as gw
+    for name, *args in ops:
+        try:
+            if name == "gate":      # wait for main's go-ahead
+                args[0].recv()
+                continue
+            if name == "with":
+                with obj:
+                    out.send(("ok", "with", None))
+                continue
+            r = getattr(obj, name)
+            r = r(*args) if callable(r) else r
+            if isinstance(r, gw.Mutex):
+                r = type(r).__name__
+            out.send(("ok", name, r))
+        except gw.Panic as e:
+            out.send(("Panic", name, str(e)))
+        except Exception as e:
+            out.send((type(e).__name__, name, str(e)))
+
+
+def cond_wait(cond, m, ready, out):
+    m.lock()
+    ready.send(True)
+    cond.wait()             # unlocks m while it waits
+    out.send(("woken", m.try_lock()))
+    m.unlock()
+
+
+def park_deep(ready, ch):
+    """Park in a channel receive two frames down (for runtime.stack)."""
+    def inner_wait():
+        ready.send(where())
+        ch.recv()
+    inner_wait()
+
+
+_kept = []
+
+
+def keep(obj, out):
+    """Keep a proxy in a module global (outliving this goroutine)."""
+    _kept.append(obj)
+    out.send(len(_kept))
+
+
+def drop(out):
+    del _kept[:]
+    out.send(0)

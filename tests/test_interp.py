@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import TSAN, run_py
-from goroutine import chan, Panic, excepthook
+from goroutine import chan, default, select, Panic, excepthook
 import goroutine
 from goroutine import context, interp, sync
 
@@ -339,3 +339,282 @@ def test_deadlock_detection_counts_worker_goroutines():
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert "Deadlock: all goroutines are asleep - deadlock!" in r.stdout
     assert "closed" in r.stdout
+
+
+# ---- select in a worker (goroutine_worker.select) ----
+
+def _parked(what, n=1):
+    # Until n goroutines are parked in `what` (a stack() state).
+    while goroutine.runtime.stack().count(f"[{what}") < n:
+        goroutine.time.sleep(0.01)
+
+
+@needs_workers
+def test_select_recv_ready_from_main(pool):
+    c, d, out = chan(1), chan(), chan()
+    c.send("x")
+    pool.go(W.select_spec, [("recv", d), ("recv", c)], out)
+    assert out.recv() == ("ok", (1, "x"))
+    c.send("y")
+    pool.go(W.select_spec, [("recv_", c)], out)
+    assert out.recv() == ("ok", (0, ("y", True)))
+
+
+@needs_workers
+def test_select_send_case_and_copy(pool):
+    c, out = chan(), chan()
+    pool.go(W.select_spec, [("recv", chan()), ("send", c, [1, {"k": 2}])],
+            out)
+    assert c.recv() == [1, {"k": 2}]
+    assert out.recv() == ("ok", (1, None))
+
+
+@needs_workers
+def test_select_default_only_when_none_ready(pool):
+    c, out = chan(1), chan()
+    pool.go(W.select_spec, [("recv", c), ("default",)], out)
+    assert out.recv() == ("ok", (1, None))
+    c.send(7)
+    pool.go(W.select_spec, [("default",), ("recv", c)], out)
+    assert out.recv() == ("ok", (1, 7))
+    pool.go(W.select_spec, [("send", chan(), 1), ("default",)], out)
+    assert out.recv() == ("ok", (1, None))
+
+
+@needs_workers
+def test_select_nil_channel_never_chosen(pool):
+    c, out = chan(1), chan()
+    pool.go(W.select_spec, [("nil",), ("nilsend",), ("default",)], out)
+    assert out.recv() == ("ok", (2, None))
+    # a nil case passed in from main (goroutine.nilchan) is the same
+    pool.go(W.select_spec, [("recv", goroutine.nilchan), ("recv", c)], out)
+    _parked("select")
+    c.send(5)
+    assert out.recv() == ("ok", (1, 5))
+
+
+@needs_workers
+def test_select_closed_channel_rules(pool):
+    c, out = chan(), chan()
+    c.close()
+    pool.go(W.select_spec, [("recv", c), ("recv", chan())], out)
+    assert out.recv() == ("ok", (0, None))
+    pool.go(W.select_spec, [("recv_", c)], out)
+    assert out.recv() == ("ok", (0, (None, False)))
+    pool.go(W.select_spec, [("send", c, 1)], out)
+    assert out.recv() == ("Panic", "send on closed channel")
+    # parked in select, woken by a close from main
+    d = chan()
+    pool.go(W.select_spec, [("recv_", d), ("nil",)], out)
+    _parked("select")
+    d.close()
+    assert out.recv() == ("ok", (0, (None, False)))
+
+
+@needs_workers
+def test_select_random_among_ready(pool):
+    a, b, out = chan(400), chan(400), chan()
+    for i in range(400):
+        a.send(i)
+        b.send(i)
+    pool.go(W.select_spec, [("recv", a), ("recv", b)], out, 400)
+    kind, res = out.recv()
+    assert kind == "ok"
+    first = sum(1 for i, _ in res if i == 0)
+    # uniform choice: 400 draws land outside [100, 300] with p < 1e-20
+    assert 100 <= first <= 300, first
+    assert sorted(v for i, v in res if i == 0) == list(range(first))
+
+
+@needs_workers
+def test_select_parks_and_is_woken_from_main_and_another_worker(pool):
+    a, b, out = chan(), chan(), chan()
+    pool.go(W.select_spec, [("recv", a), ("recv", b)], out)
+    _parked("select")
+    b.send("main")
+    assert out.recv() == ("ok", (1, "main"))
+    # the other side in the other worker (round-robin: worker 2, then 1)
+    pool.go(W.select_spec, [("recv", a), ("send", b, "sent")], out)
+    pool.go(W.send_all, a, ["from a worker"])
+    assert out.recv() == ("ok", (0, "from a worker"))
+    # a send case taken by a receiver in another worker
+    pool.go(W.select_spec, [("send", a, "to a worker"), ("recv", b)], out)
+    pool.go(W.recv_n, a, 1, out)
+    got = {out.recv(), out.recv()}
+    assert got == {("ok", (0, None)), ("to a worker",)}
+
+
+@needs_workers
+def test_select_bad_cases_raise_typeerror(pool):
+    out = chan()
+    pool.go(W.select_spec, [("bad", 3)], out)
+    kind, msg = out.recv()
+    assert kind == "TypeError" and msg.startswith("select: case 0 must be")
+    pool.go(W.select_spec, [("default",), ("default",)], out)
+    assert out.recv() == ("TypeError", "select: multiple default cases")
+    # a WaitGroup is not a channel: refused in the main interpreter
+    pool.go(W.select_spec, [("bad", (sync.WaitGroup(), 1))], out)
+    kind, msg = out.recv()
+    assert kind == "TypeError" and msg.startswith("select: case 0 must be")
+
+
+# ---- sync types across ----
+
+def _nothing_on(out):
+    return select(out.recv, default) == (1, None)
+
+
+@needs_workers
+def test_mutex_held_in_main_wakes_a_worker_on_unlock(pool):
+    m, out = sync.Mutex(), chan()
+    m.lock()
+    gate = chan()
+    pool.go(W.run_ops, m, [("try_lock",), ("lock",), ("locked",),
+                           ("gate", gate), ("unlock",), ("unlock",)], out)
+    assert out.recv() == ("ok", "try_lock", False)
+    _parked("sync.Mutex.Lock")
+    assert _nothing_on(out)
+    m.unlock()
+    assert out.recv() == ("ok", "lock", None)
+    assert out.recv() == ("ok", "locked", True)
+    assert m.try_lock() is False            # held by the worker
+    gate.send(None)
+    assert out.recv() == ("ok", "unlock", None)
+    assert out.recv() == ("Panic", "unlock", "sync: unlock of unlocked mutex")
+    assert m.try_lock() is True
+    # held in one worker, waited for in the other, and `with`
+    pool.go(W.run_ops, m, [("with",)], out)
+    _parked("sync.Mutex.Lock")
+    m.unlock()
+    assert out.recv() == ("ok", "with", None)   # sent inside the with
+    m.lock()                                # the worker's exit unlocks
+    m.unlock()
+
+
+@needs_workers
+def test_rwmutex_across(pool):
+    rw, out = sync.RWMutex(), chan()
+    rw.rlock()
+    gate = chan()
+    pool.go(W.run_ops, rw, [("try_rlock",), ("runlock",), ("try_lock",),
+                            ("lock",), ("gate", gate), ("unlock",)], out)
+    assert out.recv() == ("ok", "try_rlock", True)
+    assert out.recv() == ("ok", "runlock", None)
+    assert out.recv() == ("ok", "try_lock", False)
+    _parked("sync.RWMutex.Lock")
+    rw.runlock()
+    assert out.recv() == ("ok", "lock", None)
+    assert rw.try_rlock() is False          # the worker writes
+    gate.send(None)
+    assert out.recv() == ("ok", "unlock", None)
+    assert rw.try_lock() is True
+    rw.unlock()
+
+
+@needs_workers
+def test_cond_across(pool):
+    m = sync.Mutex()
+    cond = sync.Cond(m)
+    ready, out = chan(), chan()
+    pool.go(W.cond_wait, cond, m, ready, out)
+    ready.recv()
+    _parked("sync.Cond.Wait")
+    with m:                                 # wait() let m go
+        cond.signal()
+    assert out.recv() == ("woken", False)   # relocked m before returning
+    m.lock()                                # then unlocked it
+    m.unlock()
+    pool.go(W.run_ops, cond, [("L",)], out)
+    assert out.recv() == ("ok", "L", "Mutex")
+
+
+@needs_workers
+def test_sema_across(pool):
+    s, out = sync.Sema(2), chan()
+    s.acquire(2)
+    pool.go(W.run_ops, s, [("try_acquire",), ("acquire", 2), ("release",)],
+            out)
+    assert out.recv() == ("ok", "try_acquire", False)
+    _parked("semacquire")
+    s.release(2)
+    assert out.recv() == ("ok", "acquire", None)
+    assert out.recv() == ("ok", "release", None)
+    assert s.try_acquire(1) and not s.try_acquire(1)
+
+
+@needs_workers
+def test_stack_names_the_interpreter_and_shows_worker_frames(pool):
+    ready, c = chan(), chan()
+    pool.go(W.park_deep, ready, c)
+    wid = ready.recv()
+    _parked("chan receive")
+    dump = goroutine.runtime.stack()
+    block = next(b for b in dump.split("\n\n") if "park_deep" in b)
+    head = block.splitlines()[0]
+    assert head.endswith(f"[chan receive, interpreter {wid}]:"), block
+    lines = block.splitlines()
+    # main frames into the worker, the worker's own frames, then the
+    # main-side frames of the receive: in call order
+    at = [i for i, l in enumerate(lines) if ", in " in l]
+    names = [lines[i].rsplit(", in ", 1)[1] for i in at]
+    assert names.index("_body") < names.index("park_deep") < \
+        names.index("inner_wait") < names.index("_serve"), block
+    assert "interp_workers.py" in block and "_worker.py" not in block
+    # the main thread's own goroutine-less header is unchanged
+    assert "interpreter 0" not in dump
+    c.send(None)
+
+
+# ---- objects passed by reference are released ----
+
+def _dies(wr):
+    # until the main object is collected (bounded by pytest-timeout)
+    import gc
+    while wr() is not None:
+        gc.collect()
+        goroutine.time.sleep(0.01)
+
+
+@needs_workers
+def test_objects_passed_by_reference_are_released(pool):
+    import weakref
+    c, out = chan(1), chan()
+    m, cancel = context.with_cancel(context.background())
+    wr, wm = weakref.ref(c), weakref.ref(m)
+    pool.go(W.send_all, c, [1])
+    pool.go(W.run_ops, m, [("err",)], out)   # (sync types: no weakrefs)
+    assert c.recv() == 1
+    assert out.recv() == ("ok", "err", None)
+    cancel()
+    del cancel
+    del c, m
+    _dies(wr)                   # while the pool is open
+    _dies(wm)
+    # one kept by the worker lives until the worker lets it go
+    c = chan()
+    wr = weakref.ref(c)
+    pool.go(W.keep, c, out)
+    assert out.recv() == 1
+    del c
+    import gc
+    for _ in range(5):
+        gc.collect()
+        goroutine.time.sleep(0.01)
+    assert wr() is not None
+    pool.go(W.drop, out)        # round-robin: the same worker (2 goes)
+    pool.go(W.drop, out)
+    assert out.recv() == 0 and out.recv() == 0
+    _dies(wr)
+
+
+@needs_workers
+def test_objects_kept_in_a_worker_are_released_when_the_pool_closes():
+    import weakref
+    p = interp.Pool(1)
+    c, out = chan(), chan()
+    wr = weakref.ref(c)
+    p.go(W.keep, c, out)
+    assert out.recv() == 1
+    del c
+    p.close(wait=True)
+    _dies(wr)
