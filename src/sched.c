@@ -1413,8 +1413,14 @@ holds_logging_lock(void)
     if (rlock_type == NULL || str_lock == NULL) {
         return false;
     }
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
+    /* A park almost never has an exception pending: save and restore it
+     * only when there is one (about 90 instructions of every park on
+     * 3.11, callgrind). */
+    PyObject *et = NULL, *ev = NULL, *etb = NULL;
+    bool saved = PyErr_Occurred() != NULL;
+    if (saved) {
+        PyErr_Fetch(&et, &ev, &etb);
+    }
     bool held = false;
     /* sys.modules itself, not PyImport_GetModule: that one reads
      * logging.__spec__._initializing, attribute lookups that could run
@@ -1446,8 +1452,13 @@ holds_logging_lock(void)
         }
     }
     Py_XDECREF(logging);
-    PyErr_Clear();
-    PyErr_Restore(et, ev, etb);
+    if (saved) {
+        PyErr_Clear();
+        PyErr_Restore(et, ev, etb);
+    }
+    else if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
     return held;
 }
 
