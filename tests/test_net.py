@@ -765,6 +765,13 @@ def test_ctrl_c_while_goroutines_wait_on_sockets(main_waits_on):
 
 @pytest.mark.skipif(bool(os.environ.get("GR_TEST_TSAN")),
                     reason="TSan cannot follow a fork of a threaded process")
+# gcc 12's ASan takes no allocator lock around fork() (test_fork.py says
+# more): in 3 of ~124 runs of this program under ASan, 4 at once, the
+# child's threads waited for good on the allocator's size-class mutex
+# (SizeClassAllocator64::GetFromAllocator -> FutexWait), copied locked from
+# a parent thread inside free().  The plain build ran 160 such forks clean.
+@pytest.mark.skipif(bool(os.environ.get("GR_TEST_SANITIZED")),
+                    reason="ASan (gcc 12) is not fork-safe with busy threads")
 def test_forked_child_gets_its_own_poller():
     r = run_py("""
         import os, socket
