@@ -59,12 +59,12 @@ _METHODS = {
 # queues its ref, and the worker's next call or its goroutine's end brings
 # the queue here, src/ _release).  A count is raised before the proxy can
 # exist and lowered only after it died, so it never reaches zero while a
-# proxy lives; a worker's counts are dropped when it ends.  _total: the
-# sum over workers.  _pools: the pools with a worker not yet ended.
+# proxy lives; a worker's counts are dropped when it ends.  A ref no
+# worker counts leaves _refs.  _pools: the pools with a worker not yet
+# ended.
 _refs: Dict[int, Tuple[Any, str]] = {}
 _ref_of: Dict[int, int] = {}    # id(object) -> ref
 _held: Dict[Any, Dict[int, int]] = {}
-_total: Dict[int, int] = {}
 _next_ref = itertools.count(1)
 _pools: "Set[Pool]" = set()
 _exiting = False            # _at_exit has begun
@@ -87,7 +87,6 @@ def _pid_to(dest, sent):
                         _ref_of[id(obj)] = ref
                     held = _held.setdefault(dest, {})
                     held[ref] = held.get(ref, 0) + 1
-                    _total[ref] = _total.get(ref, 0) + 1
                 sent.append(ref)
                 return ("ref", ref, kind)
         if isinstance(obj, BaseException):
@@ -98,13 +97,10 @@ def _pid_to(dest, sent):
     return pid
 
 
-def _drop_locked(ref, n):
-    # _lock held: n proxies of ref are gone.
-    left = _total.get(ref, 0) - n
-    if left > 0:
-        _total[ref] = left
+def _drop_locked(ref):
+    # _lock held: proxies of ref are gone; forget it if no worker holds one.
+    if any(ref in held for held in _held.values()):
         return
-    _total.pop(ref, None)
     obj = _refs.pop(ref, (None,))[0]
     if obj is not None and _ref_of.get(id(obj)) == ref:
         del _ref_of[id(obj)]
@@ -126,14 +122,14 @@ def _release(dest, refs):
                 del held[ref]
             else:
                 held[ref] = k - 1
-            _drop_locked(ref, 1)
+            _drop_locked(ref)
 
 
 def _release_worker(dest):
     """Worker dest has ended: every proxy it held is gone."""
     with _lock:
-        for ref, k in _held.pop(dest, {}).items():
-            _drop_locked(ref, k)
+        for ref in _held.pop(dest, {}):
+            _drop_locked(ref)
 
 
 def _dumps_to(dest, v):
