@@ -120,6 +120,9 @@ void gr_sema_post(gr_sema *s);
 bool gr_sema_wait(gr_sema *s, int64_t timeout_ns);
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t gr_nanotime(void);
+/* The CLOCK_MONOTONIC time ns (>= 0) from now, for pthread_cond_timedwait
+ * on a condition made with that clock. */
+struct timespec gr_deadline_after(int64_t ns);
 
 /*
  * One blocked party: a goroutine or a plain thread.  A select puts one

@@ -1754,12 +1754,9 @@ preempt_cb(void *arg)
     PyThreadState *ts = PyThreadState_Get();
     gr_pystate_preempt_out(ts);
     PyEval_SaveThread();
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
     long long waitns = atomic_load(&sched.stepaside_ns);
-    dl.tv_nsec += waitns > 0 ? waitns : GR_RETAKE_NS;
-    dl.tv_sec += dl.tv_nsec / 1000000000;
-    dl.tv_nsec %= 1000000000;
+    struct timespec dl = gr_deadline_after(waitns > 0 ? waitns
+                                                      : GR_RETAKE_NS);
     pthread_mutex_lock(&sched.handmu);
     int err = 0;
     while (atomic_load(&sched.hand) == tok && err != ETIMEDOUT &&
@@ -2397,11 +2394,7 @@ sched_go(PyObject *module, PyObject *args, PyObject *kwargs)
 static void
 sysmon_calm_sleep(int64_t us)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)(us % 1000000) * 1000;
-    ts.tv_sec += (time_t)(us / 1000000) + ts.tv_nsec / 1000000000;
-    ts.tv_nsec %= 1000000000;
+    struct timespec ts = gr_deadline_after(us * 1000);
     pthread_mutex_lock(&sched.sysmonmu);
     atomic_store(&sched.sysmoncalm, true);
     /* After sysmoncalm is set: a hand claimed before it would not wake us. */
@@ -2567,14 +2560,15 @@ sysmon(void *arg)
             delay_us = GR_SYSMON_BUSY_US;
         }
         else if (++idle > 50) {
-            int64_t most = busy ? GR_SYSMON_CALM_US : 10000;
-            delay_us = delay_us * 2 > most ? most : delay_us * 2;
+            delay_us *= 2;
+        }
+        /* Busy: between the busy and the calm tick; idle: up to 10 ms. */
+        int64_t most = busy ? GR_SYSMON_CALM_US : 10000;
+        if (delay_us > most) {
+            delay_us = most;
         }
         if (busy && delay_us < GR_SYSMON_BUSY_US) {
             delay_us = GR_SYSMON_BUSY_US;
-        }
-        else if (busy && delay_us > GR_SYSMON_CALM_US) {
-            delay_us = GR_SYSMON_CALM_US;
         }
     }
     atomic_store(&sched.sysmonup, false);

@@ -29,6 +29,20 @@ gr_nanotime(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec
+gr_deadline_after(int64_t ns)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += ns / 1000000000;
+    dl.tv_nsec += ns % 1000000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    return dl;
+}
+
 /* ---- semaphores (a thread waiter's wake-up, an M's park) ------------ */
 
 void
@@ -64,15 +78,9 @@ gr_sema_post(gr_sema *s)
 bool
 gr_sema_wait(gr_sema *s, int64_t timeout_ns)
 {
-    struct timespec dl;
+    struct timespec dl = {0, 0};
     if (timeout_ns >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += timeout_ns / 1000000000;
-        dl.tv_nsec += timeout_ns % 1000000000;
-        if (dl.tv_nsec >= 1000000000) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000;
-        }
+        dl = gr_deadline_after(timeout_ns);
     }
     /* Spin first: a wake that comes within GR_SEMA_SPIN_NS (a goroutine
      * answering a thread) then costs no futex sleep on either side. */
