@@ -22,6 +22,8 @@ import goroutine
 from goroutine import chan, go, runtime
 from goroutine import time as gtime
 
+from conftest import run_py
+
 pytestmark = [
     pytest.mark.skipif(sys.version_info < (3, 12),
                        reason="3.10/3.11 have no per-thread safe point "
@@ -218,9 +220,8 @@ def test_the_gil_holder_steps_aside_at_once_for_a_preempted_in_goroutine():
     # wait for CPython's own drop request would need 10 minutes; stepping
     # aside at the next safe point takes milliseconds.  60 s is a hang
     # catcher, 10x below the broken case.
-    env = dict(os.environ, GOMAXPROCS="1")
-    r = subprocess.run([sys.executable, "-c", _SWITCH_SCRIPT], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = run_py(_SWITCH_SCRIPT, env={"GOMAXPROCS": "1"},
+               timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["20"]
 
@@ -369,9 +370,8 @@ def test_no_hand_off_retakes_a_p_while_as_many_ms_as_ps_run_displaced_goroutines
     # "crowded" rule each wake displaced another and started another M
     # (30 OS threads seen); with it, at most GOMAXPROCS displaced
     # goroutines run at a time (5-7 threads seen).
-    env = dict(os.environ, GOMAXPROCS="1")
-    r = subprocess.run([sys.executable, "-c", _CROWD_SCRIPT], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_py(_CROWD_SCRIPT, env={"GOMAXPROCS": "1"},
+               timeout=120)
     assert r.returncode == 0, r.stderr
     peak, sent, served = map(int, r.stdout.split())
     assert served == sent
@@ -429,9 +429,8 @@ def test_a_goroutine_that_took_the_gil_while_its_hand_off_stood_does_not_step_as
     # nothing to run).  On this 2-core machine the case came up within
     # 0-45 rounds; with the check in preempt_cb removed, stepasides_own
     # was 2 of 2 in each of 3 runs.
-    env = dict(os.environ, GOMAXPROCS="2")
-    r = subprocess.run([sys.executable, "-c", _OWN_SCRIPT], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_py(_OWN_SCRIPT, env={"GOMAXPROCS": "2"},
+               timeout=120)
     assert r.returncode == 0, r.stderr
     skips, own = map(int, r.stdout.split())
     assert skips >= 1, "the case never came up"
@@ -493,9 +492,8 @@ def test_a_step_aside_that_times_out_takes_the_gil_back_and_the_hand_off_stands(
     # When a timed-out step-aside ended the hand-off, the handed M waited
     # in take_gil for CPython's switch interval (100 s here; 30.8 s in
     # each of 2 runs with it at 30 s): 60 s is the hang catcher.
-    env = dict(os.environ, GOMAXPROCS="1")
-    r = subprocess.run([sys.executable, "-c", _TIMEOUT_SCRIPT], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = run_py(_TIMEOUT_SCRIPT, env={"GOMAXPROCS": "1"},
+               timeout=60)
     assert r.returncode == 0, r.stderr
     timeouts, stood = map(int, r.stdout.split())
     assert timeouts >= 1, "no step-aside timed out"
