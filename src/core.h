@@ -123,6 +123,10 @@ int64_t gr_nanotime(void);
 /* The CLOCK_MONOTONIC time ns (>= 0) from now, for pthread_cond_timedwait
  * on a condition made with that clock. */
 struct timespec gr_deadline_after(int64_t ns);
+/* raw is a fresh mapping of len + align bytes (align a power of two, both
+ * multiples of the page size): unmap what lies outside the align-aligned
+ * len bytes inside it, and return their start. */
+void *gr_map_trim(void *raw, size_t len, size_t align);
 
 /*
  * One blocked party: a goroutine or a plain thread.  A select puts one

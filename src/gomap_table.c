@@ -99,14 +99,7 @@ htab_new(uint8_t B)
         if (m == MAP_FAILED) {
             return NULL;
         }
-        uint8_t *a = (uint8_t *)(((uintptr_t)m + HUGE_PAGE - 1) &
-                                 ~(uintptr_t)(HUGE_PAGE - 1));
-        if (a > m) {
-            munmap(m, (size_t)(a - m));
-        }
-        if (a + len < m + len + HUGE_PAGE) {
-            munmap(a + len, (size_t)(m + len + HUGE_PAGE - (a + len)));
-        }
+        uint8_t *a = gr_map_trim(m, len, HUGE_PAGE);
 #ifdef MADV_HUGEPAGE
         /* Advice only: where THP is off, the table keeps 4 KiB pages. */
         (void)madvise(a, len, MADV_HUGEPAGE);

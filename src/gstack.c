@@ -444,15 +444,7 @@ stack_map(gr_stack *st)
             if (raw == MAP_FAILED) {
                 return -1;
             }
-            slab = (char *)(((uintptr_t)raw + GR_SLOT_ALIGN - 1)
-                            & ~(uintptr_t)(GR_SLOT_ALIGN - 1));
-            if (slab > raw) {
-                munmap(raw, (size_t)(slab - raw));
-            }
-            size_t tail = (size_t)(raw + len + GR_SLOT_ALIGN - (slab + len));
-            if (tail > 0) {
-                munmap(slab + len, tail);
-            }
+            slab = gr_map_trim(raw, len, GR_SLOT_ALIGN);
         }
         if (slab_add(slab, n) < 0) {
             munmap(slab, len);

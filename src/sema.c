@@ -1,7 +1,9 @@
 /*
  * sema.c: the semaphore every blocked OS thread sleeps on -- a plain
  * thread's wait in gr_block (waiter.c) and an idle M's park (sched.c) --
- * and the monotonic clock they and sync.c read.
+ * the monotonic clock and timed-wait deadlines they and sync.c read, and
+ * the trim of an over-sized mapping to an aligned one (gstack.c's slabs,
+ * gomap_table.c's big tables): the OS-level leaves of the core.
  *
  * A leaf of the core's layers (docs/design.md, "Layout"): it uses no other
  * file of src/, so both sched.c and waiter.c (which parks goroutines
@@ -17,6 +19,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define GR_SEMA_SPIN_NS 20000       /* blocked thread spin before sleeping */
@@ -41,6 +44,18 @@ gr_deadline_after(int64_t ns)
         dl.tv_nsec -= 1000000000;
     }
     return dl;
+}
+
+void *
+gr_map_trim(void *raw, size_t len, size_t align)
+{
+    char *r = raw;
+    char *a = (char *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
+    if (a > r) {
+        munmap(r, (size_t)(a - r));
+    }
+    munmap(a + len, (size_t)(r + len + align - (a + len)));
+    return a;
 }
 
 /* ---- semaphores (a thread waiter's wake-up, an M's park) ------------ */
